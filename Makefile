@@ -1,0 +1,88 @@
+# Cachefleet developer entry points. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+# The embedding model (all-MiniLM-L6-v2, ONNX) used by tests, demo and benchmarks.
+CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
+export CACHEFLEET_EMBEDDING_MODEL_DIR
+
+.PHONY: help venv system-deps demo test lint typecheck fmt lock clean
+
+help:
+	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
+	@echo "make test   - install everything the tests need and run lint, types and all tests"
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@echo "==> creating virtualenv $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q uv==$(UV_VERSION)
+	@echo "==> installing pinned dependencies (requirements.lock)"
+	@$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
+	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## Debian packages the tests and the demo need (redis-server). Installs them when missing.
+system-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  echo "==> installing redis-server (Debian package)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; \
+	fi
+	@command -v redis-server >/dev/null || { echo "redis-server is required: apt-get install redis-server"; exit 1; }
+
+lock:
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+fmt: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo: venv system-deps
+	$(PY) -m cachefleet_node.demo
+
+test: venv system-deps lint typecheck k8s-bins
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
+
+# --- local Kubernetes control plane ---
+# kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok and helm are built from the
+# pinned Go tools module e2e/tools (versions.toml) into ~/.cache/cachefleet/k8s/<versions-key>/bin;
+# a second build with the same pins is instant. See docs/development.md.
+CLUSTER := PYTHONPATH=e2e $(PY) -m cluster
+
+.PHONY: k8s-bins k8s-gomod cluster-up cluster-down cluster-status
+
+## Build (or reuse) the binaries. Outside CI a failed build only warns: e2e tests then skip
+## with the reason. With CI=true it fails.
+k8s-bins: venv
+	@$(CLUSTER) build --soft
+
+## Regenerate e2e/tools/go.mod (replace block for the k8s.io staging modules) after editing versions.toml.
+k8s-gomod: venv
+	@$(CLUSTER) gomod
+
+## Start the full profile (etcd, apiserver, controller-manager, scheduler, kwok + fake CPU/GPU nodes)
+## in the background, state in ~/.cache/cachefleet/cluster; prints the `export KUBECONFIG=...` line.
+cluster-up: venv k8s-bins
+	@$(CLUSTER) up --profile full
+
+cluster-down: venv
+	@$(CLUSTER) down
+
+cluster-status: venv
+	@$(CLUSTER) status

@@ -1,0 +1,109 @@
+"""`cachefleet-node` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import structlog
+import uvicorn
+
+from cachefleet_node.config import ConfigError, NodeConfig, load_node_config
+from cachefleet_node.embedders.base import EmbeddingUnavailable
+from cachefleet_node.logging_setup import configure_logging
+from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server.app import create_app
+
+__all__ = ["main"]
+
+log = structlog.get_logger(__name__)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    server: dict[str, Any] = {}
+    if args.host is not None:
+        server["host"] = args.host
+    if args.port is not None:
+        server["port"] = args.port
+    if server:
+        overrides["server"] = server
+    if args.upstream is not None:
+        overrides["upstream"] = {"base_url": args.upstream}
+    if args.redis is not None:
+        overrides["redis"] = {"url": args.redis}
+    if args.milvus is not None:
+        overrides["milvus"] = {"uri": args.milvus}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    return overrides
+
+
+async def serve(config: NodeConfig) -> int:
+    """Start the runtime, then serve HTTP until interrupted."""
+    runtime = NodeRuntime(config)
+    try:
+        await runtime.start()
+    except (EmbeddingUnavailable, ConfigError) as exc:
+        print(f"cachefleet-node: cannot start: {exc}", file=sys.stderr)
+        return 3
+    app = create_app(config, runtime=runtime)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    try:
+        await server.serve()
+    finally:
+        await runtime.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="cachefleet-node", description="Cachefleet cache node")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the cache node")
+    run.add_argument("--config", help="YAML config file (see docs/configuration.md)")
+    run.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to bind (default 8080)")
+    run.add_argument("--upstream", help="upstream base URL, e.g. https://api.openai.com/v1")
+    run.add_argument("--redis", help="redis:// URL of the shared exact tier (default: embedded)")
+    run.add_argument("--milvus", help="Milvus URI (default: Milvus Lite under --data-dir)")
+    run.add_argument("--data-dir", help="local state directory (default .cachefleet)")
+    check = commands.add_parser("check-config", help="validate a config file and print it")
+    check.add_argument("config")
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        try:
+            config = load_node_config(args.config)
+        except ConfigError as exc:
+            print(f"cachefleet-node: {exc}", file=sys.stderr)
+            return 2
+        print(config.model_dump_json(indent=2))
+        return 0
+
+    try:
+        config = load_node_config(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"cachefleet-node: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level)
+    try:
+        return asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""The cache node's configuration: one pydantic model, the contract the operator renders.
+
+`NodeConfig` is a plain model (no environment magic) so the operator can build and serialise
+it. `load_node_config` is the node's loader: YAML file, then `CACHEFLEET_*` environment
+variables, then command-line overrides, validated once at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "AuthConfig",
+    "ConfigError",
+    "DeadlinesConfig",
+    "EmbeddingConfig",
+    "L1Config",
+    "LoggingConfig",
+    "MilvusConfig",
+    "ModelPrice",
+    "NamespaceConfig",
+    "NodeConfig",
+    "RedisConfig",
+    "ServerConfig",
+    "TenantKey",
+    "UpstreamConfig",
+    "format_validation_error",
+    "load_node_config",
+]
+
+ENV_PREFIX = "CACHEFLEET_"
+MODEL_DIR_ENV = "CACHEFLEET_EMBEDDING_MODEL_DIR"
+_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
+# Identifiers that end up in Redis keys, Milvus filters and metric labels: lower-case DNS-ish names.
+Identifier = Annotated[str, Field(pattern=_NAME_PATTERN, max_length=63)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerConfig(_Strict):
+    """HTTP listener and request limits."""
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 picks a free port).")
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest accepted request body; larger bodies get 413."
+    )
+
+
+class UpstreamConfig(_Strict):
+    """The OpenAI-compatible API the node forwards misses to."""
+
+    base_url: str = Field(
+        "https://api.openai.com/v1", description="Base URL; `/chat/completions` is appended."
+    )
+    timeout_s: float = Field(300.0, gt=0, description="Total timeout of one upstream call.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="TCP/TLS connect timeout.")
+    api_key_env: str = Field(
+        "CACHEFLEET_UPSTREAM_API_KEY",
+        description=(
+            "Environment variable holding the upstream API key. Used when tenant API keys are "
+            "configured; without them the caller's Authorization header is forwarded."
+        ),
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:9000/v1")
+        return value.rstrip("/")
+
+
+class RedisConfig(_Strict):
+    """Shared L2 exact tier, embedding cache and coherence bus. Unset: embedded mode."""
+
+    url: SecretStr | None = Field(
+        None, description="redis:// or rediss:// URL (may carry a password). Unset: no Redis."
+    )
+    key_prefix: Identifier = Field("cf", description="Prefix of every key the node writes.")
+    max_connections: int = Field(64, ge=1, description="Connection pool size.")
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^(redis|rediss|unix)://", value.get_secret_value()):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class MilvusConfig(_Strict):
+    """Shared L2 semantic tier. Unset URI: Milvus Lite in a local file under `data_dir`."""
+
+    uri: str | None = Field(
+        None, description="http(s)://host:port of Milvus, or a local Milvus Lite path."
+    )
+    token: SecretStr | None = Field(None, description="Milvus token (user:password or API key).")
+    collection_prefix: str = Field(
+        "cachefleet", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$", description="Collection prefix."
+    )
+
+
+class DeadlinesConfig(_Strict):
+    """Per-tier deadlines on the request path. Past a deadline the tier is skipped (fail-open)."""
+
+    redis_ms: float = Field(20.0, gt=0, le=10_000, description="Redis read deadline.")
+    milvus_ms: float = Field(50.0, gt=0, le=10_000, description="Milvus search deadline.")
+    embedder_ms: float = Field(50.0, gt=0, le=10_000, description="Embedding deadline.")
+    write_ms: float = Field(2_000.0, gt=0, le=60_000, description="Background write deadline.")
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open a tier's circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        2.0, gt=0, description="How long an open breaker skips the tier before probing again."
+    )
+
+
+class L1Config(_Strict):
+    """In-process tiers of this node."""
+
+    exact_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Byte budget of the in-process exact LRU."
+    )
+    semantic_max_entries: int = Field(
+        50_000, ge=0, description="Hot vectors kept in the in-process ANN, all partitions."
+    )
+    hnsw_min_partition: int = Field(
+        8_192, ge=64, description="A partition this large switches from brute force to HNSW."
+    )
+
+
+class EmbeddingConfig(_Strict):
+    """The embedder: `local` (ONNX Runtime in the node) or `remote` (TEI / OpenAI pods)."""
+
+    kind: Literal["local", "remote"] = Field("local", description="Where embeddings come from.")
+    model_id: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Embedding model identity; the hub id to download when no model_dir is set.",
+    )
+    model_dir: str | None = Field(
+        None,
+        description=f"Local model directory (also from ${MODEL_DIR_ENV}). Must hold "
+        "`onnx/model.onnx` and `tokenizer.json`.",
+    )
+    revision: str = Field("main", description="Hub revision to download.")
+    hub_endpoint: str = Field("https://huggingface.co", description="Model hub base URL.")
+    hub_cache_dir: str | None = Field(
+        None, description="Download cache (default ~/.cache/cachefleet/models)."
+    )
+    max_tokens: int = Field(256, ge=8, le=8192, description="Truncation length in tokens.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Largest micro-batch.")
+    threads: int = Field(0, ge=0, le=256, description="ONNX intra-op threads (0: all cores).")
+    remote_url: str | None = Field(None, description="Base URL of the embedding service.")
+    remote_protocol: Literal["tei", "openai"] = Field(
+        "tei", description="`tei`: POST /embed; `openai`: POST /v1/embeddings."
+    )
+    remote_model: str | None = Field(None, description="`model` sent to an OpenAI endpoint.")
+    remote_api_key_env: str | None = Field(
+        None, description="Environment variable with the embedding service's API key."
+    )
+    remote_timeout_s: float = Field(
+        2.0, gt=0, le=300, description="Deadline of one call to the embedding service."
+    )
+    cache_ttl_s: int = Field(
+        7 * 24 * 3600, ge=0, description="TTL of cached embeddings in Redis (0: no Redis cache)."
+    )
+    local_cache_entries: int = Field(
+        10_000, ge=0, description="In-process embedding cache size (entries)."
+    )
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> EmbeddingConfig:
+        if self.kind == "remote" and not self.remote_url:
+            raise ValueError("embedding.remote_url is required when embedding.kind is 'remote'")
+        return self
+
+
+TemperaturePolicy = Annotated[
+    str,
+    Field(
+        pattern=r"^(cache|bypass|sample:([1-9][0-9]?))$",
+        description="For requests with temperature > 0: `cache`, `bypass`, or `sample:N`.",
+    ),
+]
+
+
+class NamespaceConfig(_Strict):
+    """One cache namespace: which models it serves and its policies."""
+
+    name: Identifier = Field(description="Cache namespace; entries are stored under it.")
+    models: list[str] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description="Model names served by this namespace; `*` matches any model.",
+    )
+    similarity_threshold: float = Field(
+        0.85, gt=0, le=1, description="Cosine similarity a semantic candidate must reach."
+    )
+    min_threshold: float = Field(
+        0.75, gt=0, le=1, description="Lowest per-request threshold override allowed."
+    )
+    max_threshold: float = Field(1.0, gt=0, le=1, description="Highest override allowed.")
+    semantic: bool = Field(True, description="Enable the semantic tiers for this namespace.")
+    fuzzy_text: Literal["last_user_turn", "all_user_turns"] = Field(
+        "last_user_turn",
+        description="Which text is embedded; everything else must match exactly.",
+    )
+    ttl_s: int = Field(86_400, ge=1, description="Entry time to live in seconds.")
+    max_entry_bytes: int = Field(
+        262_144, ge=256, description="Responses larger than this are not stored."
+    )
+    temperature_policy: TemperaturePolicy = "cache"
+    cache_tool_results: bool = Field(
+        False, description="Cache requests whose last message is a tool result."
+    )
+
+    @model_validator(mode="after")
+    def _threshold_range(self) -> NamespaceConfig:
+        if not self.min_threshold <= self.similarity_threshold <= self.max_threshold:
+            raise ValueError("need min_threshold <= similarity_threshold <= max_threshold")
+        return self
+
+    @property
+    def sample_size(self) -> int:
+        """N of a `sample:N` temperature policy, else 1."""
+        if self.temperature_policy.startswith("sample:"):
+            return int(self.temperature_policy.split(":", 1)[1])
+        return 1
+
+
+class TenantKey(_Strict):
+    """Maps an API key to a tenant. Give the key's SHA-256 or the env variable holding it."""
+
+    tenant: Identifier
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    key_env: str | None = Field(None, description="Environment variable holding the key.")
+    admin: bool = Field(False, description="May invalidate any tenant and switch namespaces.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TenantKey:
+        if (self.key_sha256 is None) == (self.key_env is None):
+            raise ValueError("set exactly one of key_sha256 or key_env")
+        return self
+
+
+class AuthConfig(_Strict):
+    """Tenancy. Without keys every caller is tenant `default` and may use the admin API."""
+
+    api_keys: list[TenantKey] = Field(default_factory=list)
+
+
+class ModelPrice(_Strict):
+    """Price of one model in US dollars per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class LoggingConfig(_Strict):
+    """Structured logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    log_prompts: bool = Field(
+        False, description="Include prompt text in request logs (debug only; off by default)."
+    )
+
+
+def _default_prices() -> dict[str, ModelPrice]:
+    return {
+        "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.60),
+        "gpt-4o": ModelPrice(input_per_mtok=2.50, output_per_mtok=10.00),
+        "gpt-4.1-mini": ModelPrice(input_per_mtok=0.40, output_per_mtok=1.60),
+    }
+
+
+class NodeConfig(_Strict):
+    """Complete configuration of one cache node."""
+
+    node_id: str | None = Field(None, description="Node name in logs and events (default: host).")
+    data_dir: str = Field(
+        ".cachefleet", description="Local state: Milvus Lite file and embedded entry store."
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    milvus: MilvusConfig = Field(default_factory=MilvusConfig)
+    deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
+    l1: L1Config = Field(default_factory=L1Config)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    namespaces: list[NamespaceConfig] = Field(
+        default_factory=lambda: [NamespaceConfig(name="default")],
+        min_length=1,
+        description="First namespace whose `models` match a request serves it.",
+    )
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    prices: dict[str, ModelPrice] = Field(default_factory=_default_prices)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("namespaces")
+    @classmethod
+    def _unique_names(cls, value: list[NamespaceConfig]) -> list[NamespaceConfig]:
+        names = [ns.name for ns in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate namespace names: {', '.join(duplicates)}")
+        return value
+
+
+class ConfigError(ValueError):
+    """Raised when the configuration is invalid; the message names the bad field."""
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """Render a pydantic error as `field.path: message` lines."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(root)"
+        lines.append(f"{prefix}{path}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`CACHEFLEET_REDIS__URL=…` becomes `{"redis": {"url": …}}`; values parse as YAML scalars."""
+    result: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            value = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            value = raw
+        if path[-1] in {"url", "token", "uri", "base_url", "remote_url"}:
+            value = raw  # never reinterpret URLs or secrets
+        node = result
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return result
+
+
+def load_node_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Load YAML (optional), apply environment then explicit overrides, validate.
+
+    Raises `ConfigError` whose message names each bad field.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = loaded
+    data = _deep_merge(data, _env_overrides(env))
+    model_dir = env.get(MODEL_DIR_ENV)
+    if model_dir and not data.get("embedding", {}).get("model_dir"):
+        data = _deep_merge(data, {"embedding": {"model_dir": model_dir}})
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("invalid configuration:\n" + format_validation_error(exc, "  ")) from exc

@@ -1,0 +1,114 @@
+"""The cache entry and its wire format (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+__all__ = ["CacheEntry", "EntryFormatError", "completion_usage"]
+
+FORMAT_VERSION = 1
+
+
+class EntryFormatError(ValueError):
+    """A stored entry could not be decoded (corrupt or from an unknown version)."""
+
+
+def completion_usage(completion: dict[str, Any]) -> tuple[int, int]:
+    """(prompt_tokens, completion_tokens) of a chat completion; zeros when absent."""
+    usage = completion.get("usage")
+    if not isinstance(usage, dict):
+        return 0, 0
+    prompt = usage.get("prompt_tokens")
+    output = usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) and prompt >= 0 else 0,
+        output if isinstance(output, int) and output >= 0 else 0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One cached answer set. `answers` are serialised chat.completion objects."""
+
+    entry_id: str
+    namespace: str
+    tenant: str
+    model: str
+    created_at: float
+    expires_at: float
+    answers: tuple[bytes, ...]
+    partition: str | None = None  # semantic partition; None for exact-only entries
+    prompt: str | None = None  # the fuzzy text that was embedded
+    tags: tuple[str, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    _size: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        size = sum(len(a) for a in self.answers) + len(self.prompt or "") + 256
+        object.__setattr__(self, "_size", size)
+
+    @property
+    def size_bytes(self) -> int:
+        """Approximate memory/storage footprint, used for byte-bounded tiers."""
+        return self._size
+
+    def is_fresh(self, now: float, max_age_s: float | None = None) -> bool:
+        """Not expired, and younger than `max_age_s` when given."""
+        if now >= self.expires_at:
+            return False
+        return max_age_s is None or now - self.created_at <= max_age_s
+
+    def with_answer(self, answer: bytes, limit: int, now: float, expires_at: float) -> CacheEntry:
+        """A copy with one more answer (for `sample:N`), at most `limit` answers kept."""
+        answers = (*self.answers, answer)[-limit:]
+        return replace(self, answers=answers, created_at=now, expires_at=expires_at)
+
+    def to_bytes(self) -> bytes:
+        """Serialise for the shared store."""
+        return orjson.dumps(
+            {
+                "v": FORMAT_VERSION,
+                "id": self.entry_id,
+                "ns": self.namespace,
+                "tenant": self.tenant,
+                "model": self.model,
+                "created": self.created_at,
+                "expires": self.expires_at,
+                "partition": self.partition,
+                "prompt": self.prompt,
+                "tags": list(self.tags),
+                "usage": [self.prompt_tokens, self.completion_tokens],
+                "answers": [orjson.Fragment(a) for a in self.answers],
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CacheEntry:
+        """Decode what `to_bytes` wrote; raise `EntryFormatError` on anything else."""
+        try:
+            raw = orjson.loads(data)
+            if raw.get("v") != FORMAT_VERSION:
+                raise EntryFormatError(f"unknown entry format version {raw.get('v')!r}")
+            prompt_tokens, completion_tokens = raw["usage"]
+            return cls(
+                entry_id=str(raw["id"]),
+                namespace=str(raw["ns"]),
+                tenant=str(raw["tenant"]),
+                model=str(raw["model"]),
+                created_at=float(raw["created"]),
+                expires_at=float(raw["expires"]),
+                partition=raw["partition"],
+                prompt=raw["prompt"],
+                tags=tuple(raw["tags"]),
+                prompt_tokens=int(prompt_tokens),
+                completion_tokens=int(completion_tokens),
+                answers=tuple(orjson.dumps(a) for a in raw["answers"]),
+            )
+        except EntryFormatError:
+            raise
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EntryFormatError(f"corrupt cache entry: {exc}") from exc

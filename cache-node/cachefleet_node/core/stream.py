@@ -1,0 +1,191 @@
+"""Server-sent events: record an upstream stream into a completion, replay one as a stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+__all__ = ["StreamRecorder", "replay_chunks"]
+
+DONE = b"data: [DONE]\n\n"
+
+
+class StreamRecorder:
+    """Feed raw SSE bytes as they pass through; `completion()` rebuilds the full answer.
+
+    The completion is only available when the stream ended with `[DONE]`, carried no error
+    event and every choice has a finish reason: partial or failed streams are never cached.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._buffer = b""
+        self._max_bytes = max_bytes
+        self._seen_bytes = 0
+        self.done = False
+        self.failed: str | None = None
+        self._meta: dict[str, Any] = {}
+        self._choices: dict[int, dict[str, Any]] = {}
+        self._usage: Any = None
+
+    def feed(self, data: bytes) -> None:
+        """Consume the next bytes of the stream."""
+        if self.failed:
+            return
+        self._seen_bytes += len(data)
+        if self._seen_bytes > self._max_bytes:
+            self.failed = "too-large"
+            return
+        self._buffer += data.replace(b"\r\n", b"\n")
+        while b"\n\n" in self._buffer:
+            event, self._buffer = self._buffer.split(b"\n\n", 1)
+            self._event(event)
+
+    def _event(self, event: bytes) -> None:
+        lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+        if not lines:
+            return  # comment / keep-alive
+        payload = b"\n".join(lines)
+        if payload == b"[DONE]":
+            self.done = True
+            return
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.failed = "malformed-chunk"
+            return
+        if not isinstance(chunk, dict) or "error" in chunk:
+            self.failed = "error-event"
+            return
+        for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
+            if key in chunk and key not in self._meta:
+                self._meta[key] = chunk[key]
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            self._choice(choice)
+
+    def _choice(self, choice: dict[str, Any]) -> None:
+        index = int(choice.get("index", 0))
+        state = self._choices.setdefault(
+            index, {"content": [], "refusal": [], "tool_calls": {}, "finish_reason": None}
+        )
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            state["content"].append(delta["content"])
+        if isinstance(delta.get("refusal"), str):
+            state["refusal"].append(delta["refusal"])
+        for call in delta.get("tool_calls") or []:
+            slot = state["tool_calls"].setdefault(
+                int(call.get("index", 0)),
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            if call.get("id"):
+                slot["id"] = call["id"]
+            if call.get("type"):
+                slot["type"] = call["type"]
+            function = call.get("function") or {}
+            slot["function"]["name"] += function.get("name") or ""
+            slot["function"]["arguments"] += function.get("arguments") or ""
+        if choice.get("finish_reason"):
+            state["finish_reason"] = choice["finish_reason"]
+
+    def completion(self) -> dict[str, Any] | None:
+        """The complete chat.completion, or None if the stream must not be cached."""
+        if self.failed or not self.done or not self._choices:
+            return None
+        choices = []
+        for index in sorted(self._choices):
+            state = self._choices[index]
+            if state["finish_reason"] is None:
+                return None
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": "".join(state["content"]) if state["content"] else None,
+            }
+            if state["refusal"]:
+                message["refusal"] = "".join(state["refusal"])
+            if state["tool_calls"]:
+                message["tool_calls"] = [
+                    state["tool_calls"][i] for i in sorted(state["tool_calls"])
+                ]
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "finish_reason": state["finish_reason"],
+                    "logprobs": None,
+                }
+            )
+        return {
+            "id": self._meta.get("id", "chatcmpl-cachefleet"),
+            "object": "chat.completion",
+            "created": self._meta.get("created", 0),
+            "model": self._meta.get("model", ""),
+            **(
+                {"system_fingerprint": self._meta["system_fingerprint"]}
+                if "system_fingerprint" in self._meta
+                else {}
+            ),
+            "choices": choices,
+            "usage": self._usage,
+        }
+
+
+def _pieces(text: str, size: int) -> Iterator[str]:
+    """Split text into chunks of about `size` characters, on spaces where possible."""
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            space = text.rfind(" ", start + 1, end)
+            if space > start:
+                end = space
+        yield text[start:end]
+        start = end
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def replay_chunks(
+    completion: dict[str, Any], *, include_usage: bool, piece_chars: int = 24
+) -> Iterator[bytes]:
+    """A stored chat.completion as a valid `chat.completion.chunk` SSE stream ending in [DONE]."""
+    head = {
+        "id": completion.get("id", "chatcmpl-cachefleet"),
+        "object": "chat.completion.chunk",
+        "created": completion.get("created", 0),
+        "model": completion.get("model", ""),
+    }
+    if "system_fingerprint" in completion:
+        head["system_fingerprint"] = completion["system_fingerprint"]
+    for choice in completion.get("choices", []):
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, index: int = index) -> bytes:
+            return _sse(
+                {
+                    **head,
+                    "choices": [
+                        {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    ],
+                }
+            )
+
+        yield chunk({"role": "assistant", "content": ""})
+        content = message.get("content")
+        if isinstance(content, str):
+            for piece in _pieces(content, piece_chars):
+                yield chunk({"content": piece})
+        if isinstance(message.get("refusal"), str):
+            yield chunk({"refusal": message["refusal"]})
+        for call_index, call in enumerate(message.get("tool_calls") or []):
+            yield chunk({"tool_calls": [{"index": call_index, **call}]})
+        yield chunk({}, choice.get("finish_reason") or "stop")
+    if include_usage:
+        yield _sse({**head, "choices": [], "usage": completion.get("usage")})
+    yield DONE

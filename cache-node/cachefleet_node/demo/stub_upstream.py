@@ -1,0 +1,195 @@
+"""A local OpenAI-compatible upstream for the demo and the tests (a stand-in for a paid LLM).
+
+It answers deterministically from the prompt, reports token usage, streams when asked, and
+can be told to be slow, to fail, or to break a stream half-way:
+
+- `GET  /_stub/stats`     -> {"calls": N, "streamed": M}
+- `GET  /_stub/last`      -> the last request body and its Authorization header
+- `POST /_stub/behaviour` -> {"latency_ms", "fail_status", "fail_next", "break_stream_after",
+  "temperature_noise"}; fields left out keep their value
+- `POST /_stub/reset`     -> calls = 0, default behaviour
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+
+__all__ = ["StubBehaviour", "create_stub_app", "main"]
+
+_WORDS = (
+    "the cache answers this from the upstream model with a short and plausible reply about "
+    "your question including a few details and one practical next step to try"
+).split(" ")
+
+
+@dataclass
+class StubBehaviour:
+    """How the stub behaves for the next calls."""
+
+    latency_ms: float = 0.0  # time before the first byte
+    token_delay_ms: float = 0.0  # extra time per streamed chunk
+    fail_status: int = 500  # status used for injected failures
+    fail_next: int = 0  # fail this many upcoming calls
+    break_stream_after: int = 0  # cut streams after N chunks (0: never)
+    temperature_noise: bool = True  # temperature > 0 varies the answer per call
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else orjson.dumps(content).decode()
+    return ""
+
+
+def _answer(body: dict[str, Any], nonce: int) -> str:
+    text = _last_user_text(body)
+    seed = hashlib.sha256(orjson.dumps(body.get("messages")) + str(nonce).encode()).digest()
+    length = 12 + seed[0] % 24
+    words = [_WORDS[(seed[i % len(seed)] + i) % len(_WORDS)] for i in range(length)]
+    return f"Answer to '{text[:80]}': " + " ".join(words) + "."
+
+
+def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
+    """The stub as an ASGI app."""
+    app = FastAPI(title="stub upstream")
+    start = initial or StubBehaviour()
+    state: dict[str, Any] = {"behaviour": StubBehaviour(**asdict(start)), "calls": 0, "streamed": 0}
+    counter = itertools.count()
+
+    @app.post("/_stub/behaviour")
+    async def behaviour(request: Request) -> Response:
+        updates = orjson.loads(await request.body())
+        current = asdict(state["behaviour"])
+        current.update({k: v for k, v in updates.items() if k in current})
+        state["behaviour"] = StubBehaviour(**current)
+        return Response(orjson.dumps(asdict(state["behaviour"])), media_type="application/json")
+
+    @app.post("/_stub/reset")
+    async def reset() -> Response:
+        state.update(behaviour=StubBehaviour(**asdict(start)), calls=0, streamed=0)
+        return Response(b"{}", media_type="application/json")
+
+    @app.get("/_stub/stats")
+    async def stats() -> Response:
+        return Response(
+            orjson.dumps({"calls": state["calls"], "streamed": state["streamed"]}),
+            media_type="application/json",
+        )
+
+    @app.get("/_stub/last")
+    async def last() -> Response:
+        return Response(orjson.dumps(state.get("last", {})), media_type="application/json")
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        state["last"] = {"body": body, "authorization": request.headers.get("authorization")}
+        behaviour: StubBehaviour = state["behaviour"]
+        state["calls"] += 1
+        if behaviour.latency_ms:
+            await asyncio.sleep(behaviour.latency_ms / 1000)
+        if behaviour.fail_next > 0:
+            behaviour.fail_next -= 1
+            error = {"error": {"message": "injected failure", "type": "server_error", "code": None}}
+            return Response(
+                orjson.dumps(error),
+                status_code=behaviour.fail_status,
+                media_type="application/json",
+            )
+        temperature = body.get("temperature")
+        noisy = (
+            behaviour.temperature_noise and isinstance(temperature, int | float) and temperature > 0
+        )
+        answer = _answer(body, next(counter) if noisy else 0)
+        prompt_tokens = (
+            sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])) + 8
+        )
+        completion_tokens = len(answer.split()) + 4
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        ident = f"chatcmpl-stub{state['calls']}"
+        created = int(time.time())
+        model = body.get("model", "stub")
+        if not body.get("stream"):
+            completion = {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage,
+            }
+            return Response(orjson.dumps(completion), media_type="application/json")
+
+        state["streamed"] += 1
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        async def events() -> AsyncIterator[bytes]:
+            head = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+            }
+            pieces = [{"role": "assistant", "content": ""}] + [
+                {"content": word + " "} for word in answer.split(" ")
+            ]
+            for index, delta in enumerate(pieces):
+                if behaviour.break_stream_after and index >= behaviour.break_stream_after:
+                    raise RuntimeError("stub: stream cut on purpose")
+                chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                if behaviour.token_delay_ms:
+                    await asyncio.sleep(behaviour.token_delay_ms / 1000)
+            final = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            yield b"data: " + orjson.dumps(final) + b"\n\n"
+            if include_usage:
+                yield b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the stub: `python -m cachefleet_node.demo.stub_upstream --port N`."""
+    parser = argparse.ArgumentParser(description="Stub OpenAI-compatible upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before answering")
+    parser.add_argument(
+        "--token-delay-ms", type=float, default=0.0, help="delay per streamed chunk"
+    )
+    args = parser.parse_args(argv)
+    app = create_stub_app(
+        StubBehaviour(latency_ms=args.latency_ms, token_delay_ms=args.token_delay_ms)
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

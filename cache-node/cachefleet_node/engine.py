@@ -1,0 +1,506 @@
+"""The cache engine: lookups across the tiers, write-back, invalidation, namespace switches.
+
+Order of a lookup: L1 exact → L2 exact (Redis or the local store) → embed → L1 semantic →
+L2 semantic (Milvus). Every call outside the process runs under a deadline and a circuit
+breaker; a failing tier is skipped and named in the outcome, never raised (fail-open).
+The vector computed for a lookup is reused for the write-back, so a miss embeds once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import redis.asyncio as aioredis
+import structlog
+
+from cachefleet_node import keyspace
+from cachefleet_node.config import NamespaceConfig, NodeConfig
+from cachefleet_node.core.controls import CacheControls
+from cachefleet_node.core.entry import CacheEntry, completion_usage
+from cachefleet_node.core.keys import CacheKeys
+from cachefleet_node.core.policy import RequestDecision, response_cacheable
+from cachefleet_node.core.routing import NamespaceRouter
+from cachefleet_node.core.savings import saved_dollars
+from cachefleet_node.core.scope import InvalidationScope
+from cachefleet_node.embedders.base import Embedder
+from cachefleet_node.metrics import NodeMetrics
+from cachefleet_node.resilience import Breaker, TierGuard
+from cachefleet_node.stats import NamespaceStats
+from cachefleet_node.tiers.entry_store import EntryStore
+from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
+from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
+from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorRow
+
+__all__ = ["CacheEngine", "LookupPlan", "Outcome"]
+
+log = structlog.get_logger(__name__)
+Vector = npt.NDArray[np.float32]
+
+SEMANTIC_CANDIDATES = 4
+MAX_PENDING_WRITES = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class LookupPlan:
+    """Everything the engine needs about one request."""
+
+    ns: NamespaceConfig
+    namespace: str  # active cache namespace
+    tenant: str
+    model: str
+    keys: CacheKeys
+    controls: CacheControls
+    decision: RequestDecision
+
+    @property
+    def threshold(self) -> float:
+        """Similarity a semantic candidate must reach."""
+        if self.controls.threshold is not None:
+            return self.controls.threshold
+        return self.ns.similarity_threshold
+
+    @property
+    def semantic_enabled(self) -> bool:
+        """Whether semantic tiers apply to this request."""
+        return self.ns.semantic and self.keys.semantic is not None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Result of a lookup."""
+
+    result: str  # hit-exact | hit-semantic | miss | bypass
+    tier: str | None = None  # l1 | l2 on hits
+    entry: CacheEntry | None = None
+    answer: bytes | None = None
+    similarity: float | None = None
+    matched_prompt: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    vector: Vector | None = None
+
+    @property
+    def hit(self) -> bool:
+        """Whether an answer is served from cache."""
+        return self.answer is not None
+
+
+class CacheEngine:
+    """Owns the tiers of one node."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        embedder: Embedder,
+        store: EntryStore,
+        vectors: MilvusVectorStore | None,
+        redis: aioredis.Redis | None,
+        metrics: NodeMetrics,
+    ) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.store = store
+        self.vectors = vectors
+        self.redis = redis
+        self.metrics = metrics
+        self.router = NamespaceRouter(config.namespaces)
+        self.stats = NamespaceStats()
+        self.l1_exact = ByteBoundedLRU(config.l1.exact_max_bytes)
+        self.l1_semantic = SemanticIndex(
+            embedder.dim, config.l1.semantic_max_entries, config.l1.hnsw_min_partition
+        )
+        deadlines = config.deadlines
+
+        def guard(tier: str) -> TierGuard:
+            return TierGuard(
+                tier, Breaker(deadlines.breaker_failures, deadlines.breaker_cooldown_s), metrics
+            )
+
+        self._store_guard = guard(store.name)
+        self._milvus_guard = guard("milvus")
+        self._embed_guard = guard("embedder")
+        self._store_deadline = deadlines.redis_ms / 1000
+        self._milvus_deadline = deadlines.milvus_ms / 1000
+        self._embed_deadline = deadlines.embedder_ms / 1000
+        self._write_deadline = deadlines.write_ms / 1000
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    @property
+    def store_breaker_open(self) -> bool:
+        """Whether the shared entry store is currently skipped."""
+        return self._store_guard.breaker.is_open
+
+    # ----------------------------------------------------------------------------- lookups
+
+    async def lookup(self, plan: LookupPlan) -> Outcome:
+        """Find a cached answer for the plan, or say why there is none."""
+        if not plan.decision.cacheable:
+            return Outcome("bypass", reasons=[plan.decision.reason or "not-cacheable"])
+        if not plan.controls.read:
+            return Outcome("bypass", reasons=["no-cache"])
+        now = time.time()
+        outcome = Outcome("miss")
+
+        entry = self.l1_exact.get(plan.keys.exact, now)
+        if entry is not None and self._servable(entry, plan, now):
+            return self._hit(outcome, "hit-exact", "l1", entry, plan)
+
+        fetched = await self._store_guard.call(
+            "get",
+            self.store.get(plan.namespace, plan.tenant, plan.keys.exact),
+            self._store_deadline,
+        )
+        if fetched.error:
+            outcome.reasons.append(fetched.error)
+        elif fetched.value is not None and self._servable(fetched.value, plan, now):
+            self.l1_exact.put(fetched.value)
+            return self._hit(outcome, "hit-exact", "l2", fetched.value, plan)
+
+        if plan.semantic_enabled:
+            await self._semantic_lookup(plan, outcome, now)
+        if outcome.hit:
+            return outcome
+        if outcome.reasons:
+            outcome.result = "bypass"
+        return outcome
+
+    def _servable(self, entry: CacheEntry, plan: LookupPlan, now: float) -> bool:
+        return (
+            entry.namespace == plan.namespace
+            and entry.tenant == plan.tenant
+            and entry.is_fresh(now, plan.controls.max_age_s)
+            and len(entry.answers) >= plan.decision.sample_size
+        )
+
+    def _hit(
+        self,
+        outcome: Outcome,
+        result: str,
+        tier: str,
+        entry: CacheEntry,
+        plan: LookupPlan,
+        similarity: float | None = None,
+    ) -> Outcome:
+        outcome.result = result
+        outcome.tier = tier
+        outcome.entry = entry
+        outcome.similarity = similarity
+        outcome.matched_prompt = entry.prompt
+        answers = entry.answers
+        outcome.answer = answers[0] if len(answers) == 1 else random.choice(answers)
+        return outcome
+
+    async def embed_one(self, text: str, deadline_s: float) -> tuple[Vector | None, str | None]:
+        """Embed one text under a deadline; (vector, None) or (None, reason)."""
+        result = await self._embed_guard.call("embed", self.embedder.embed([text]), deadline_s)
+        if result.value is None:
+            return None, result.error
+        return result.value[0], None
+
+    async def _semantic_lookup(self, plan: LookupPlan, outcome: Outcome, now: float) -> None:
+        semantic = plan.keys.semantic
+        assert semantic is not None
+        vector, error = await self.embed_one(semantic.text, self._embed_deadline)
+        if vector is None:
+            outcome.reasons.append(error or "embedder-error")
+            return
+        outcome.vector = vector
+        threshold = plan.threshold
+        best_rejected = 0.0
+
+        started = time.perf_counter()
+        candidates = self.l1_semantic.search(
+            semantic.partition, vector, SEMANTIC_CANDIDATES, now, plan.controls.max_age_s
+        )
+        self.metrics.tier_latency.labels("l1_ann", "search").observe(time.perf_counter() - started)
+        for candidate in candidates:
+            meta = candidate.meta
+            if meta.namespace != plan.namespace or meta.tenant != plan.tenant:
+                continue  # impossible by partitioning; checked anyway
+            if candidate.similarity < threshold:
+                best_rejected = max(best_rejected, candidate.similarity)
+                break
+            entry = await self._fetch_entry(plan, meta.entry_id, outcome, now)
+            if entry is not None and entry.partition == semantic.partition:
+                self._served_similarity(candidate.similarity)
+                self._hit(outcome, "hit-semantic", "l1", entry, plan, candidate.similarity)
+                return
+
+        if self.vectors is None or not self.vectors.connected:
+            if self.vectors is not None:
+                outcome.reasons.append("milvus-unavailable")
+            self._rejected_similarity(best_rejected)
+            return
+        found = await self._milvus_guard.call(
+            "search",
+            self.vectors.search(
+                namespace=plan.namespace,
+                tenant=plan.tenant,
+                partition=semantic.partition,
+                vector=vector,
+                limit=SEMANTIC_CANDIDATES,
+                max_age_s=plan.controls.max_age_s,
+                with_vectors=True,
+            ),
+            self._milvus_deadline,
+        )
+        if found.error:
+            outcome.reasons.append(found.error)
+            self._rejected_similarity(best_rejected)
+            return
+        for hit in found.value or []:
+            if (hit.namespace, hit.tenant, hit.partition) != (
+                plan.namespace,
+                plan.tenant,
+                semantic.partition,
+            ):
+                continue
+            if hit.similarity < threshold:
+                best_rejected = max(best_rejected, hit.similarity)
+                break
+            entry = await self._fetch_entry(plan, hit.entry_id, outcome, now)
+            if entry is None or entry.partition != semantic.partition:
+                continue
+            if hit.vector is not None:
+                self.l1_semantic.add(semantic.partition, hit.vector, _vector_meta(entry))
+            self._served_similarity(hit.similarity)
+            self._hit(outcome, "hit-semantic", "l2", entry, plan, hit.similarity)
+            return
+        self._rejected_similarity(best_rejected)
+
+    async def _fetch_entry(
+        self, plan: LookupPlan, entry_id: str, outcome: Outcome, now: float
+    ) -> CacheEntry | None:
+        entry = self.l1_exact.get(entry_id, now)
+        if entry is None:
+            fetched = await self._store_guard.call(
+                "get", self.store.get(plan.namespace, plan.tenant, entry_id), self._store_deadline
+            )
+            if fetched.error:
+                outcome.reasons.append(fetched.error)
+                return None
+            entry = fetched.value
+            if entry is not None:
+                self.l1_exact.put(entry)
+        if entry is None or not self._servable(entry, plan, now):
+            return None
+        return entry
+
+    def _served_similarity(self, similarity: float) -> None:
+        self.metrics.similarity.labels("served").observe(similarity)
+
+    def _rejected_similarity(self, similarity: float) -> None:
+        if similarity > 0:
+            self.metrics.similarity.labels("rejected").observe(similarity)
+
+    # ------------------------------------------------------------------------- accounting
+
+    def record(self, plan_namespace: str, model: str, outcome: Outcome) -> None:
+        """Count a finished request in stats and metrics (tokens/dollars saved on hits)."""
+        tier = outcome.tier or "none"
+        self.metrics.requests.labels(plan_namespace, outcome.result, tier).inc()
+        for reason in outcome.reasons:
+            self.metrics.bypasses.labels(reason).inc()
+        prompt_saved = completion_saved = 0
+        cost = 0.0
+        if outcome.hit and outcome.entry is not None:
+            prompt_saved = outcome.entry.prompt_tokens
+            completion_saved = outcome.entry.completion_tokens
+            cost = saved_dollars(model, prompt_saved, completion_saved, self.config.prices)
+            self.metrics.tokens_saved.labels(plan_namespace, "prompt").inc(prompt_saved)
+            self.metrics.tokens_saved.labels(plan_namespace, "completion").inc(completion_saved)
+            self.metrics.cost_saved.labels(plan_namespace).inc(cost)
+        self.stats.record(
+            plan_namespace,
+            outcome.result,
+            prompt_tokens_saved=prompt_saved,
+            completion_tokens_saved=completion_saved,
+            cost_saved=cost,
+        )
+
+    # ---------------------------------------------------------------------------- writes
+
+    def remember_later(
+        self, plan: LookupPlan, completion: dict[str, Any], vector: Vector | None
+    ) -> None:
+        """Schedule a write-back without delaying the response; drop it under overload."""
+        if len(self._pending) >= MAX_PENDING_WRITES:
+            self.metrics.writes.labels("dropped").inc()
+            return
+        task = asyncio.create_task(self.remember(plan, completion, vector))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for scheduled writes (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def remember(
+        self, plan: LookupPlan, completion: dict[str, Any], vector: Vector | None
+    ) -> str:
+        """Store an upstream answer in every tier; return the outcome label."""
+        if not plan.decision.cacheable or not plan.controls.write:
+            return self._write_outcome("skipped-policy")
+        answer = orjson.dumps(completion)
+        reason = response_cacheable(completion, len(answer), plan.ns)
+        if reason is not None:
+            return self._write_outcome(f"skipped-{reason}")
+        now = time.time()
+        ttl = plan.controls.ttl_s or plan.ns.ttl_s
+        expires = now + ttl
+        semantic = plan.keys.semantic if plan.ns.semantic else None
+        prompt_tokens, completion_tokens = completion_usage(completion)
+
+        entry = CacheEntry(
+            entry_id=plan.keys.exact,
+            namespace=plan.namespace,
+            tenant=plan.tenant,
+            model=plan.model,
+            created_at=now,
+            expires_at=expires,
+            answers=(answer,),
+            partition=semantic.partition if semantic else None,
+            prompt=semantic.text if semantic else None,
+            tags=plan.controls.tags,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        if plan.decision.sample_size > 1:
+            previous = self.l1_exact.get(entry.entry_id, now)
+            if previous is None:
+                fetched = await self._store_guard.call(
+                    "get",
+                    self.store.get(plan.namespace, plan.tenant, entry.entry_id),
+                    self._write_deadline,
+                )
+                previous = fetched.value
+            if previous is not None and previous.is_fresh(now):
+                entry = previous.with_answer(answer, plan.decision.sample_size, now, expires)
+
+        self.l1_exact.put(entry)
+        stored = await self._store_guard.call("put", self.store.put(entry), self._write_deadline)
+        if semantic is not None:
+            if vector is None:
+                vector, _ = await self.embed_one(semantic.text, self._write_deadline)
+            if vector is not None:
+                self.l1_semantic.add(semantic.partition, vector, _vector_meta(entry))
+                if self.vectors is not None and self.vectors.connected:
+                    row = VectorRow(
+                        entry_id=entry.entry_id,
+                        namespace=entry.namespace,
+                        tenant=entry.tenant,
+                        model=entry.model,
+                        partition=semantic.partition,
+                        vector=vector,
+                        created_at=entry.created_at,
+                        expires_at=entry.expires_at,
+                        tags=entry.tags,
+                    )
+                    await self._milvus_guard.call(
+                        "insert", self.vectors.insert([row]), self._write_deadline
+                    )
+        self._update_gauges()
+        return self._write_outcome("stored" if stored.ok else "stored-l1-only")
+
+    def _write_outcome(self, outcome: str) -> str:
+        self.metrics.writes.labels(outcome).inc()
+        return outcome
+
+    def _update_gauges(self) -> None:
+        self.metrics.entries.labels("l1_exact").set(len(self.l1_exact))
+        self.metrics.entries.labels("l1_semantic").set(len(self.l1_semantic))
+        self.metrics.l1_bytes.set(self.l1_exact.bytes_used)
+
+    # ---------------------------------------------------------------------- invalidation
+
+    def drop_l1(self, scope: InvalidationScope) -> int:
+        """Remove the scope's entries from this node's in-process tiers."""
+        removed = self.l1_exact.remove_where(
+            lambda e: scope.matches(e.namespace, e.tenant, e.tags, e.created_at)
+        )
+        self.l1_semantic.remove_where(
+            lambda m: scope.matches(m.namespace, m.tenant, m.tags, m.created_at)
+        )
+        self._update_gauges()
+        return removed
+
+    def clear_l1(self) -> None:
+        """Empty the in-process tiers."""
+        self.l1_exact.clear()
+        self.l1_semantic.clear()
+        self._update_gauges()
+
+    async def invalidate(
+        self, scope: InvalidationScope, *, dry_run: bool = False
+    ) -> dict[str, int]:
+        """Remove (or count) the scope's entries in every tier; return counts per tier.
+
+        Shared tiers are purged once; other nodes drop their L1 via the coherence bus.
+        Raises `ConnectionError` if a shared tier cannot be reached: a purge must not
+        silently half-succeed.
+        """
+        counts = {"l1": 0, "store": 0, "vectors": 0}
+        if dry_run:
+            counts["l1"] = self.l1_exact.count_where(
+                lambda e: scope.matches(e.namespace, e.tenant, e.tags, e.created_at)
+            )
+        else:
+            counts["l1"] = self.drop_l1(scope)
+        counts["store"] = await self.store.delete_scope(scope, dry_run=dry_run)
+        if self.vectors is not None and self.vectors.connected:
+            counts["vectors"] = await self.vectors.delete_scope(scope, dry_run=dry_run)
+        if not dry_run:
+            for tier, count in counts.items():
+                self.metrics.invalidated.labels(tier).inc(count)
+        return counts
+
+    # ------------------------------------------------------------------ namespace switch
+
+    async def load_active_namespaces(self) -> None:
+        """Reload namespace switches from Redis (start-up and bus reconnects)."""
+        if self.redis is None:
+            return
+        raw = await self.redis.hgetall(keyspace.active_namespaces_key(self.config.redis.key_prefix))
+        self.router.replace_active({_text(k): _text(v) for k, v in raw.items()})
+
+    async def persist_switch(self, name: str, namespace: str) -> None:
+        """Record a switch in Redis so nodes starting later see it."""
+        if self.redis is None:
+            return
+        key = keyspace.active_namespaces_key(self.config.redis.key_prefix)
+        if namespace == name:
+            await self.redis.hdel(key, name)
+        else:
+            await self.redis.hset(key, name, namespace)
+
+    async def close(self) -> None:
+        """Finish pending writes and release tiers."""
+        await self.drain()
+        await self.store.close()
+        if self.vectors is not None:
+            await self.vectors.close()
+        await self.embedder.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _vector_meta(entry: CacheEntry) -> VectorMeta:
+    return VectorMeta(
+        entry_id=entry.entry_id,
+        namespace=entry.namespace,
+        tenant=entry.tenant,
+        prompt=entry.prompt or "",
+        created_at=entry.created_at,
+        expires_at=entry.expires_at,
+        tags=entry.tags,
+    )

@@ -1,0 +1,123 @@
+"""Prometheus metrics of a cache node (one registry per node instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["NodeMetrics"]
+
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+_SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0)
+
+
+class NodeMetrics:
+    """All metrics the node exports; names carry their units."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "cachefleet_requests_total",
+            "Requests by namespace and cache result (hit-exact, hit-semantic, miss, bypass).",
+            ["namespace", "result", "tier"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "cachefleet_request_duration_seconds",
+            "Time from request to response head (hits) or end of upstream call (misses).",
+            ["result"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tier_latency = Histogram(
+            "cachefleet_tier_duration_seconds",
+            "Latency of one tier operation (embed, l1_ann, redis, milvus, store_local, upstream).",
+            ["tier", "operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.similarity = Histogram(
+            "cachefleet_semantic_similarity_ratio",
+            "Cosine similarity of the best semantic candidate, by outcome (served, rejected).",
+            ["outcome"],
+            buckets=_SIMILARITY_BUCKETS,
+            registry=r,
+        )
+        self.bypasses = Counter(
+            "cachefleet_bypass_total",
+            "Requests or tier calls that skipped the cache, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.tier_errors = Counter(
+            "cachefleet_tier_errors_total",
+            "Tier failures (timeout, error, breaker-open), by tier.",
+            ["tier", "kind"],
+            registry=r,
+        )
+        self.entries = Gauge(
+            "cachefleet_entries", "Entries held by an in-process tier.", ["tier"], registry=r
+        )
+        self.l1_bytes = Gauge(
+            "cachefleet_l1_exact_bytes", "Bytes held by the in-process exact tier.", registry=r
+        )
+        self.evictions = Counter(
+            "cachefleet_evictions_total",
+            "Entries evicted from an in-process tier.",
+            ["tier"],
+            registry=r,
+        )
+        self.writes = Counter(
+            "cachefleet_writes_total",
+            "Cache writes by outcome (stored, skipped reason, dropped).",
+            ["outcome"],
+            registry=r,
+        )
+        self.tokens_saved = Counter(
+            "cachefleet_tokens_saved_total",
+            "Upstream tokens not spent thanks to hits, by kind (prompt, completion).",
+            ["namespace", "kind"],
+            registry=r,
+        )
+        self.cost_saved = Counter(
+            "cachefleet_cost_saved_dollars_total",
+            "Estimated upstream spend avoided by hits, in US dollars (price table in config).",
+            ["namespace"],
+            registry=r,
+        )
+        self.invalidated = Counter(
+            "cachefleet_invalidated_entries_total",
+            "Entries removed by invalidations, by tier.",
+            ["tier"],
+            registry=r,
+        )
+        self.coherence_events = Counter(
+            "cachefleet_coherence_events_total",
+            "Coherence events applied from the bus, by type.",
+            ["type"],
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "cachefleet_upstream_responses_total",
+            "Upstream responses by HTTP status class.",
+            ["status_class"],
+            registry=r,
+        )

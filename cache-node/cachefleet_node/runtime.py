@@ -1,0 +1,196 @@
+"""Wires a node together from its config: clients, tiers, embedder, engine, bus, upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from cachefleet_node import keyspace
+from cachefleet_node.auth import TenantResolver
+from cachefleet_node.coherence import CoherenceBus
+from cachefleet_node.config import NodeConfig
+from cachefleet_node.core.scope import InvalidationScope
+from cachefleet_node.embedders.base import Embedder
+from cachefleet_node.embedders.factory import build_embedder
+from cachefleet_node.engine import CacheEngine
+from cachefleet_node.metrics import NodeMetrics
+from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
+from cachefleet_node.tiers.milvus_store import MilvusVectorStore
+from cachefleet_node.upstream import Upstream
+
+__all__ = ["NodeRuntime"]
+
+log = structlog.get_logger(__name__)
+
+MILVUS_CONNECT_TIMEOUT_S = 30.0
+MILVUS_RETRY_S = 5.0
+STATS_FLUSH_S = 1.0
+EXPIRY_SWEEP_S = 600.0
+
+
+class NodeRuntime:
+    """Everything a running node holds; `start` builds it, `close` releases it."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = NodeMetrics()
+        self.tenants = TenantResolver(config.auth)
+        self.started_at = time.time()
+        self.redis: aioredis.Redis | None = None
+        self._bus_redis: aioredis.Redis | None = None
+        self.bus: CoherenceBus | None = None
+        self.engine: CacheEngine
+        self.upstream: Upstream
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = False
+
+    async def start(self, embedder: Embedder | None = None) -> None:
+        """Connect and load everything; raises on configuration problems (bad model dir)."""
+        config = self.config
+        prefix = config.redis.key_prefix
+        if config.redis.url is not None:
+            url = config.redis.url.get_secret_value()
+            self.redis = aioredis.from_url(
+                url,
+                socket_timeout=max(config.deadlines.write_ms / 1000, 1.0),
+                socket_connect_timeout=1.0,
+                max_connections=config.redis.max_connections,
+                retry_on_timeout=False,
+            )
+            self._bus_redis = aioredis.from_url(
+                url, socket_connect_timeout=1.0, health_check_interval=5
+            )
+        if embedder is None:
+            embedder = await build_embedder(
+                config.embedding, self.redis, prefix, config.deadlines.redis_ms / 1000
+            )
+        store: EntryStore
+        if self.redis is not None:
+            store = RedisEntryStore(self.redis, prefix)
+        else:
+            store = LocalEntryStore(Path(config.data_dir) / "entries.sqlite3")
+        uri = config.milvus.uri or MilvusVectorStore.embedded_uri(config.data_dir)
+        vectors = MilvusVectorStore(
+            uri,
+            config.milvus.token.get_secret_value() if config.milvus.token else None,
+            keyspace.milvus_collection(config.milvus.collection_prefix, embedder.space),
+            embedder.dim,
+        )
+        self.engine = CacheEngine(
+            config,
+            embedder=embedder,
+            store=store,
+            vectors=vectors,
+            redis=self.redis,
+            metrics=self.metrics,
+        )
+        upstream_key = os.environ.get(config.upstream.api_key_env)
+        self.upstream = Upstream(config.upstream, upstream_key)
+
+        await self._connect_milvus_once()
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.engine.load_active_namespaces()
+            assert self._bus_redis is not None
+            self.bus = CoherenceBus(
+                self._bus_redis, prefix, self.node_id, self.apply_event, self._reset_from_bus
+            )
+            self.bus.start()
+            self._tasks.append(asyncio.create_task(self._flush_stats_forever()))
+        self._tasks.append(asyncio.create_task(self._sweep_forever()))
+        self.ready = True
+        log.info(
+            "node_started",
+            node_id=self.node_id,
+            redis=self.redis is not None,
+            milvus="embedded" if config.milvus.uri is None else "remote",
+            embedder=embedder.model_id,
+            upstream=config.upstream.base_url,
+        )
+
+    async def _connect_milvus_once(self) -> None:
+        vectors = self.engine.vectors
+        assert vectors is not None
+        try:
+            await asyncio.wait_for(vectors.connect(), MILVUS_CONNECT_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("milvus_unavailable", error=type(exc).__name__, retry_s=MILVUS_RETRY_S)
+            self._tasks.append(asyncio.create_task(self._connect_milvus_forever()))
+
+    async def _connect_milvus_forever(self) -> None:
+        vectors = self.engine.vectors
+        assert vectors is not None
+        while not vectors.connected:
+            await asyncio.sleep(MILVUS_RETRY_S)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(vectors.connect(), MILVUS_CONNECT_TIMEOUT_S)
+
+    async def apply_event(self, event: dict[str, Any]) -> None:
+        """Apply a coherence event from the bus to this node's L1 tiers and routing."""
+        kind = str(event.get("type"))
+        if kind == "invalidate" and isinstance(event.get("scope"), dict):
+            self.engine.drop_l1(InvalidationScope.from_dict(event["scope"]))
+        elif kind == "switch":
+            name, namespace = str(event.get("name")), str(event.get("namespace"))
+            previous = self.engine.router.active(name)
+            if self.engine.router.set_active(name, namespace):
+                self.engine.drop_l1(InvalidationScope(namespace=previous))
+        elif kind == "reset":
+            self.engine.clear_l1()
+        else:
+            return
+        self.metrics.coherence_events.labels(kind).inc()
+        log.info("coherence_event", type=kind, origin=event.get("origin"))
+
+    async def _reset_from_bus(self) -> None:
+        self.engine.clear_l1()
+        await self.engine.load_active_namespaces()
+
+    async def broadcast(self, event: dict[str, Any]) -> None:
+        """Apply an event here and send it to the other nodes (when a Redis is shared)."""
+        await self.apply_event(event)
+        if self.bus is not None:
+            await self.bus.publish(event)
+
+    async def _flush_stats_forever(self) -> None:
+        assert self.redis is not None
+        while True:
+            await asyncio.sleep(STATS_FLUSH_S)
+            with contextlib.suppress(Exception):
+                await self.engine.stats.flush(self.redis, self.config.redis.key_prefix)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_S)
+            vectors = self.engine.vectors
+            if vectors is not None and vectors.connected:
+                with contextlib.suppress(Exception):
+                    await vectors.purge_expired()
+
+    async def close(self) -> None:
+        """Stop background work, flush, disconnect."""
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.bus is not None:
+            await self.bus.stop()
+        await self.engine.close()
+        await self.upstream.aclose()
+        for client in (self.redis, self._bus_redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    if client is self.redis:
+                        await self.engine.stats.flush(client, self.config.redis.key_prefix)
+                    await client.aclose()

@@ -1,0 +1,63 @@
+"""The node's ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cachefleet_node import __version__
+from cachefleet_node.config import NodeConfig
+from cachefleet_node.embedders.base import Embedder
+from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server import cache_api, ops, proxy
+from cachefleet_node.server.http import install_error_handlers
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Semantic cache node: an OpenAI-compatible proxy that answers repeated and paraphrased
+requests from cache, plus a cache API for applications and the Cachefleet operator.
+
+Every proxied response carries `x-cachefleet-cache` (`hit-exact`, `hit-semantic`, `miss`,
+`bypass`), `x-cachefleet-namespace`, and on hits `x-cachefleet-similarity`, `x-cachefleet-tier`
+and `age`. Errors are OpenAI-style JSON objects naming the offending parameter.
+"""
+
+
+def create_app(
+    config: NodeConfig, *, runtime: NodeRuntime | None = None, embedder: Embedder | None = None
+) -> FastAPI:
+    """Build the app around a runtime.
+
+    Given a started `runtime`, the caller owns its life; otherwise the app's lifespan starts
+    one (with `embedder` injected when given) and closes it.
+    """
+    owned = runtime is None
+    node = runtime or NodeRuntime(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            await node.start(embedder)
+        try:
+            yield
+        finally:
+            if owned:
+                await node.close()
+
+    app = FastAPI(
+        title="Cachefleet cache node",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = node
+    install_error_handlers(app)
+    app.include_router(proxy.router)
+    app.include_router(cache_api.router)
+    app.include_router(ops.router)
+    return app

@@ -1,0 +1,53 @@
+"""Operational endpoints: Prometheus metrics and health probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server.http import json_response
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["ops"])
+
+
+def _runtime(request: Request) -> NodeRuntime:
+    runtime: NodeRuntime = request.app.state.runtime
+    return runtime
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of the node's metrics."""
+    return Response(
+        generate_latest(_runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Readiness: the node serves traffic. Shared tiers being down does not make it unready
+    (the data plane fails open); their state is reported for humans."""
+    runtime = _runtime(request)
+    if not runtime.ready:
+        return json_response({"status": "starting"}, status_code=503)
+    engine = runtime.engine
+    return json_response(
+        {
+            "status": "ready",
+            "tiers": {
+                "store": {"kind": engine.store.name, "breaker_open": engine.store_breaker_open},
+                "milvus": {"connected": engine.vectors is not None and engine.vectors.connected},
+                "coherence": None if runtime.bus is None else runtime.bus.subscribed.is_set(),
+            },
+        }
+    )

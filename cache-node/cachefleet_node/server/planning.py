@@ -1,0 +1,74 @@
+"""Turn an HTTP request into a lookup plan (validation, routing, keys, policies)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cachefleet_node.core.controls import parse_controls
+from cachefleet_node.core.errors import RequestError
+from cachefleet_node.core.keys import compute_keys
+from cachefleet_node.core.policy import decide_request
+from cachefleet_node.core.request import ChatRequest, parse_chat_request
+from cachefleet_node.core.routing import NamespaceRouter
+from cachefleet_node.engine import LookupPlan
+
+__all__ = ["plan_request", "response_headers_for"]
+
+
+def plan_request(
+    router: NamespaceRouter, headers: Mapping[str, str], body: dict[str, Any], tenant: str
+) -> tuple[ChatRequest, LookupPlan]:
+    """Validate the body and build the plan; `RequestError` on bad input or unknown model."""
+    request = parse_chat_request(body)
+    ns = router.resolve(request.model)
+    if ns is None:
+        served = sorted({pattern for n in router.namespaces for pattern in n.models})
+        raise RequestError(
+            404,
+            f"model '{request.model}' is not served by this cache "
+            f"(configured: {', '.join(served)})",
+            param="model",
+            code="model_not_found",
+        )
+    controls = parse_controls(
+        headers, min_threshold=ns.min_threshold, max_threshold=ns.max_threshold, max_ttl_s=ns.ttl_s
+    )
+    namespace = router.active(ns.name)
+    keys = compute_keys(
+        body, namespace=namespace, tenant=tenant, fuzzy=ns.fuzzy_text, semantic=ns.semantic
+    )
+    plan = LookupPlan(
+        ns=ns,
+        namespace=namespace,
+        tenant=tenant,
+        model=request.model,
+        keys=keys,
+        controls=controls,
+        decision=decide_request(request, ns),
+    )
+    return request, plan
+
+
+def response_headers_for(
+    plan: LookupPlan,
+    result: str,
+    *,
+    tier: str | None = None,
+    similarity: float | None = None,
+    age_s: float | None = None,
+    reasons: list[str] | None = None,
+) -> dict[str, str]:
+    """Provenance headers carried by every proxied response."""
+    headers = {"x-cachefleet-cache": result, "x-cachefleet-namespace": plan.namespace}
+    if tier is not None:
+        headers["x-cachefleet-tier"] = tier
+    if similarity is not None:
+        headers["x-cachefleet-similarity"] = f"{similarity:.4f}"
+    if age_s is not None:
+        headers["age"] = str(max(0, int(age_s)))
+    if reasons:
+        headers["x-cachefleet-bypass-reason"] = ",".join(dict.fromkeys(reasons))
+    if plan.controls.threshold is not None:
+        headers["x-cachefleet-threshold"] = f"{plan.threshold:.4f}"
+    return headers

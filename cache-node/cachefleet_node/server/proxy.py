@@ -1,0 +1,246 @@
+"""`POST /v1/chat/completions`: the OpenAI-compatible caching proxy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from cachefleet_node.core.errors import error_body
+from cachefleet_node.core.request import ChatRequest, ChatRequestModel, decode_json_object
+from cachefleet_node.core.stream import StreamRecorder, replay_chunks
+from cachefleet_node.engine import LookupPlan, Outcome
+from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server.http import json_response, read_body
+from cachefleet_node.server.planning import plan_request, response_headers_for
+from cachefleet_node.upstream import response_headers
+
+__all__ = ["router"]
+
+log = structlog.get_logger("cachefleet_node.request")
+router = APIRouter()
+
+_STREAM_INTERRUPTED = (
+    b"data: "
+    + orjson.dumps(
+        error_body("upstream stream interrupted", "upstream_error", None, "stream_interrupted")
+    )
+    + b"\n\n"
+)
+
+_OPENAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatRequestModel.model_json_schema()}},
+    },
+    "parameters": [
+        {
+            "name": "cache-control",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "`no-cache` (skip lookup, still store), `no-store` (do not store), "
+            "`max-age=N` (only entries younger than N seconds).",
+        },
+        {
+            "name": "x-cachefleet-threshold",
+            "in": "header",
+            "schema": {"type": "number"},
+            "description": "Similarity threshold for this request, clamped to the namespace's "
+            "allowed range.",
+        },
+        {
+            "name": "x-cachefleet-tags",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "Comma-separated tags stored with the entry (for invalidation).",
+        },
+        {
+            "name": "x-cachefleet-ttl",
+            "in": "header",
+            "schema": {"type": "integer"},
+            "description": "TTL in seconds for the stored entry (at most the namespace TTL).",
+        },
+    ],
+}
+
+
+def _runtime(request: Request) -> NodeRuntime:
+    runtime: NodeRuntime = request.app.state.runtime
+    return runtime
+
+
+def _log_request(
+    runtime: NodeRuntime,
+    plan: LookupPlan,
+    outcome: Outcome,
+    started: float,
+    *,
+    status: int,
+    stream: bool,
+    upstream_ms: float | None = None,
+) -> None:
+    latency = time.perf_counter() - started
+    runtime.metrics.request_latency.labels(outcome.result).observe(latency)
+    fields: dict[str, Any] = {
+        "namespace": plan.namespace,
+        "tenant": plan.tenant,
+        "model": plan.model,
+        "result": outcome.result,
+        "tier": outcome.tier,
+        "similarity": None if outcome.similarity is None else round(outcome.similarity, 4),
+        "latency_ms": round(latency * 1000, 3),
+        "upstream_ms": upstream_ms,
+        "status": status,
+        "stream": stream,
+    }
+    if outcome.reasons:
+        fields["reasons"] = outcome.reasons
+    if runtime.config.logging.log_prompts and plan.keys.semantic is not None:
+        fields["prompt"] = plan.keys.semantic.text
+    log.info("request", **fields)
+
+
+def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> Response:
+    assert outcome.answer is not None
+    assert outcome.entry is not None
+    headers = response_headers_for(
+        plan,
+        outcome.result,
+        tier=outcome.tier,
+        similarity=outcome.similarity,
+        age_s=time.time() - outcome.entry.created_at,
+    )
+    if not request.stream:
+        return Response(outcome.answer, media_type="application/json", headers=headers)
+    completion = orjson.loads(outcome.answer)
+    return StreamingResponse(
+        iter(list(replay_chunks(completion, include_usage=request.include_usage))),
+        media_type="text/event-stream",
+        headers={**headers, "cache-control": "no-cache"},
+    )
+
+
+def _upstream_unreachable(plan: LookupPlan, outcome: Outcome, exc: Exception) -> Response:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
+    headers = response_headers_for(plan, outcome.result, reasons=outcome.reasons)
+    return json_response(
+        error_body(f"upstream {kind}", "upstream_error", None, "upstream_unavailable"),
+        504 if isinstance(exc, httpx.TimeoutException) else 502,
+        headers=headers,
+    )
+
+
+@router.post("/v1/chat/completions", openapi_extra=_OPENAPI_BODY, tags=["proxy"])
+async def chat_completions(http_request: Request) -> Response:
+    """OpenAI-compatible chat completions, answered from cache when possible."""
+    started = time.perf_counter()
+    runtime = _runtime(http_request)
+    raw = await read_body(http_request, runtime.config.server.max_request_bytes)
+    caller = runtime.tenants.resolve(http_request.headers.get("authorization"))
+    body = decode_json_object(raw)
+    request, plan = plan_request(runtime.engine.router, http_request.headers, body, caller.tenant)
+
+    outcome = await runtime.engine.lookup(plan)
+    if outcome.hit:
+        runtime.engine.record(plan.namespace, plan.model, outcome)
+        response = _hit_response(request, plan, outcome)
+        _log_request(runtime, plan, outcome, started, status=200, stream=request.stream)
+        return response
+
+    headers = runtime.upstream.headers(http_request.headers, caller.forward_auth)
+    upstream_started = time.perf_counter()
+    try:
+        upstream = await runtime.upstream.send(raw, headers, stream=request.stream)
+    except httpx.HTTPError as exc:
+        runtime.engine.record(plan.namespace, plan.model, outcome)
+        runtime.metrics.upstream_responses.labels("unreachable").inc()
+        _log_request(runtime, plan, outcome, started, status=502, stream=request.stream)
+        return _upstream_unreachable(plan, outcome, exc)
+
+    runtime.metrics.upstream_responses.labels(f"{upstream.status_code // 100}xx").inc()
+    out_headers = {
+        **response_headers(upstream.headers),
+        **response_headers_for(plan, outcome.result, reasons=outcome.reasons),
+    }
+    is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
+    if request.stream and upstream.is_success and is_sse:
+        return StreamingResponse(
+            _relay_stream(runtime, plan, outcome, upstream, started, upstream_started),
+            status_code=upstream.status_code,
+            headers=out_headers,
+            media_type="text/event-stream",
+        )
+
+    try:
+        content = await upstream.aread()
+    except httpx.HTTPError as exc:
+        runtime.engine.record(plan.namespace, plan.model, outcome)
+        return _upstream_unreachable(plan, outcome, exc)
+    finally:
+        await upstream.aclose()
+    upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
+    runtime.metrics.tier_latency.labels("upstream", "complete").observe(upstream_ms / 1000)
+    if upstream.is_success and not request.stream:
+        try:
+            completion = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            completion = None
+        if isinstance(completion, dict):
+            runtime.engine.remember_later(plan, completion, outcome.vector)
+    runtime.engine.record(plan.namespace, plan.model, outcome)
+    _log_request(
+        runtime,
+        plan,
+        outcome,
+        started,
+        status=upstream.status_code,
+        stream=request.stream,
+        upstream_ms=upstream_ms,
+    )
+    return Response(content, status_code=upstream.status_code, headers=out_headers)
+
+
+async def _relay_stream(
+    runtime: NodeRuntime,
+    plan: LookupPlan,
+    outcome: Outcome,
+    upstream: httpx.Response,
+    started: float,
+    upstream_started: float,
+) -> AsyncIterator[bytes]:
+    """Pass the upstream stream through while recording it; store it only if it completed."""
+    recorder = StreamRecorder(max_bytes=plan.ns.max_entry_bytes * 8)
+    completed = False
+    try:
+        async for chunk in upstream.aiter_raw():
+            recorder.feed(chunk)
+            yield chunk
+        completed = True
+    except httpx.HTTPError:
+        recorder.failed = "upstream-broken"
+        yield _STREAM_INTERRUPTED
+    finally:
+        await upstream.aclose()
+        upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
+        runtime.metrics.tier_latency.labels("upstream", "stream").observe(upstream_ms / 1000)
+        completion = recorder.completion() if completed else None
+        if completion is not None:
+            runtime.engine.remember_later(plan, completion, outcome.vector)
+        else:
+            runtime.metrics.writes.labels("skipped-partial-stream").inc()
+        runtime.engine.record(plan.namespace, plan.model, outcome)
+        _log_request(
+            runtime,
+            plan,
+            outcome,
+            started,
+            status=upstream.status_code,
+            stream=True,
+            upstream_ms=upstream_ms,
+        )

@@ -1,0 +1,76 @@
+"""Client of the upstream OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from cachefleet_node.config import UpstreamConfig
+
+__all__ = ["FORWARDED_REQUEST_HEADERS", "Upstream", "response_headers"]
+
+# Request headers passed on to the upstream (Authorization is handled separately).
+FORWARDED_REQUEST_HEADERS = (
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "x-request-id",
+    "user-agent",
+)
+_DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "date",
+        "server",
+        "set-cookie",
+    }
+)
+
+
+def response_headers(headers: httpx.Headers) -> dict[str, str]:
+    """Upstream response headers worth passing to the client (no hop-by-hop, no cookies)."""
+    return {k: v for k, v in headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS}
+
+
+class Upstream:
+    """Pooled HTTP client for `POST {base_url}/chat/completions`."""
+
+    def __init__(self, config: UpstreamConfig, api_key: str | None) -> None:
+        self._api_key = api_key
+        self.base_url = config.base_url
+        self._client = httpx.AsyncClient(
+            base_url=config.base_url,
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+
+    def headers(self, incoming: Mapping[str, str], use_caller_auth: bool) -> dict[str, str]:
+        """Headers for the upstream call: content type, selected pass-through, credentials."""
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        for name in FORWARDED_REQUEST_HEADERS:
+            value = incoming.get(name)
+            if value is not None:
+                headers[name] = value
+        if use_caller_auth:
+            caller = incoming.get("authorization")
+            if caller:
+                headers["authorization"] = caller
+        elif self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    async def send(self, body: bytes, headers: dict[str, str], stream: bool) -> httpx.Response:
+        """POST the body; with `stream`, the caller must read and close the response."""
+        request = self._client.build_request(
+            "POST", "/chat/completions", content=body, headers=headers
+        )
+        return await self._client.send(request, stream=stream)
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._client.aclose()
