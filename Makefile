@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
 export CACHEFLEET_EMBEDDING_MODEL_DIR
 
-.PHONY: help venv system-deps demo test lint typecheck fmt lock clean
+.PHONY: help venv system-deps demo test lint typecheck fmt lock clean bench-latency
 
 help:
 	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
@@ -52,6 +52,9 @@ fmt: venv
 
 demo: venv system-deps
 	$(PY) -m cachefleet_node.demo
+
+bench-latency: venv
+	$(PY) -m cachefleet_node.bench.latency
 
 test: venv system-deps lint typecheck k8s-bins
 	$(PY) -m pytest

@@ -23,11 +23,16 @@ import uvicorn
 from cachefleet_node.config import NodeConfig, load_node_config
 from cachefleet_node.demo.stub_upstream import create_stub_app
 from cachefleet_node.embedders.base import Embedder
-from cachefleet_node.embedders.local import OnnxEmbedder
+from cachefleet_node.embedders.local import OnnxEmbedder, OnnxModel
 from cachefleet_node.runtime import NodeRuntime
 from cachefleet_node.server.app import create_app
+from embedding_service import EmbeddingService, serving
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# Generous deadlines so a busy CI machine never turns a test's lookup into a bypass; the
+# fail-open tests set tight ones on purpose.
+TEST_DEADLINES = {"redis_ms": 1000, "milvus_ms": 3000, "embedder_ms": 3000}
 
 
 def free_port() -> int:
@@ -246,11 +251,24 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
         process.kill()
 
 
+@pytest.fixture(scope="session")
+def onnx_model(model_dir: Path) -> OnnxModel:
+    """The real model, loaded once for the whole session."""
+    return OnnxModel.load(model_dir)
+
+
+@pytest.fixture
+def service(onnx_model: OnnxModel) -> Iterator[tuple[EmbeddingService, str]]:
+    server = EmbeddingService(onnx_model)
+    with serving(server) as url:
+        yield server, url
+        server.release.set()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def embedder(model_dir: Path) -> AsyncIterator[Embedder]:
+async def embedder(onnx_model: OnnxModel) -> AsyncIterator[Embedder]:
     """The real all-MiniLM-L6-v2 ONNX embedder, loaded once."""
-    config = load_node_config(environ={"CACHEFLEET_EMBEDDING_MODEL_DIR": str(model_dir)}).embedding
-    instance = await OnnxEmbedder.from_config(config)
+    instance = OnnxEmbedder(onnx_model, "sentence-transformers/all-MiniLM-L6-v2", batch_size=32)
     yield instance
     await instance.aclose()
 
@@ -327,6 +345,7 @@ async def node_factory(
             "data_dir": str(tmp_path / f"node{len(started)}"),
             "upstream": {"base_url": stub.base_url},
             "milvus": {"uri": milvus_server.uri, "collection_prefix": collection_prefix},
+            "deadlines": TEST_DEADLINES,
         }
         data.update(overrides or {})
         env = {
@@ -357,3 +376,55 @@ async def node(node_factory: NodeFactory) -> Node:
 
 
 __all__ = ["IN_CI", "Node", "NodeConfig", "RedisServer", "Stub", "free_port", "require"]
+
+
+@dataclass
+class NodeProcess:
+    """A `cachefleet-node serve` subprocess."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn_node(config: dict[str, Any], workdir: Path, name: str) -> NodeProcess:
+    """Start a node process from a config dict (written as YAML); does not wait for it."""
+    import yaml
+
+    port = free_port()
+    config = {**config, "server": {"host": "127.0.0.1", "port": port}, "node_id": name}
+    config.setdefault("data_dir", str(workdir / name))
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log_path = workdir / f"{name}.log"
+    binary = Path(sys.executable).with_name("cachefleet-node")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(binary), "serve", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT
+        )
+    return NodeProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+async def wait_ready(node: NodeProcess, timeout_s: float = 90.0) -> None:
+    """Poll /readyz until the node answers 200."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if node.process.poll() is not None:
+                pytest.fail(f"node exited early:\n{node.log_path.read_text()[-3000:]}")
+            try:
+                if (await client.get(f"{node.url}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    pytest.fail(f"node not ready after {timeout_s}s:\n{node.log_path.read_text()[-3000:]}")

@@ -131,6 +131,7 @@ class CacheEngine:
         self._embed_deadline = deadlines.embedder_ms / 1000
         self._write_deadline = deadlines.write_ms / 1000
         self._pending: set[asyncio.Task[Any]] = set()
+        self._evictions_seen: dict[str, int] = {}
 
     @property
     def store_breaker_open(self) -> bool:
@@ -418,6 +419,14 @@ class CacheEngine:
         self.metrics.entries.labels("l1_exact").set(len(self.l1_exact))
         self.metrics.entries.labels("l1_semantic").set(len(self.l1_semantic))
         self.metrics.l1_bytes.set(self.l1_exact.bytes_used)
+        for tier, count in (
+            ("l1_exact", self.l1_exact.evictions),
+            ("l1_semantic", self.l1_semantic.evictions),
+        ):
+            delta = count - self._evictions_seen.get(tier, 0)
+            if delta > 0:
+                self.metrics.evictions.labels(tier).inc(delta)
+                self._evictions_seen[tier] = count
 
     # ---------------------------------------------------------------------- invalidation
 

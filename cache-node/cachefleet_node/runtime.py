@@ -73,6 +73,9 @@ class NodeRuntime:
             embedder = await build_embedder(
                 config.embedding, self.redis, prefix, config.deadlines.redis_ms / 1000
             )
+        # The first inference allocates and tunes kernels; keep it off the request path
+        # (and out of the embedding cache).
+        await getattr(embedder, "inner", embedder).embed(["cachefleet warm-up"])
         store: EntryStore
         if self.redis is not None:
             store = RedisEntryStore(self.redis, prefix)

@@ -10,6 +10,7 @@ import orjson
 __all__ = ["StreamRecorder", "replay_chunks"]
 
 DONE = b"data: [DONE]\n\n"
+_OPTIONAL_META = ("system_fingerprint", "service_tier")  # kept when the upstream sends them
 
 
 class StreamRecorder:
@@ -37,7 +38,8 @@ class StreamRecorder:
         if self._seen_bytes > self._max_bytes:
             self.failed = "too-large"
             return
-        self._buffer += data.replace(b"\r\n", b"\n")
+        # Normalise on the whole buffer: a CRLF may be split across two reads.
+        self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
         while b"\n\n" in self._buffer:
             event, self._buffer = self._buffer.split(b"\n\n", 1)
             self._event(event)
@@ -123,11 +125,7 @@ class StreamRecorder:
             "object": "chat.completion",
             "created": self._meta.get("created", 0),
             "model": self._meta.get("model", ""),
-            **(
-                {"system_fingerprint": self._meta["system_fingerprint"]}
-                if "system_fingerprint" in self._meta
-                else {}
-            ),
+            **{key: self._meta[key] for key in _OPTIONAL_META if key in self._meta},
             "choices": choices,
             "usage": self._usage,
         }
@@ -160,8 +158,9 @@ def replay_chunks(
         "created": completion.get("created", 0),
         "model": completion.get("model", ""),
     }
-    if "system_fingerprint" in completion:
-        head["system_fingerprint"] = completion["system_fingerprint"]
+    for key in _OPTIONAL_META:
+        if key in completion:
+            head[key] = completion[key]
     for choice in completion.get("choices", []):
         index = choice.get("index", 0)
         message = choice.get("message") or {}
@@ -176,8 +175,9 @@ def replay_chunks(
                 }
             )
 
-        yield chunk({"role": "assistant", "content": ""})
         content = message.get("content")
+        # A null content (tool calls, refusals) must stay null, not become "".
+        yield chunk({"role": "assistant", "content": "" if isinstance(content, str) else None})
         if isinstance(content, str):
             for piece in _pieces(content, piece_chars):
                 yield chunk({"content": piece})

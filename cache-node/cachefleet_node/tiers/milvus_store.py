@@ -127,6 +127,9 @@ class MilvusVectorStore:
             index.add_index("vector", index_type="AUTOINDEX", metric_type="IP")
             client.create_collection(self.collection, schema=schema, index_params=index)
         client.load_collection(self.collection)
+        # The first search on a freshly loaded collection is slow; pay for it here, not on a
+        # request with a deadline.
+        client.search(self.collection, data=[[0.0] * self.dim], limit=1, filter='namespace == ""')
         return client
 
     async def connect(self) -> None:

@@ -1,0 +1,155 @@
+"""Embedding cache: in-process LRU, then Redis, then the inner embedder.
+
+Redis keys are `keyspace.embedding_key(prefix, space, text)`; values are the vector as
+little-endian float32 bytes with a TTL. Redis is best effort: an error or a call past the
+deadline counts and falls through to the inner embedder, it never fails an embed.
+The Redis client must return bytes (`decode_responses=False`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+import redis.asyncio
+import structlog
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cachefleet_node.embedders.base import Embedder, Vectors
+from cachefleet_node.keyspace import embedding_key
+
+__all__ = ["CachingEmbedder"]
+
+log = structlog.get_logger(__name__)
+
+_WIRE_DTYPE = np.dtype("<f4")
+
+
+class CachingEmbedder:
+    """An `Embedder` that serves repeated texts from memory or Redis.
+
+    Counters (per text): `hits_local`, `hits_redis`, `misses`; Redis failures: `redis_errors`,
+    of which `redis_timeouts` went past `redis_deadline_s`.
+    """
+
+    def __init__(
+        self,
+        inner: Embedder,
+        redis: redis.asyncio.Redis | None,
+        key_prefix: str,
+        ttl_s: int,
+        local_entries: int,
+        redis_deadline_s: float,
+    ) -> None:
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.space = inner.space
+        self.inner = inner
+        self.hits_local = 0
+        self.hits_redis = 0
+        self.misses = 0
+        self.redis_errors = 0
+        self.redis_timeouts = 0
+        self._redis = redis if ttl_s > 0 else None
+        self._prefix = key_prefix
+        self._ttl_s = ttl_s
+        self._deadline_s = redis_deadline_s
+        self._local: OrderedDict[str, Vectors] = OrderedDict()
+        self._local_entries = local_entries
+        self._redis_failing = False
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        """Embed `texts`, computing only those found in neither cache (in one inner call)."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        missing: dict[str, list[int]] = {}  # key -> positions of that text
+        for position, text in enumerate(texts):
+            key = embedding_key(self._prefix, self.space, text)
+            vector = self._local_get(key)
+            if vector is None:
+                missing.setdefault(key, []).append(position)
+            else:
+                out[position] = vector
+                self.hits_local += 1
+        if missing and self._redis is not None:
+            for key, vector in (await self._redis_get(list(missing))).items():
+                positions = missing.pop(key)
+                out[positions] = vector
+                self.hits_redis += len(positions)
+                self._local_put(key, vector)
+        if missing:
+            computed = await self.inner.embed(
+                [texts[positions[0]] for positions in missing.values()]
+            )
+            for (key, positions), vector in zip(missing.items(), computed, strict=True):
+                out[positions] = vector
+                self.misses += len(positions)
+                self._local_put(key, vector)
+            if self._redis is not None:
+                await self._redis_set(dict(zip(missing, computed, strict=True)))
+        return out
+
+    async def aclose(self) -> None:
+        """Close the inner embedder (the Redis client belongs to the caller)."""
+        await self.inner.aclose()
+
+    def _local_get(self, key: str) -> Vectors | None:
+        vector = self._local.get(key)
+        if vector is not None:
+            self._local.move_to_end(key)
+        return vector
+
+    def _local_put(self, key: str, vector: Vectors) -> None:
+        if self._local_entries <= 0:
+            return
+        self._local[key] = vector.copy()
+        self._local.move_to_end(key)
+        while len(self._local) > self._local_entries:
+            self._local.popitem(last=False)
+
+    async def _redis_get(self, keys: list[str]) -> dict[str, Vectors]:
+        assert self._redis is not None
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                values = await self._redis.mget(keys)
+        except (RedisError, OSError) as exc:
+            self._redis_failed("mget", exc)
+            return {}
+        self._redis_ok()
+        found: dict[str, Vectors] = {}
+        for key, value in zip(keys, values, strict=True):
+            if isinstance(value, bytes) and len(value) == self.dim * _WIRE_DTYPE.itemsize:
+                found[key] = np.frombuffer(value, dtype=_WIRE_DTYPE).astype(np.float32)
+        return found
+
+    async def _redis_set(self, vectors: dict[str, Vectors]) -> None:
+        assert self._redis is not None
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, vector in vectors.items():
+                        pipe.set(key, vector.astype(_WIRE_DTYPE).tobytes(), ex=self._ttl_s)
+                    await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._redis_failed("set", exc)
+            return
+        self._redis_ok()
+
+    def _redis_failed(self, operation: str, exc: BaseException) -> None:
+        self.redis_errors += 1
+        if isinstance(exc, (TimeoutError, RedisTimeoutError)):
+            self.redis_timeouts += 1
+        if not self._redis_failing:
+            self._redis_failing = True
+            log.warning(
+                "embedding cache: redis failing, computing embeddings without it",
+                operation=operation,
+                error=type(exc).__name__,
+            )
+
+    def _redis_ok(self) -> None:
+        if self._redis_failing:
+            self._redis_failing = False
+            log.info("embedding cache: redis recovered")
