@@ -24,6 +24,7 @@ from cachefleet_node import keyspace
 from cachefleet_node.config import NamespaceConfig, NodeConfig
 from cachefleet_node.core.controls import CacheControls
 from cachefleet_node.core.entry import CacheEntry, completion_usage
+from cachefleet_node.core.guards import CandidateGuard, build_guard
 from cachefleet_node.core.keys import CacheKeys
 from cachefleet_node.core.policy import RequestDecision, response_cacheable
 from cachefleet_node.core.routing import NamespaceRouter
@@ -132,6 +133,7 @@ class CacheEngine:
         self._write_deadline = deadlines.write_ms / 1000
         self._pending: set[asyncio.Task[Any]] = set()
         self._evictions_seen: dict[str, int] = {}
+        self._guards: dict[str, CandidateGuard] = {}
 
     @property
     def store_breaker_open(self) -> bool:
@@ -228,6 +230,9 @@ class CacheEngine:
             if candidate.similarity < threshold:
                 best_rejected = max(best_rejected, candidate.similarity)
                 break
+            if not self._guard_accepts(plan, semantic.text, meta.prompt):
+                best_rejected = max(best_rejected, candidate.similarity)
+                continue
             entry = await self._fetch_entry(plan, meta.entry_id, outcome, now)
             if entry is not None and entry.partition == semantic.partition:
                 self._served_similarity(candidate.similarity)
@@ -269,12 +274,25 @@ class CacheEngine:
             entry = await self._fetch_entry(plan, hit.entry_id, outcome, now)
             if entry is None or entry.partition != semantic.partition:
                 continue
+            if not self._guard_accepts(plan, semantic.text, entry.prompt or ""):
+                best_rejected = max(best_rejected, hit.similarity)
+                continue
             if hit.vector is not None:
                 self.l1_semantic.add(semantic.partition, hit.vector, _vector_meta(entry))
             self._served_similarity(hit.similarity)
             self._hit(outcome, "hit-semantic", "l2", entry, plan, hit.similarity)
             return
         self._rejected_similarity(best_rejected)
+
+    def _guard_accepts(self, plan: LookupPlan, query: str, candidate: str) -> bool:
+        guard = self._guards.get(plan.ns.name)
+        if guard is None:
+            guard = self._guards[plan.ns.name] = build_guard(plan.ns)
+        reason = guard.reject_reason(query, candidate)
+        if reason is None:
+            return True
+        self.metrics.guard_rejections.labels(reason).inc()
+        return False
 
     async def _fetch_entry(
         self, plan: LookupPlan, entry_id: str, outcome: Outcome, now: float

@@ -61,6 +61,12 @@ class NodeMetrics:
             buckets=_SIMILARITY_BUCKETS,
             registry=r,
         )
+        self.guard_rejections = Counter(
+            "cachefleet_guard_rejections_total",
+            "Semantic candidates above the threshold that a guard vetoed, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.bypasses = Counter(
             "cachefleet_bypass_total",
             "Requests or tier calls that skipped the cache, by reason.",

@@ -108,6 +108,7 @@ class _Partition:
         tombstones = len(self.graph_labels) - count
         if self.graph is None or tombstones > count // 4:
             self.build_graph()
+            tombstones = 0  # a fresh graph has none (and `graph_labels` was empty before)
         assert self.graph is not None
         scores, labels = self.graph.search(query.reshape(1, -1), k + min(tombstones, 64))
         found: list[tuple[int, float]] = []
