@@ -205,7 +205,15 @@ TemperaturePolicy = Annotated[
 class NamespaceConfig(_Strict):
     """One cache namespace: which models it serves and its policies."""
 
-    name: Identifier = Field(description="Cache namespace; entries are stored under it.")
+    name: Identifier = Field(
+        description="Stable name of this namespace (e.g. the ModelVersion it serves)."
+    )
+    cache_namespace: Identifier | None = Field(
+        None,
+        description="Cache namespace the entries are stored under (default: `name`). A model "
+        "version rollover points `name` at a new cache namespace; a switch published through "
+        "Redis takes precedence until the configuration catches up.",
+    )
     models: list[str] = Field(
         default_factory=lambda: ["*"],
         min_length=1,

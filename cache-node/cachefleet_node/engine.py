@@ -503,10 +503,7 @@ class CacheEngine:
         if self.redis is None:
             return
         key = keyspace.active_namespaces_key(self.config.redis.key_prefix)
-        if namespace == name:
-            await self.redis.hdel(key, name)
-        else:
-            await self.redis.hset(key, name, namespace)
+        await self.redis.hset(key, name, namespace)
 
     async def close(self) -> None:
         """Finish pending writes and release tiers."""

@@ -230,19 +230,26 @@ class LocalEntryStore:
             where.append("tenant=?")
             args.append(scope.tenant)
         if scope.tags:
-            where.append("(" + " OR ".join("tags LIKE ?" for _ in scope.tags) + ")")
-            args.extend(f"%,{tag},%" for tag in scope.tags)
+            # instr, not LIKE: `_` (allowed in tag names) is a LIKE wildcard.
+            where.append("(" + " OR ".join("instr(tags, ?) > 0" for _ in scope.tags) + ")")
+            args.extend(f",{tag}," for tag in scope.tags)
         if scope.created_before is not None:
             where.append("created<?")
             args.append(scope.created_before)
         clause = " AND ".join(where)
+        now = time.time()
         with self._lock:
             if dry_run:
                 row = self._db.execute(
                     f"SELECT COUNT(*) FROM entries WHERE {clause} AND expires>?",  # noqa: S608
-                    (*args, time.time()),
+                    (*args, now),
                 ).fetchone()
                 return int(row[0])
+            # Count only live entries (as the dry run and the Redis store do); purge the rest.
+            self._db.execute(
+                f"DELETE FROM entries WHERE {clause} AND expires<=?",  # noqa: S608
+                (*args, now),
+            )
             cursor = self._db.execute(f"DELETE FROM entries WHERE {clause}", args)  # noqa: S608
             return int(cursor.rowcount)
 
