@@ -400,7 +400,9 @@ def load_node_config(
         data = loaded
     data = _deep_merge(data, _env_overrides(env))
     model_dir = env.get(MODEL_DIR_ENV)
-    if model_dir and not data.get("embedding", {}).get("model_dir"):
+    embedding = data.get("embedding", {})
+    # Only fill a mapping (or a missing section); anything else is left for validation to name.
+    if model_dir and isinstance(embedding, dict) and not embedding.get("model_dir"):
         data = _deep_merge(data, {"embedding": {"model_dir": model_dir}})
     if overrides:
         data = _deep_merge(data, overrides)

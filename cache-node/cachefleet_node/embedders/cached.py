@@ -3,12 +3,15 @@
 Redis keys are `keyspace.embedding_key(prefix, space, text)`; values are the vector as
 little-endian float32 bytes with a TTL. Redis is best effort: an error or a call past the
 deadline counts and falls through to the inner embedder, it never fails an embed.
+After a Redis failure the cache skips Redis for `REDIS_COOLDOWN_S` (a dead Redis must not
+cost every embed a deadline), and writes to Redis never delay the caller.
 The Redis client must return bytes (`decode_responses=False`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -26,6 +29,7 @@ __all__ = ["CachingEmbedder"]
 log = structlog.get_logger(__name__)
 
 _WIRE_DTYPE = np.dtype("<f4")
+REDIS_COOLDOWN_S = 2.0
 
 
 class CachingEmbedder:
@@ -60,6 +64,8 @@ class CachingEmbedder:
         self._local: OrderedDict[str, Vectors] = OrderedDict()
         self._local_entries = local_entries
         self._redis_failing = False
+        self._skip_redis_until = 0.0
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """Embed `texts`, computing only those found in neither cache (in one inner call)."""
@@ -73,7 +79,7 @@ class CachingEmbedder:
             else:
                 out[position] = vector
                 self.hits_local += 1
-        if missing and self._redis is not None:
+        if missing and self._redis_usable():
             for key, vector in (await self._redis_get(list(missing))).items():
                 positions = missing.pop(key)
                 out[positions] = vector
@@ -87,12 +93,25 @@ class CachingEmbedder:
                 out[positions] = vector
                 self.misses += len(positions)
                 self._local_put(key, vector)
-            if self._redis is not None:
-                await self._redis_set(dict(zip(missing, computed, strict=True)))
+            if self._redis_usable():
+                task = asyncio.create_task(
+                    self._redis_set(dict(zip(missing, computed, strict=True)))
+                )
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
         return out
 
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and time.monotonic() >= self._skip_redis_until
+
+    async def flush(self) -> None:
+        """Wait for the background writes to Redis."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
     async def aclose(self) -> None:
-        """Close the inner embedder (the Redis client belongs to the caller)."""
+        """Finish pending cache writes, close the inner embedder (the caller owns Redis)."""
+        await self.flush()
         await self.inner.aclose()
 
     def _local_get(self, key: str) -> Vectors | None:
@@ -139,6 +158,7 @@ class CachingEmbedder:
 
     def _redis_failed(self, operation: str, exc: BaseException) -> None:
         self.redis_errors += 1
+        self._skip_redis_until = time.monotonic() + REDIS_COOLDOWN_S
         if isinstance(exc, (TimeoutError, RedisTimeoutError)):
             self.redis_timeouts += 1
         if not self._redis_failing:

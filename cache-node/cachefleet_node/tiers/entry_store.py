@@ -67,7 +67,10 @@ class RedisEntryStore:
             return CacheEntry.from_bytes(_as_bytes(data))
         except EntryFormatError:
             self.corrupt_entries += 1
-            await self._redis.unlink(key)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.unlink(key)
+            pipe.zrem(keyspace.index_key(self._prefix, namespace), key)
+            await pipe.execute()
             return None
 
     async def put(self, entry: CacheEntry) -> None:

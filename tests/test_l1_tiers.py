@@ -1,0 +1,301 @@
+"""In-process tiers: the byte-bounded exact LRU and the partitioned semantic index."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cachefleet_node.core.entry import CacheEntry
+from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
+from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
+
+DIM = 32
+NOW = 1_000_000.0
+
+
+def entry(entry_id: str, size: int = 100, **changes: Any) -> CacheEntry:
+    fields: dict[str, Any] = {
+        "entry_id": entry_id,
+        "namespace": "support",
+        "tenant": "acme",
+        "model": "gpt-4o-mini",
+        "created_at": NOW - 10,
+        "expires_at": NOW + 3600,
+        "answers": (b"x" * size,),
+    }
+    fields.update(changes)
+    return CacheEntry(**fields)
+
+
+# ------------------------------------------------------------------------------ exact LRU
+
+
+def test_lru_evicts_least_recently_used_within_the_byte_budget() -> None:
+    one = entry("a").size_bytes
+    lru = ByteBoundedLRU(max_bytes=3 * one)
+    for name in "abc":
+        lru.put(entry(name))
+    assert lru.bytes_used == 3 * one
+    assert lru.get("a", NOW) is not None  # a is now the most recently used
+    lru.put(entry("d"))
+    assert lru.get("b", NOW) is None
+    assert [n for n in "acd" if lru.get(n, NOW) is not None] == ["a", "c", "d"]
+    assert lru.evictions == 1
+    assert lru.bytes_used <= lru.max_bytes
+
+
+def test_lru_byte_budget_holds_under_random_load() -> None:
+    rng = random.Random(7)
+    lru = ByteBoundedLRU(max_bytes=50_000)
+    live: dict[str, CacheEntry] = {}
+    for step in range(2000):
+        name = f"e{rng.randint(0, 300)}"
+        if rng.random() < 0.7:
+            item = entry(name, size=rng.randint(0, 5000))
+            lru.put(item)
+            live[name] = item
+        else:
+            lru.get(name, NOW)
+        assert lru.bytes_used <= lru.max_bytes, step
+        held = [e for e in live.values() if lru.get(e.entry_id, NOW) is e]
+        assert lru.bytes_used == sum(e.size_bytes for e in held)
+        assert len(lru) == len(held)
+
+
+def test_replacing_an_entry_does_not_double_count() -> None:
+    lru = ByteBoundedLRU(max_bytes=10_000)
+    lru.put(entry("a", size=1000))
+    lru.put(entry("a", size=2000))
+    assert len(lru) == 1
+    assert lru.bytes_used == entry("a", size=2000).size_bytes
+
+
+def test_entry_larger_than_the_budget_is_not_stored() -> None:
+    lru = ByteBoundedLRU(max_bytes=2000)
+    lru.put(entry("small"))
+    lru.put(entry("huge", size=5000))
+    assert lru.get("huge", NOW) is None
+    assert lru.get("small", NOW) is not None
+    # A too-large replacement also drops the old copy, never serving a stale answer.
+    lru.put(entry("small", size=5000))
+    assert lru.get("small", NOW) is None
+    assert lru.bytes_used == 0
+
+
+def test_zero_budget_stores_nothing() -> None:
+    lru = ByteBoundedLRU(max_bytes=0)
+    lru.put(entry("a", size=0))
+    assert len(lru) == 0
+
+
+def test_expired_entries_are_not_returned_and_are_dropped() -> None:
+    lru = ByteBoundedLRU(max_bytes=100_000)
+    lru.put(entry("a", expires_at=NOW + 5))
+    assert lru.get("a", NOW + 4.9) is not None
+    assert lru.get("a", NOW + 5) is None
+    assert len(lru) == 0
+    assert lru.bytes_used == 0
+
+
+def test_remove_and_count_where() -> None:
+    lru = ByteBoundedLRU(max_bytes=1_000_000)
+    for i in range(10):
+        lru.put(entry(f"e{i}", tenant="acme" if i % 2 else "globex", tags=(f"t{i % 3}",)))
+    assert lru.count_where(lambda e: e.tenant == "acme") == 5
+    assert lru.count_where(lambda e: "t0" in e.tags) == 4
+    assert len(lru) == 10
+    assert lru.remove_where(lambda e: e.tenant == "acme") == 5
+    assert len(lru) == 5
+    assert lru.count_where(lambda e: e.tenant == "acme") == 0
+    assert lru.bytes_used == sum(entry(f"e{i}").size_bytes for i in range(0, 10, 2))
+    lru.clear()
+    assert (len(lru), lru.bytes_used) == (0, 0)
+
+
+# ------------------------------------------------------------------------- semantic index
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def meta(entry_id: str, **changes: Any) -> VectorMeta:
+    fields: dict[str, Any] = {
+        "entry_id": entry_id,
+        "namespace": "support",
+        "tenant": "acme",
+        "prompt": f"prompt {entry_id}",
+        "created_at": NOW - 10,
+        "expires_at": NOW + 3600,
+    }
+    fields.update(changes)
+    return VectorMeta(**fields)
+
+
+def fill(index: SemanticIndex, partition: str, vectors: np.ndarray, prefix: str = "v") -> None:
+    for i, vector in enumerate(vectors):
+        index.add(partition, vector, meta(f"{prefix}{i}"))
+
+
+def near(rng: np.random.Generator, vector: np.ndarray, noise: float = 0.05) -> np.ndarray:
+    query = vector + noise * rng.standard_normal(vector.shape).astype(np.float32) / np.sqrt(DIM)
+    return (query / np.linalg.norm(query)).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 5, 20, 300])
+def test_exact_search_matches_brute_force(k: int) -> None:
+    rng = np.random.default_rng(1)
+    vectors = unit(rng, 200)
+    index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=10_000)
+    fill(index, "p", vectors)
+    for query in unit(rng, 20):
+        found = index.search("p", query, k, NOW)
+        scores = vectors @ query
+        expected = np.argsort(-scores)[:k]
+        assert [c.meta.entry_id for c in found] == [f"v{i}" for i in expected]
+        assert [c.similarity for c in found] == pytest.approx(scores[expected].tolist(), abs=1e-5)
+
+
+def test_partitions_are_isolated() -> None:
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 3)
+    index = SemanticIndex(DIM, max_entries=100)
+    index.add("tenant-a", vectors[0], meta("a", tenant="a"))
+    index.add("tenant-b", vectors[1], meta("b", tenant="b"))
+    assert [c.meta.entry_id for c in index.search("tenant-a", vectors[1], 5, NOW)] == ["a"]
+    assert index.search("tenant-c", vectors[1], 5, NOW) == []
+
+
+def test_large_partition_switches_to_hnsw_and_keeps_recall() -> None:
+    rng = np.random.default_rng(3)
+    vectors = unit(rng, 600)
+    index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=64)
+    fill(index, "p", vectors[:300])
+    index.search("p", vectors[0], 1, NOW)  # builds the graph
+    partition = index._partitions["p"]
+    assert partition.graph is not None
+    fill(index, "p", vectors[300:], prefix="w")  # added to the existing graph
+    ids = [f"v{i}" for i in range(300)] + [f"w{i}" for i in range(300)]
+    targets = rng.choice(600, size=50, replace=False)
+    hits = 0
+    for target in targets:
+        found = index.search("p", near(rng, vectors[target]), 5, NOW)
+        assert len(found) == 5
+        assert [c.similarity for c in found] == sorted((c.similarity for c in found), reverse=True)
+        hits += found[0].meta.entry_id == ids[target]
+    assert partition.graph is not None
+    assert partition.graph.ntotal == 600
+    assert hits / len(targets) >= 0.98
+
+
+def test_removed_ids_are_never_returned_also_after_rebuilds() -> None:
+    rng = np.random.default_rng(4)
+    vectors = unit(rng, 400)
+    index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=64)
+    fill(index, "p", vectors)
+    index.search("p", vectors[0], 1, NOW)
+    graph_before = index._partitions["p"].graph
+    assert graph_before is not None
+    removed: set[str] = set()
+    order = [int(i) for i in rng.permutation(400)]
+    for step, i in enumerate(order[:300]):
+        index.remove(f"v{i}")
+        removed.add(f"v{i}")
+        if step % 10 == 0:
+            for query in (vectors[i], near(rng, vectors[order[-1]])):
+                found = index.search("p", query, 10, NOW)
+                assert not removed & {c.meta.entry_id for c in found}
+    assert index._partitions["p"].graph is not graph_before  # tombstones forced a rebuild
+    remaining = order[300:]
+    assert len(index) == 100
+    for i in remaining[:30]:
+        found = index.search("p", near(rng, vectors[i]), 3, NOW)
+        assert found[0].meta.entry_id == f"v{i}"
+        assert not removed & {c.meta.entry_id for c in found}
+    for i in order[:300]:
+        assert all(c.meta.entry_id != f"v{i}" for c in index.search("p", vectors[i], 3, NOW))
+
+
+def test_readding_an_id_replaces_its_vector() -> None:
+    rng = np.random.default_rng(5)
+    vectors = unit(rng, 200)
+    for hnsw_min in (64, 10_000):
+        index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=hnsw_min)
+        fill(index, "p", vectors[:100])
+        index.search("p", vectors[0], 1, NOW)
+        index.add("p", vectors[150], meta("v3"))
+        assert len(index) == 100
+        found = index.search("p", vectors[150], 1, NOW)
+        assert (found[0].meta.entry_id, found[0].similarity) == ("v3", pytest.approx(1.0))
+        assert all(c.meta.entry_id != "v3" for c in index.search("p", vectors[3], 1, NOW))
+        # Moving an id to another partition removes it from the first.
+        index.add("q", vectors[3], meta("v3"))
+        assert all(c.meta.entry_id != "v3" for c in index.search("p", vectors[150], 5, NOW))
+        assert index.search("q", vectors[3], 1, NOW)[0].meta.entry_id == "v3"
+
+
+def test_global_bound_evicts_least_recently_used() -> None:
+    rng = np.random.default_rng(6)
+    vectors = unit(rng, 10)
+    index = SemanticIndex(DIM, max_entries=5)
+    for i in range(5):
+        index.add("p" if i % 2 else "q", vectors[i], meta(f"v{i}"))
+    assert index.search("q", vectors[0], 1, NOW)[0].meta.entry_id == "v0"  # v0 touched
+    index.add("p", vectors[5], meta("v5"))
+    index.add("q", vectors[6], meta("v6"))
+    assert len(index) == 5
+    assert index.evictions == 2
+    present = {
+        c.meta.entry_id
+        for p in ("p", "q")
+        for v in vectors[:7]
+        for c in index.search(p, v, 10, NOW)
+    }
+    assert present == {"v0", "v3", "v4", "v5", "v6"}
+
+
+def test_zero_max_entries_stores_nothing() -> None:
+    index = SemanticIndex(DIM, max_entries=0)
+    index.add("p", unit(np.random.default_rng(0), 1)[0], meta("a"))
+    assert len(index) == 0
+    assert index.search("p", unit(np.random.default_rng(0), 1)[0], 1, NOW) == []
+
+
+def test_expired_and_too_old_vectors_are_not_returned() -> None:
+    rng = np.random.default_rng(7)
+    vectors = unit(rng, 3)
+    index = SemanticIndex(DIM, max_entries=100)
+    index.add("p", vectors[0], meta("old", created_at=NOW - 1000))
+    index.add("p", vectors[1], meta("young", created_at=NOW - 5))
+    index.add("p", vectors[2], meta("expiring", expires_at=NOW + 1))
+    ids = {c.meta.entry_id for c in index.search("p", vectors[0], 10, NOW)}
+    assert ids == {"old", "young", "expiring"}
+    ids = {c.meta.entry_id for c in index.search("p", vectors[0], 10, NOW, max_age_s=60)}
+    assert ids == {"young", "expiring"}
+    ids = {c.meta.entry_id for c in index.search("p", vectors[0], 10, NOW + 1)}
+    assert ids == {"old", "young"}
+    assert len(index) == 2  # the expired vector was dropped
+
+
+def test_remove_where_by_namespace_and_tenant() -> None:
+    rng = np.random.default_rng(8)
+    vectors = unit(rng, 40)
+    index = SemanticIndex(DIM, max_entries=1000)
+    for i, vector in enumerate(vectors):
+        namespace = "support" if i < 20 else "sales"
+        tenant = "acme" if i % 2 else "globex"
+        index.add(
+            f"{namespace}/{tenant}", vector, meta(f"v{i}", namespace=namespace, tenant=tenant)
+        )
+    removed = index.remove_where(lambda m: m.namespace == "support" and m.tenant == "acme")
+    assert removed == 10
+    assert len(index) == 30
+    assert index.search("support/acme", vectors[1], 5, NOW) == []
+    assert len(index.search("support/globex", vectors[0], 50, NOW)) == 10
+    assert index.remove_where(lambda m: m.namespace == "sales") == 20
+    assert len(index) == 10
+    assert index.search("sales/acme", vectors[21], 5, NOW) == []
