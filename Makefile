@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
 export CACHEFLEET_EMBEDDING_MODEL_DIR
 
-.PHONY: help venv system-deps demo test lint typecheck fmt lock clean bench-latency
+.PHONY: help venv system-deps demo test lint typecheck fmt lock clean bench-latency bench-quality crds
 
 help:
 	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
@@ -43,6 +43,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m cachefleet_operator.api.crdgen --check
+
+## Regenerate crds/ from the operator's API models (`make lint` fails while crds/ is stale).
+crds: venv
+	$(PY) -m cachefleet_operator.api.crdgen
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -56,6 +61,11 @@ demo: venv system-deps
 
 bench-latency: venv
 	$(PY) -m cachefleet_node.bench.latency
+
+## Semantic-correctness harness, full run (CLINC150 + all Quora pairs, peers, stream):
+## writes docs/benchmarks/quality.json and PNGs. Data from $$CACHEFLEET_DATA_DIR or ../shared/data.
+bench-quality: venv
+	$(PY) -m cachefleet_node.cli bench quality --subset full --qqp-pairs 0
 
 test: venv system-deps lint typecheck k8s-bins
 	$(PY) -m pytest

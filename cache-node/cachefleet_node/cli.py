@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 import uvicorn
 
+from cachefleet_node.bench import calibrate, quality
 from cachefleet_node.config import ConfigError, NodeConfig, load_node_config
 from cachefleet_node.embedders.base import EmbeddingUnavailable
 from cachefleet_node.logging_setup import configure_logging
@@ -82,7 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-dir", help="local state directory (default .cachefleet)")
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("config")
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench", required=True
+    )
+    quality.add_arguments(
+        bench.add_parser("quality", help="semantic-correctness harness (CLINC150, Quora pairs)")
+    )
+    calibrate.add_arguments(
+        bench.add_parser("calibrate", help="pick a threshold for a target error rate")
+    )
     args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        return quality.main(args) if args.bench == "quality" else calibrate.main(args)
 
     if args.command == "check-config":
         try:

@@ -26,9 +26,11 @@ from pydantic import (
 
 __all__ = [
     "AuthConfig",
+    "CalibrationConfig",
     "ConfigError",
     "DeadlinesConfig",
     "EmbeddingConfig",
+    "GuardsConfig",
     "L1Config",
     "LoggingConfig",
     "MilvusConfig",
@@ -202,6 +204,57 @@ TemperaturePolicy = Annotated[
 ]
 
 
+class GuardsConfig(_Strict):
+    """Checks that veto a semantic candidate above the threshold (see `core/guards.py`).
+
+    Defaults are the ones the quality harness chose (docs/benchmarks/quality.md).
+    """
+
+    negation: bool = Field(
+        True, description="Reject when one text is negated and the other is not."
+    )
+    opposites: bool = Field(
+        False,
+        description="Reject when the texts take opposite sides (enable/disable, list/delete, "
+        "ascending/descending, un-/dis- forms) or reverse a direction (miles to km / km to miles).",
+    )
+    numbers: bool = Field(
+        True, description="Reject when the numbers differ (quantities, dates, versions)."
+    )
+    entities: bool = Field(
+        True,
+        description="Reject when each text names something the other does not (names, "
+        "identifiers, quoted strings).",
+    )
+
+
+class CalibrationConfig(_Strict):
+    """Threshold calibration on live traffic from verified shadow-mode samples."""
+
+    target_error_rate: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="Wrong answers per request the calibrated threshold may cost.",
+    )
+    online: bool = Field(
+        False,
+        description="Serve with the calibrated threshold (within min/max_threshold) once "
+        "`min_samples` verified samples exist; otherwise it is only reported as a metric.",
+    )
+    min_samples: int = Field(
+        200, ge=20, description="Verified samples needed before a threshold is calibrated."
+    )
+    window: int = Field(5000, ge=100, description="Most recent verified samples kept.")
+    agreement_similarity: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="A would-be hit counts as right when the cosine similarity between the "
+        "cached answer and the upstream's fresh answer reaches this.",
+    )
+
+
 class NamespaceConfig(_Strict):
     """One cache namespace: which models it serves and its policies."""
 
@@ -220,7 +273,11 @@ class NamespaceConfig(_Strict):
         description="Model names served by this namespace; `*` matches any model.",
     )
     similarity_threshold: float = Field(
-        0.85, gt=0, le=1, description="Cosine similarity a semantic candidate must reach."
+        0.82,
+        gt=0,
+        le=1,
+        description="Cosine similarity a semantic candidate must reach (default chosen by the "
+        "quality harness for error rate <= 1% on CLINC150, docs/benchmarks/quality.md).",
     )
     min_threshold: float = Field(
         0.75, gt=0, le=1, description="Lowest per-request threshold override allowed."
@@ -238,6 +295,17 @@ class NamespaceConfig(_Strict):
     temperature_policy: TemperaturePolicy = "cache"
     cache_tool_results: bool = Field(
         False, description="Cache requests whose last message is a tool result."
+    )
+    guards: GuardsConfig = Field(
+        default_factory=GuardsConfig, description="Guards against confident wrong answers."
+    )
+    shadow: bool = Field(
+        False,
+        description="Compute semantic hits (down to min_threshold) without serving them; "
+        "record their similarity and verify them against the upstream's answer.",
+    )
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="Threshold calibration."
     )
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ import structlog
 
 from cachefleet_node import keyspace
 from cachefleet_node.config import NamespaceConfig, NodeConfig
+from cachefleet_node.core.calibration import OnlineCalibrator
 from cachefleet_node.core.controls import CacheControls
 from cachefleet_node.core.entry import CacheEntry, completion_usage
 from cachefleet_node.core.guards import CandidateGuard, build_guard
@@ -46,6 +47,7 @@ Vector = npt.NDArray[np.float32]
 
 SEMANTIC_CANDIDATES = 4
 MAX_PENDING_WRITES = 2048
+MAX_PENDING_SHADOWS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class Outcome:
     matched_prompt: str | None = None
     reasons: list[str] = field(default_factory=list)
     vector: Vector | None = None
+    shadow_similarity: float | None = None  # a would-be semantic hit not served (shadow mode)
 
     @property
     def hit(self) -> bool:
@@ -134,6 +137,9 @@ class CacheEngine:
         self._pending: set[asyncio.Task[Any]] = set()
         self._evictions_seen: dict[str, int] = {}
         self._guards: dict[str, CandidateGuard] = {}
+        self.calibrators: dict[str, OnlineCalibrator] = {}
+        # exact key -> (namespace config name, similarity, cached answer) awaiting verification
+        self._shadows: dict[str, tuple[str, float, bytes]] = {}
 
     @property
     def store_breaker_open(self) -> bool:
@@ -215,7 +221,7 @@ class CacheEngine:
             outcome.reasons.append(error or "embedder-error")
             return
         outcome.vector = vector
-        threshold = plan.threshold
+        threshold = self._threshold(plan)
         best_rejected = 0.0
 
         started = time.perf_counter()
@@ -235,6 +241,9 @@ class CacheEngine:
                 continue
             entry = await self._fetch_entry(plan, meta.entry_id, outcome, now)
             if entry is not None and entry.partition == semantic.partition:
+                if plan.ns.shadow:
+                    self._shadow(plan, outcome, entry, candidate.similarity)
+                    return
                 self._served_similarity(candidate.similarity)
                 self._hit(outcome, "hit-semantic", "l1", entry, plan, candidate.similarity)
                 return
@@ -279,10 +288,86 @@ class CacheEngine:
                 continue
             if hit.vector is not None:
                 self.l1_semantic.add(semantic.partition, hit.vector, _vector_meta(entry))
+            if plan.ns.shadow:
+                self._shadow(plan, outcome, entry, hit.similarity)
+                return
             self._served_similarity(hit.similarity)
             self._hit(outcome, "hit-semantic", "l2", entry, plan, hit.similarity)
             return
         self._rejected_similarity(best_rejected)
+
+    def _threshold(self, plan: LookupPlan) -> float:
+        """The similarity a candidate must reach for this request.
+
+        A per-request override wins; shadow mode looks down to `min_threshold` (nothing is
+        served, and calibration needs samples below the threshold too); online calibration
+        replaces the configured threshold once it has enough verified samples.
+        """
+        if plan.controls.threshold is not None:
+            return plan.controls.threshold
+        if plan.ns.shadow:
+            self._calibrator(plan.ns).count_request()
+            return plan.ns.min_threshold
+        calibrator = self.calibrators.get(plan.ns.name)
+        if plan.ns.calibration.online and calibrator is not None:
+            return calibrator.threshold or plan.ns.similarity_threshold
+        return plan.ns.similarity_threshold
+
+    def _calibrator(self, ns: NamespaceConfig) -> OnlineCalibrator:
+        calibrator = self.calibrators.get(ns.name)
+        if calibrator is None:
+            settings = ns.calibration
+            calibrator = self.calibrators[ns.name] = OnlineCalibrator(
+                settings.target_error_rate,
+                floor=ns.min_threshold,
+                ceiling=ns.max_threshold,
+                window=settings.window,
+                min_samples=settings.min_samples,
+            )
+        return calibrator
+
+    def _shadow(
+        self, plan: LookupPlan, outcome: Outcome, entry: CacheEntry, similarity: float
+    ) -> None:
+        """Record a would-be hit without serving it; keep it for verification."""
+        outcome.shadow_similarity = similarity
+        outcome.matched_prompt = entry.prompt
+        self.metrics.shadow_hits.labels(plan.namespace).inc()
+        self.metrics.shadow_similarity.labels(plan.namespace).observe(similarity)
+        would_serve = similarity >= plan.ns.similarity_threshold
+        log.info(
+            "shadow_hit",
+            namespace=plan.namespace,
+            similarity=round(similarity, 4),
+            threshold=plan.ns.similarity_threshold,
+            would_serve=would_serve,
+            entry_id=entry.entry_id,
+        )
+        if len(self._shadows) < MAX_PENDING_SHADOWS and entry.answers:
+            self._shadows[plan.keys.exact] = (plan.ns.name, similarity, entry.answers[0])
+
+    async def _verify_shadow(self, plan: LookupPlan, fresh_answer: bytes) -> None:
+        """Compare the upstream's answer with the would-be hit's; feed the calibrator."""
+        pending = self._shadows.pop(plan.keys.exact, None)
+        if pending is None:
+            return
+        _, similarity, cached_answer = pending
+        texts = [_answer_text(cached_answer), _answer_text(fresh_answer)]
+        if not all(texts):
+            return
+        result = await self._embed_guard.call(
+            "embed", self.embedder.embed(texts), self._write_deadline
+        )
+        if result.value is None:
+            return
+        agreement = float(result.value[0] @ result.value[1])
+        correct = agreement >= plan.ns.calibration.agreement_similarity
+        self.metrics.verifications.labels(plan.namespace, "right" if correct else "wrong").inc()
+        calibration = self._calibrator(plan.ns).observe(similarity, correct)
+        if calibration is not None:
+            self.metrics.calibrated_threshold.labels(plan.namespace).set(calibration.threshold)
+            self.metrics.estimated_false_hit.labels(plan.namespace).set(calibration.false_hit_rate)
+            self.metrics.estimated_error.labels(plan.namespace).set(calibration.error_rate)
 
     def _guard_accepts(self, plan: LookupPlan, query: str, candidate: str) -> bool:
         guard = self._guards.get(plan.ns.name)
@@ -369,6 +454,8 @@ class CacheEngine:
         if not plan.decision.cacheable or not plan.controls.write:
             return self._write_outcome("skipped-policy")
         answer = orjson.dumps(completion)
+        if plan.ns.shadow:
+            await self._verify_shadow(plan, answer)
         reason = response_cacheable(completion, len(answer), plan.ns)
         if reason is not None:
             return self._write_outcome(f"skipped-{reason}")
@@ -516,6 +603,16 @@ class CacheEngine:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _answer_text(answer: bytes) -> str:
+    """The assistant text of a stored chat completion ("" if it has none)."""
+    try:
+        message = orjson.loads(answer)["choices"][0]["message"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return ""
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else ""
 
 
 def _vector_meta(entry: CacheEntry) -> VectorMeta:

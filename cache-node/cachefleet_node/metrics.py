@@ -67,6 +67,43 @@ class NodeMetrics:
             ["reason"],
             registry=r,
         )
+        self.shadow_hits = Counter(
+            "cachefleet_shadow_hits_total",
+            "Semantic hits computed but not served (shadow mode), by namespace.",
+            ["namespace"],
+            registry=r,
+        )
+        self.shadow_similarity = Histogram(
+            "cachefleet_shadow_similarity_ratio",
+            "Cosine similarity of shadow-mode would-be hits, by namespace.",
+            ["namespace"],
+            buckets=_SIMILARITY_BUCKETS,
+            registry=r,
+        )
+        self.verifications = Counter(
+            "cachefleet_verifications_total",
+            "Would-be hits checked against the upstream's answer, by verdict (right, wrong).",
+            ["namespace", "verdict"],
+            registry=r,
+        )
+        self.calibrated_threshold = Gauge(
+            "cachefleet_calibrated_threshold_ratio",
+            "Similarity threshold calibrated from verified samples for the target error rate.",
+            ["namespace"],
+            registry=r,
+        )
+        self.estimated_false_hit = Gauge(
+            "cachefleet_estimated_false_hit_ratio",
+            "Estimated share of semantic hits that are wrong at the calibrated threshold.",
+            ["namespace"],
+            registry=r,
+        )
+        self.estimated_error = Gauge(
+            "cachefleet_estimated_error_ratio",
+            "Estimated wrong answers per request at the calibrated threshold.",
+            ["namespace"],
+            registry=r,
+        )
         self.bypasses = Counter(
             "cachefleet_bypass_total",
             "Requests or tier calls that skipped the cache, by reason.",

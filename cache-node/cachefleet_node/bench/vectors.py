@@ -89,14 +89,13 @@ class TableEmbedder:
         self.space = embedding_space(self.model_id, self.dim)
         self._cache = cache
         self._rows = {text: i for i, text in enumerate(texts)}
-        self._vectors = vectors
+        self.vectors = vectors
 
     def vector(self, text: str) -> Vectors:
         """One row."""
         row = self._rows.get(text)
-        if row is None:
-            return self._cache.model.encode([text])[0]
-        return self._vectors[row]
+        found: Vectors = self._cache.model.encode([text])[0] if row is None else self.vectors[row]
+        return found
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """Rows for `texts`."""

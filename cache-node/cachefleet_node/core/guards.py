@@ -1,17 +1,50 @@
 """Guards: cheap checks that veto a semantic candidate whose similarity cleared the threshold.
 
-A guard compares the query's fuzzy text with the cached prompt and names a reason when they
-must not share an answer. This module holds the contract; the guards themselves come with
-the semantic-correctness work.
+A sentence embedding averages over tokens, so two prompts that differ in one word that
+decides the answer ("enable" / "disable", "Python 2" / "Python 3", "Lisbon" / "Barcelona")
+still score as near-duplicates. A guard compares the query's fuzzy text with the cached
+prompt and names a reason when such an *answer-determining* token differs:
+
+- `negation`: one text is negated and the other is not (odd number of cues: not, never,
+  n't, without, ...);
+- `opposites`: the texts take opposite sides of a contrast (enable/disable, ascending/
+  descending, list/delete, left/right, ...; a word and its un-/dis-/de-/anti- form), or
+  state a direction the other way round ("miles to km" / "km to miles");
+- `numbers`: the numbers differ (digits, number words, versions, dates, amounts);
+- `entities`: each text names something the other does not (capitalised names that do not
+  start a sentence, ALL-CAPS tokens, code identifiers, quoted strings).
+
+Two texts are told apart only by a *substitution*, never by a mere addition: "S3 bucket" and
+"Amazon S3 bucket" still match; "Lisbon" and "Barcelona" do not. Numbers are the exception:
+a number present on one side only changes the answer ("convert 5 miles" / "convert miles").
+
+Everything here is pure and deterministic; text features are memoised per string, so a
+check costs a few microseconds once the cached prompt has been seen.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
-from cachefleet_node.config import NamespaceConfig
+from cachefleet_node.config import GuardsConfig, NamespaceConfig
 
-__all__ = ["CandidateGuard", "NoGuard", "build_guard"]
+__all__ = [
+    "GUARD_NAMES",
+    "CandidateGuard",
+    "GuardChain",
+    "NoGuard",
+    "TextFeatures",
+    "build_guard",
+    "build_guard_from",
+    "text_features",
+]
+
+GUARD_NAMES = ("negation", "opposites", "numbers", "entities")
 
 
 class CandidateGuard(Protocol):
@@ -30,6 +63,335 @@ class NoGuard:
         return None
 
 
+# ------------------------------------------------------------------------------ lexicon
+
+_NEGATION_CUES = frozenset(
+    "not no never nothing nobody none nowhere neither nor without cannot cant dont doesnt "
+    "didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt "
+    "aint".split()
+)
+
+# Contrasts: each is a tuple of poles, each pole a set of words (or two-word phrases) that
+# take the same side. A text "takes" every pole it mentions.
+_CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
+    tuple(frozenset(pole.split(",")) for pole in poles.split("|"))
+    for poles in (
+        # what an operation does to a thing
+        "create,creation,add,adding,added,addition,install,installation,enable,enabled,"
+        "activate,insert,set,set up,setup,make,arrange,turn on,switch on,open a new,book,"
+        "reserve"
+        "|list all,list the,list every,list my,list each,show,view,see,display,read,check"
+        "|delete,deletion,remove,removing,removed,removal,uninstall,disable,disabled,"
+        "deactivate,erase,wipe,purge,drop,destroy,clear,kill,get rid,turn off,switch off,"
+        "throw away,discard,take off,undo,revert,roll back,rollback,clean up,cleanup",
+        "my,mine,myself|your,yours,yourself",
+        "keep,keeping,kept,save,retain,preserve|discard,throw away,lose,losing,wipe",
+        "start,begin,resume,restart|pause,suspend,on hold|stop,cancel,end,terminate,quit",
+        "ascending,increasing order,smallest to largest,lowest to highest"
+        "|descending,decreasing order,largest to smallest,highest to lowest",
+        "increase,raise,higher,more|decrease,reduce,lower,less,fewer",
+        "upload,uploading|download,downloading",
+        "import|export",
+        "push|pull",
+        "buy,buying,purchase|sell,selling",
+        "deposit|withdraw,withdrawal",
+        "send,sending,sent|receive,receiving,received",
+        "encode|decode",
+        "before|after",
+        "first|last",
+        "min,minimum|max,maximum",
+        "left|right",
+        "upper,uppercase|lower,lowercase",
+        "soft|hard",
+        "hot|cold",
+        "true,correct,right|false,incorrect,wrong",
+        "yes|no",
+        "positive|negative",
+        "even|odd",
+        "inner|outer",
+        "public|private",
+        "horizontal|vertical",
+        "input|output",
+        "incoming,inbound|outgoing,outbound",
+        "best|worst",
+        "better|worse",
+        "largest,biggest|smallest",
+        "accept,approve,allow|reject,decline,deny,block",
+        "include|exclude",
+        "confirm|cancel",
+        "derivative,differentiate|integral,integrate,antiderivative",
+        "add,plus,sum|subtract,minus,difference",
+        "multiply,times,product|divide,quotient",
+        "login,log in,sign in|logout,log out,sign out",
+        "open|close",
+        "lock|unlock",
+        "freeze|unfreeze",
+    )
+)
+
+_OPPOSITE_PREFIXES = ("un", "dis", "de", "anti", "non")
+
+# "one" is left out: it is mostly a pronoun ("a new one").
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero _ two three four five six seven eight nine ten eleven twelve thirteen "
+        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+    if word != "_"
+}
+_NUMBER_WORDS.update(
+    {
+        "thirty": "30",
+        "forty": "40",
+        "fifty": "50",
+        "sixty": "60",
+        "seventy": "70",
+        "eighty": "80",
+        "ninety": "90",
+        "hundred": "100",
+        "thousand": "1000",
+        "million": "1000000",
+        "billion": "1000000000",
+        "dozen": "12",
+        "half": "0.5",
+        "twice": "2",
+    }
+)
+
+# Words that start questions or are capitalised for grammar, not because they name something.
+_NOT_NAMES = frozenset("i i'm i've i'd i'll ok okay".split())
+
+_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_'’]*")
+_NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,:/-]\d+)*")
+_IDENTIFIER = re.compile(
+    r"`[^`]+`"  # code spans
+    r"|\b[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|::|->)[A-Za-z_][A-Za-z0-9_]*)+(?:\(\))?"  # a.b, a::b
+    r"|\b[a-z]+[A-Z][A-Za-z0-9]*\b"  # camelCase
+    r"|\b[A-Za-z0-9]+_[A-Za-z0-9_]+\b"  # snake_case
+    r"|(?<!\w)--?[a-z][a-z0-9-]+"  # --flags
+    r"|\b[A-Za-z]+\(\)"  # call()
+)
+_QUOTED = re.compile(r"(?<!\w)[\"“'‘]([^\"”'’]{1,60})[\"”'’](?!\w)")
+_SENTENCE_END = re.compile(r"[.!?:;]\s+|\n")
+# "A to B", "from A to B", "A into B": A is the word before the connector, B the last word
+# of the short noun phrase after it.
+_DIRECTION = re.compile(
+    r"\b([a-z]{3,})\s+(?:to|into|->|→)\s+((?:[a-z]+\s+){0,2}?[a-z]{3,})\b(?=\s*(?:[.,;:?!]|$|\s+(?:and|or|in|for|on|with|using|please)\b))"
+)
+_DIRECTION_SKIP = frozenset(
+    "how want need way going have has had used able due back up down is are was be like "
+    "try trying wants needs".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TextFeatures:
+    """What the guards compare, extracted once per text."""
+
+    negated: bool
+    words: frozenset[str]
+    poles: frozenset[tuple[int, int]]  # (contrast index, pole index)
+    numbers: frozenset[str]
+    entities: frozenset[str]
+    directions: frozenset[tuple[str, str]]
+
+
+def _normalise(text: str) -> str:
+    return text.replace("’", "'").replace("‘", "'")
+
+
+def _words(text: str) -> list[str]:
+    return [token.lower().replace("'", "") for token in _TOKEN.findall(_normalise(text))]
+
+
+def _negated(words: list[str]) -> bool:
+    cues = sum(1 for word in words if word in _NEGATION_CUES)
+    # "... or not", "if not", "not sure": question tags and hedges, not negated requests
+    cues -= sum(
+        1
+        for first, second in itertools.pairwise(words)
+        if (first in {"or", "if"} and second in {"not", "no"}) or (first, second) == ("not", "sure")
+    )
+    return cues % 2 == 1
+
+
+def _stems(word: str) -> set[str]:
+    """The word and its bare forms: removes -> remove, added -> add, adding -> add."""
+    forms = {word}
+    for suffix in ("s", "es", "ed", "d", "ing"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            forms.add(word[: -len(suffix)])
+    return forms
+
+
+def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
+    joined = " " + " ".join(words) + " "
+    single = {form for word in words for form in _stems(word)}
+    found = set()
+    for contrast_index, poles in enumerate(_CONTRASTS):
+        for pole_index, pole in enumerate(poles):
+            for term in pole:
+                if (" " in term and f" {term} " in joined) or term in single:
+                    found.add((contrast_index, pole_index))
+                    break
+    if not any(contrast == 0 for contrast, _ in found):
+        found.add((0, 1))  # a request that creates or deletes nothing only reads
+    return frozenset(found)
+
+
+def _numbers(text: str, words: list[str]) -> frozenset[str]:
+    values = {match.replace(",", "") for match in _NUMBER.findall(text)}
+    values.update(_NUMBER_WORDS[word] for word in words if word in _NUMBER_WORDS)
+    return frozenset(values)
+
+
+def _entities(text: str) -> frozenset[str]:
+    text = _normalise(text)
+    found = {match.strip("`").lower() for match in _IDENTIFIER.findall(text)}
+    found.update(match.strip().lower() for match in _QUOTED.findall(text))
+    sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
+    for sentence in sentences:
+        tokens = _TOKEN.findall(sentence)
+        capitalised = [t for t in tokens if t[0].isupper()]
+        if len(tokens) >= 4 and len(capitalised) * 2 > len(tokens):
+            continue  # Title Case Or SHOUTING: capitals carry no information
+        for position, token in enumerate(tokens):
+            lowered = token.lower().replace("'", "")
+            if lowered.endswith("s") and token.endswith(("'s", "’s")):
+                lowered = lowered[:-1]
+            if lowered in _NOT_NAMES or token.isdigit():
+                continue
+            shout = len(token) >= 2 and token.isupper()
+            if shout or (token[0].isupper() and position > 0) or any(c.isdigit() for c in token):
+                found.add(lowered)
+    return frozenset(found)
+
+
+def _directions(text: str) -> frozenset[tuple[str, str]]:
+    lowered = _normalise(text).lower()
+    found = set()
+    for source, target in _DIRECTION.findall(lowered):
+        target_word = target.split()[-1]
+        if source in _DIRECTION_SKIP or target_word in _DIRECTION_SKIP:
+            continue
+        if source != target_word:
+            found.add((source, target_word))
+    return frozenset(found)
+
+
+@lru_cache(maxsize=16384)
+def text_features(text: str) -> TextFeatures:
+    """Features of one text (memoised: cached prompts recur)."""
+    words = _words(text)
+    return TextFeatures(
+        negated=_negated(words),
+        words=frozenset(words),
+        poles=_poles(words),
+        numbers=_numbers(text, words),
+        entities=_entities(text),
+        directions=_directions(text),
+    )
+
+
+# ------------------------------------------------------------------------------- guards
+
+
+def _opposite_sides(a: frozenset[tuple[int, int]], b: frozenset[tuple[int, int]]) -> bool:
+    """Some contrast where each text takes a pole the other does not."""
+    only_a = a - b
+    only_b = b - a
+    return any(ca == cb for ca, _ in only_a for cb, _ in only_b)
+
+
+def _prefixed_opposite(a: frozenset[str], b: frozenset[str]) -> bool:
+    """A word in one text whose un-/dis-/de-/anti-/non- form is in the other only."""
+    for word in a - b:
+        for prefix in _OPPOSITE_PREFIXES:
+            if word.startswith(prefix) and len(word) - len(prefix) >= 3:
+                stem = word[len(prefix) :]
+                if stem in b and stem not in a:
+                    return True
+    return False
+
+
+def _substituted(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Each side holds an item the other lacks (an item that prefixes another counts as it)."""
+    only_a = [x for x in a - b if not any(y.startswith(x) or x.startswith(y) for y in b)]
+    only_b = [y for y in b - a if not any(x.startswith(y) or y.startswith(x) for x in a)]
+    return bool(only_a) and bool(only_b)
+
+
+def _minimal_pair(a: TextFeatures, b: TextFeatures) -> bool:
+    """The texts differ in at most a couple of words besides negation cues."""
+    left = a.words - _NEGATION_CUES
+    right = b.words - _NEGATION_CUES
+    return len(left ^ right) <= max(2, len(left | right) // 5)
+
+
+def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> bool:
+    return any((target, source) in b for source, target in a)
+
+
+def _negation(q: TextFeatures, c: TextFeatures) -> bool:
+    return q.negated != c.negated and _minimal_pair(q, c)
+
+
+def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
+    return (
+        _opposite_sides(q.poles, c.poles)
+        or _prefixed_opposite(q.words, c.words)
+        or _prefixed_opposite(c.words, q.words)
+        or _reversed(q.directions, c.directions)
+    )
+
+
+def _numbers_differ(q: TextFeatures, c: TextFeatures) -> bool:
+    return _substituted(q.numbers, c.numbers)
+
+
+def _entities_differ(q: TextFeatures, c: TextFeatures) -> bool:
+    return _substituted(q.entities, c.entities)
+
+
+_CHECKS = {
+    "negation": _negation,
+    "opposites": _opposites,
+    "numbers": _numbers_differ,
+    "entities": _entities_differ,
+}
+
+
+class GuardChain:
+    """The enabled guards of a namespace; the first veto wins."""
+
+    def __init__(self, enabled: tuple[str, ...]) -> None:
+        unknown = set(enabled) - set(GUARD_NAMES)
+        if unknown:
+            raise ValueError(f"unknown guards: {sorted(unknown)}")
+        self.enabled = tuple(name for name in GUARD_NAMES if name in enabled)
+
+    def reject_reason(self, query: str, candidate: str) -> str | None:
+        """The first enabled guard that tells the texts apart, or None."""
+        return next(self.reasons(query, candidate), None)
+
+    def reasons(self, query: str, candidate: str) -> Iterator[str]:
+        """Every enabled guard that tells the texts apart, in `GUARD_NAMES` order."""
+        if not self.enabled or query == candidate:
+            return
+        q = text_features(query)
+        c = text_features(candidate)
+        for name in self.enabled:
+            if _CHECKS[name](q, c):
+                yield name
+
+
+def build_guard_from(config: GuardsConfig) -> CandidateGuard:
+    """The guard chain for a guard configuration (`NoGuard` when all are off)."""
+    enabled = tuple(name for name in GUARD_NAMES if getattr(config, name))
+    return GuardChain(enabled) if enabled else NoGuard()
+
+
 def build_guard(namespace: NamespaceConfig) -> CandidateGuard:
     """The guard configured for a namespace."""
-    return NoGuard()
+    return build_guard_from(namespace.guards)

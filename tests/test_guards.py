@@ -1,0 +1,140 @@
+"""Guards against confident wrong answers: a labelled trap set of our own wording."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachefleet_node.config import GuardsConfig, NamespaceConfig
+from cachefleet_node.core.guards import GUARD_NAMES, GuardChain, NoGuard, build_guard
+
+# (query, cached prompt, the guard that must veto)
+MUST_NOT_MATCH = [
+    (
+        "How can I switch on dark mode in the settings?",
+        "How can I switch off dark mode in the settings?",
+        "opposites",
+    ),
+    ("Steps to enable SSH login for root", "Steps to disable SSH login for root", "opposites"),
+    (
+        "Sort these invoices in ascending order by date",
+        "Sort these invoices in descending order by date",
+        "opposites",
+    ),
+    (
+        "How do I show all the cron jobs of a user?",
+        "How do I delete all the cron jobs of a user?",
+        "opposites",
+    ),
+    (
+        "How do I lock the screen from the terminal?",
+        "How do I unlock the screen from the terminal?",
+        "opposites",
+    ),
+    ("Convert 12 pounds to kilograms", "Convert 12 kilograms to pounds", "opposites"),
+    (
+        "Translate good night from German to Italian",
+        "Translate good night from Italian to German",
+        "opposites",
+    ),
+    (
+        "Is it safe to drink tap water in Oslo?",
+        "Is it not safe to drink tap water in Oslo?",
+        "negation",
+    ),
+    (
+        "Why does my laptop charge when it is off?",
+        "Why doesn't my laptop charge when it is off?",
+        "negation",
+    ),
+    (
+        "What changed between Java 17 and Java 21?",
+        "What changed between Java 11 and Java 17?",
+        "numbers",
+    ),
+    ("Book a table for 4 people at 7pm", "Book a table for 6 people at 7pm", "numbers"),
+    ("What was the inflation rate in 2019?", "What was the inflation rate in 2021?", "numbers"),
+    (
+        "Give me a packing list for three days of hiking",
+        "Give me a packing list for five days of hiking",
+        "numbers",
+    ),
+    ("What is the population of Lyon?", "What is the population of Marseille?", "entities"),
+    (
+        "How do I call `json.dumps` with sorted keys?",
+        "How do I call `yaml.dump` with sorted keys?",
+        "entities",
+    ),
+    (
+        "Summarise the plot of 'Dune' in two lines",
+        "Summarise the plot of 'Emma' in two lines",
+        "entities",
+    ),
+    (
+        "What does the HTTP status GONE mean?",
+        "What does the HTTP status CONFLICT mean?",
+        "entities",
+    ),
+]
+
+# Paraphrases that ask for the same answer: no guard may veto them.
+MUST_MATCH = [
+    ("How do I turn on dark mode?", "How can I switch on dark mode?"),
+    ("What is the population of Lyon?", "How many people live in Lyon?"),
+    ("Book a table for 4 people at 7pm", "Reserve a table for 4 people at 7pm"),
+    ("Why doesn't my laptop charge?", "Why won't my laptop charge?"),
+    (
+        "How do I block public access to an S3 bucket?",
+        "How can I block public access to an Amazon S3 bucket?",
+    ),
+    ("Sort a list of numbers in ascending order", "Order a list of numbers in ascending order"),
+    ("Delete every stopped container", "Remove all stopped containers"),
+    ("What's the capital of Peru?", "Which city is the capital of Peru?"),
+    (
+        "Give me a packing list for three days of hiking",
+        "What should I pack for a 3 day hike? A packing list please",
+    ),
+    ("Can you recommend a good book?", "Could you recommend a good book?"),
+]
+
+
+@pytest.mark.parametrize(("query", "cached", "reason"), MUST_NOT_MATCH)
+def test_trap_pairs_are_vetoed_by_the_right_guard(query: str, cached: str, reason: str) -> None:
+    chain = GuardChain(GUARD_NAMES)
+    assert reason in set(chain.reasons(query, cached)), (query, cached)
+    assert reason in set(chain.reasons(cached, query)), "guards are symmetric"
+    assert GuardChain((reason,)).reject_reason(query, cached) == reason
+
+
+@pytest.mark.parametrize(("query", "cached"), MUST_MATCH)
+def test_paraphrases_pass_every_guard(query: str, cached: str) -> None:
+    assert GuardChain(GUARD_NAMES).reject_reason(query, cached) is None
+
+
+def test_identical_texts_always_pass() -> None:
+    assert GuardChain(GUARD_NAMES).reject_reason("Is it not safe?", "Is it not safe?") is None
+
+
+def test_each_guard_is_switchable() -> None:
+    query, cached, _ = MUST_NOT_MATCH[0]
+    off = NamespaceConfig(name="n", guards=GuardsConfig(opposites=False))
+    assert build_guard(off).reject_reason(query, cached) is None
+    on = NamespaceConfig(name="n", guards=GuardsConfig(opposites=True))
+    assert build_guard(on).reject_reason(query, cached) == "opposites"
+    none = NamespaceConfig(
+        name="n",
+        guards=GuardsConfig(negation=False, opposites=False, numbers=False, entities=False),
+    )
+    assert isinstance(build_guard(none), NoGuard)
+
+
+def test_question_tags_are_not_negations() -> None:
+    chain = GuardChain(("negation",))
+    assert (
+        chain.reject_reason("Will my refund arrive today or not?", "Will my refund arrive today?")
+        is None
+    )
+
+
+def test_unknown_guard_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown guards"):
+        GuardChain(("sarcasm",))

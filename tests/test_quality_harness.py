@@ -1,0 +1,60 @@
+"""The quality harness on a small seeded subset, with the real model and the real peers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cachefleet_node.bench import quality
+from cachefleet_node.bench.datasets import CLINC_FILE, QQP_FILE, default_data_dir
+from conftest import require
+
+
+def test_harness_smoke(tmp_path: Path, model_dir: Path) -> None:
+    data_dir = default_data_dir()
+    require(
+        (data_dir / CLINC_FILE).is_file() and (data_dir / QQP_FILE).is_file(),
+        f"data sets not found under {data_dir} (set CACHEFLEET_DATA_DIR)",
+    )
+    parser = argparse.ArgumentParser()
+    quality.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--subset",
+            "smoke",
+            "--data-dir",
+            str(data_dir),
+            "--model-dir",
+            str(model_dir),
+            "--cache-dir",
+            str(tmp_path / "vectors"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert quality.main(args) == 0
+    result = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert (tmp_path / "out" / "quality_clinc.png").stat().st_size > 0
+    assert (tmp_path / "out" / "quality_stream.png").stat().st_size > 0
+
+    clinc = result["clinc"]
+    # the analysis and CacheEngine.lookup made the same decision for every query
+    assert clinc["engine_agreement"] == 1.0
+    gpt = clinc["rules"]["gptcache_default_rule"]
+    assert gpt["implementation"].startswith("gptcache 0.1.44")
+    assert gpt["get_agrees_with_rank_rule"] == clinc["queries"]
+    for rule in clinc["rules"].values():
+        sweep = rule["sweep"]
+        hits = [row["hit_ratio"] for row in sweep]
+        assert hits == sorted(hits, reverse=True)
+        best = next(row for row in sweep if row["threshold"] >= rule["threshold_at_1pct"])
+        assert best["error_rate"] <= 0.01
+    chosen = result["chosen"]
+    assert 0.5 <= chosen["similarity_threshold"] <= 1.0
+    assert set(chosen["guards"]) == {"negation", "opposites", "numbers", "entities"}
+    qqp = result["qqp"]["rules"]["cachefleet"]
+    assert 0.5 < qqp["roc_auc"] <= 1.0
+    low, high = qqp["ci95"]["roc_auc"]
+    assert low <= high
+    assert set(result["stream"]["policies"]) == {"cachefleet", "redisvl", "gptcache"}
