@@ -1,0 +1,1 @@
+"""Cachefleet operator: CRD models, pure renderers and (later) the kopf handlers."""

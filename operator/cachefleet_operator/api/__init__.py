@@ -1,0 +1,1 @@
+"""The operator's Kubernetes API: versioned pydantic models and the CRD generator."""

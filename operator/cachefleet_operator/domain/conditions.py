@@ -1,0 +1,335 @@
+"""Status conditions by the Kubernetes API conventions, computed from observed children.
+
+`merge_conditions` behaves like apimachinery's `meta.SetStatusCondition`: `lastTransitionTime`
+changes only when a condition's `status` flips; reason, message and `observedGeneration` are
+always refreshed. `semantic_cache_conditions` turns plain observations (replica counts, tier
+probes, problems the operator found) into the SemanticCache's conditions, `Ready` included:
+
+- `Stalled=True` when the operator cannot go on without a spec or cluster change (a missing
+  ModelVersion or Secret); `Ready` is then False with the same reason;
+- `Reconciling=True` while a child is created or rolled out; False with reason `Paused` while
+  `spec.paused` is set;
+- `Ready=True` only when the ModelVersions resolve and every tier and the nodes are ready;
+  `False` names the first dependency that is not, `Unknown` when one is not known yet;
+- `HitRateBelowTarget` is informational and does not affect `Ready`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cachefleet_operator.api.v1alpha1 import Condition, ConditionStatus
+
+__all__ = [
+    "ConditionType",
+    "ConditionUpdate",
+    "ExternalTier",
+    "InNodeTier",
+    "ObservedCache",
+    "Problem",
+    "TierState",
+    "WorkloadState",
+    "find_condition",
+    "merge_conditions",
+    "semantic_cache_conditions",
+    "workload_state",
+]
+
+
+class ConditionType(enum.StrEnum):
+    """Condition types of a SemanticCache, in the order status lists them."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    MODEL_VERSIONS_RESOLVED = "ModelVersionsResolved"
+    EXACT_TIER_READY = "ExactTierReady"
+    SEMANTIC_TIER_READY = "SemanticTierReady"
+    EMBEDDING_READY = "EmbeddingReady"
+    NODES_READY = "NodesReady"
+    HIT_RATE_BELOW_TARGET = "HitRateBelowTarget"
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    """A condition's desired status, reason and message (times are added on merge)."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+
+
+def find_condition(conditions: Sequence[Condition], condition_type: str) -> Condition | None:
+    """The condition of that type, if present (absent means Unknown)."""
+    return next((c for c in conditions if c.type == condition_type), None)
+
+
+def merge_conditions(
+    existing: Sequence[Condition],
+    updates: Sequence[ConditionUpdate],
+    *,
+    generation: int,
+    now: datetime,
+) -> list[Condition]:
+    """`existing` with `updates` applied, ordered by `ConditionType` then by first appearance.
+
+    A condition keeps its `lastTransitionTime` unless its status changes; conditions of other
+    types (set by someone else) are kept as they are.
+    """
+    stamp = now.astimezone(UTC).replace(microsecond=0)
+    merged = {condition.type: condition for condition in existing}
+    for update in updates:
+        previous = merged.get(update.type)
+        if previous is not None and previous.status == update.status:
+            transition = previous.last_transition_time
+        else:
+            transition = stamp
+        merged[update.type] = Condition(
+            type=update.type,
+            status=update.status,
+            reason=update.reason,
+            message=update.message,
+            observed_generation=generation,
+            last_transition_time=transition,
+        )
+    rank = {condition_type.value: index for index, condition_type in enumerate(ConditionType)}
+    order = list(merged)
+    return sorted(merged.values(), key=lambda c: (rank.get(c.type, len(rank)), order.index(c.type)))
+
+
+# --- observations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """Observed state of a StatefulSet or Deployment the operator created."""
+
+    kind: str
+    name: str
+    exists: bool
+    desired: int = 0
+    ready: int = 0
+    updated: int = 0
+    generation_observed: bool = True
+
+    @property
+    def available(self) -> bool:
+        """Every desired replica is ready (a rollout may still be going on)."""
+        return self.exists and self.desired > 0 and self.ready >= self.desired
+
+    @property
+    def settled(self) -> bool:
+        """Available, and the controller has rolled out the latest spec to every replica."""
+        return self.available and self.generation_observed and self.updated >= self.desired
+
+    def describe(self) -> str:
+        """`StatefulSet chat-redis: 1/1 ready`."""
+        if not self.exists:
+            return f"{self.kind} {self.name} does not exist yet"
+        return f"{self.kind} {self.name}: {self.ready}/{self.desired} ready"
+
+
+def workload_state(kind: str, name: str, obj: Mapping[str, Any] | None) -> WorkloadState:
+    """Read a StatefulSet or Deployment as the API returned it (None: not found)."""
+    if obj is None:
+        return WorkloadState(kind=kind, name=name, exists=False)
+    spec, status = obj.get("spec", {}), obj.get("status", {})
+    generation = obj.get("metadata", {}).get("generation", 0)
+    return WorkloadState(
+        kind=kind,
+        name=name,
+        exists=True,
+        desired=int(spec.get("replicas", 1)),
+        ready=int(status.get("readyReplicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        generation_observed=int(status.get("observedGeneration", 0)) >= int(generation),
+    )
+
+
+@dataclass(frozen=True)
+class ExternalTier:
+    """A tier the operator does not run; `reachable` as the cache nodes report it."""
+
+    what: str
+    reachable: bool | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class InNodeTier:
+    """A tier that runs inside each cache node (Milvus Lite, the local embedder)."""
+
+    what: str
+
+
+TierState = WorkloadState | ExternalTier | InNodeTier
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something only a spec or cluster change fixes (`Stalled`), e.g. a missing Secret."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ObservedCache:
+    """Everything the SemanticCache's conditions are computed from, as plain data."""
+
+    exact_tier: TierState
+    semantic_tier: TierState
+    embedding: TierState
+    nodes: WorkloadState
+    paused: bool = False
+    missing_model_versions: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    hit_rate: float | None = None
+    hit_rate_target: float | None = None
+    hit_rate_window: str = "15m"
+
+
+# --- computing conditions -------------------------------------------------------------------
+
+
+def _tier_condition(
+    condition_type: ConditionType, tier: TierState, nodes: WorkloadState
+) -> ConditionUpdate:
+    if isinstance(tier, WorkloadState):
+        if tier.available:
+            return ConditionUpdate(condition_type, "True", "ReplicasReady", tier.describe())
+        reason = "Progressing" if tier.exists else "NotCreated"
+        return ConditionUpdate(condition_type, "False", reason, tier.describe())
+    if isinstance(tier, ExternalTier):
+        detail = f": {tier.detail}" if tier.detail else ""
+        if tier.reachable is None:
+            message = f"{tier.what} not checked by a cache node yet"
+            return ConditionUpdate(condition_type, "Unknown", "NotYetChecked", message)
+        if tier.reachable:
+            return ConditionUpdate(
+                condition_type, "True", "Reachable", f"{tier.what} is reachable{detail}"
+            )
+        return ConditionUpdate(
+            condition_type, "False", "Unreachable", f"{tier.what} is unreachable{detail}"
+        )
+    message = f"{tier.what} runs inside each cache node"
+    if nodes.available:
+        return ConditionUpdate(condition_type, "True", "InNode", message)
+    return ConditionUpdate(
+        condition_type, "False", "NodesNotReady", f"{message}; {nodes.describe()}"
+    )
+
+
+def _hit_rate_condition(observed: ObservedCache) -> ConditionUpdate:
+    kind = ConditionType.HIT_RATE_BELOW_TARGET
+    target, rate, window = observed.hit_rate_target, observed.hit_rate, observed.hit_rate_window
+    if target is None:
+        return ConditionUpdate(kind, "False", "NoTarget", "spec.targets.hitRate is not set")
+    if rate is None:
+        return ConditionUpdate(kind, "Unknown", "NoTraffic", f"no requests over {window}")
+    if rate < target:
+        message = f"hit rate {rate:.2f} < target {target:.2f} over {window}"
+        return ConditionUpdate(kind, "True", "BelowTarget", message)
+    message = f"hit rate {rate:.2f} >= target {target:.2f} over {window}"
+    return ConditionUpdate(kind, "False", "TargetMet", message)
+
+
+def _not_ready_reason(condition: ConditionUpdate) -> str:
+    if condition.type == ConditionType.MODEL_VERSIONS_RESOLVED:
+        return "ModelVersionsNotResolved"
+    return condition.type.removesuffix("Ready") + "NotReady"
+
+
+def semantic_cache_conditions(observed: ObservedCache) -> list[ConditionUpdate]:
+    """Every condition of a SemanticCache from what was observed, `Ready` first."""
+    nodes = observed.nodes
+    problems = list(observed.problems)
+    if observed.missing_model_versions:
+        names = ", ".join(observed.missing_model_versions)
+        resolved = ConditionUpdate(
+            ConditionType.MODEL_VERSIONS_RESOLVED,
+            "False",
+            "ModelVersionNotFound",
+            f"ModelVersion {names} not found",
+        )
+        problems.insert(0, Problem("ModelVersionNotFound", f"ModelVersion {names} not found"))
+    else:
+        resolved = ConditionUpdate(
+            ConditionType.MODEL_VERSIONS_RESOLVED, "True", "Resolved", "all ModelVersions found"
+        )
+    dependencies = [
+        resolved,
+        _tier_condition(ConditionType.EXACT_TIER_READY, observed.exact_tier, nodes),
+        _tier_condition(ConditionType.SEMANTIC_TIER_READY, observed.semantic_tier, nodes),
+        _tier_condition(ConditionType.EMBEDDING_READY, observed.embedding, nodes),
+        ConditionUpdate(
+            ConditionType.NODES_READY,
+            "True" if nodes.available else "False",
+            "ReplicasReady"
+            if nodes.available
+            else ("Progressing" if nodes.exists else "NotCreated"),
+            nodes.describe(),
+        ),
+    ]
+
+    if problems:
+        stalled = ConditionUpdate(
+            ConditionType.STALLED,
+            "True",
+            problems[0].reason,
+            "; ".join(problem.message for problem in problems),
+        )
+    else:
+        stalled = ConditionUpdate(ConditionType.STALLED, "False", "NoProblems", "")
+
+    workloads = [
+        tier
+        for tier in (observed.exact_tier, observed.semantic_tier, observed.embedding, nodes)
+        if isinstance(tier, WorkloadState)
+    ]
+    unsettled = [workload.describe() for workload in workloads if not workload.settled]
+    if observed.paused:
+        reconciling = ConditionUpdate(
+            ConditionType.RECONCILING,
+            "False",
+            "Paused",
+            "spec.paused is true: the operator leaves the children as they are",
+        )
+    elif problems:
+        reconciling = ConditionUpdate(
+            ConditionType.RECONCILING, "False", "Stalled", "waiting for the problem to be fixed"
+        )
+    elif unsettled:
+        reconciling = ConditionUpdate(
+            ConditionType.RECONCILING, "True", "Progressing", "; ".join(unsettled)
+        )
+    else:
+        reconciling = ConditionUpdate(
+            ConditionType.RECONCILING, "False", "Reconciled", "children match the spec"
+        )
+
+    failing = [c for c in dependencies if c.status == "False"]
+    unknown = [c for c in dependencies if c.status == "Unknown"]
+    if problems:
+        ready = ConditionUpdate(ConditionType.READY, "False", stalled.reason, stalled.message)
+    elif failing:
+        ready = ConditionUpdate(
+            ConditionType.READY,
+            "False",
+            _not_ready_reason(failing[0]),
+            "; ".join(c.message for c in failing),
+        )
+    elif unknown:
+        ready = ConditionUpdate(
+            ConditionType.READY, "Unknown", "Pending", "; ".join(c.message for c in unknown)
+        )
+    else:
+        ready = ConditionUpdate(
+            ConditionType.READY, "True", "Ready", f"{nodes.ready}/{nodes.desired} cache nodes ready"
+        )
+    return [ready, reconciling, stalled, *dependencies, _hit_rate_condition(observed)]
