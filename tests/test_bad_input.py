@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Node, NodeFactory, Stub
+from node_harness import Node, NodeFactory, Stub
 
 GOOD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 

@@ -6,7 +6,7 @@ import hashlib
 import time
 from typing import Any
 
-from conftest import Node, NodeFactory, RedisServer, Stub
+from node_harness import Node, NodeFactory, RedisServer, Stub
 
 QUESTION = "What is the refund policy for annual plans?"
 PARAPHRASE = "what's the refund policy on annual plans"

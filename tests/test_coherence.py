@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest_asyncio
 
-from conftest import (
+from node_harness import (
     TEST_DEADLINES,
     MilvusServer,
     NodeProcess,
@@ -73,11 +73,11 @@ async def test_nodes_share_tiers_and_invalidation_reaches_every_l1(
         first = await client.post(f"{node_a.url}/v1/chat/completions", json=chat(QUESTION))
         assert first.headers["x-cachefleet-cache"] == "miss"
 
-        async def b_hits_exact() -> bool:
-            r = await client.post(f"{node_b.url}/v1/chat/completions", json=chat(QUESTION))
-            return r.headers["x-cachefleet-cache"] == "hit-exact"
+        async def b_sees_entry() -> bool:  # a lookup never calls the upstream
+            r = await client.post(f"{node_b.url}/v1/cache/lookup", json=chat(QUESTION))
+            return bool(r.json()["result"] == "hit-exact")
 
-        await _until(b_hits_exact, 5.0)  # written back by A into Redis, read by B
+        await _until(b_sees_entry, 5.0)  # written back by A into Redis, read by B
         b_again = await client.post(f"{node_b.url}/v1/chat/completions", json=chat(QUESTION))
         assert b_again.headers["x-cachefleet-tier"] == "l1"  # now hot in B's L1
         semantic = await client.post(f"{node_b.url}/v1/chat/completions", json=chat(PARAPHRASE))

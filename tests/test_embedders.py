@@ -32,8 +32,8 @@ from cachefleet_node.embedders import (
 )
 from cachefleet_node.embedders.hub import DOWNLOAD_FILES
 from cachefleet_node.keyspace import embedding_key, embedding_space
-from conftest import RedisServer, free_port
 from embedding_service import EmbeddingService, serving
+from node_harness import RedisServer, free_port
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [

@@ -16,7 +16,7 @@ from cachefleet_node import keyspace
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
-from conftest import RedisServer
+from node_harness import RedisServer
 
 PREFIX = "cft"
 

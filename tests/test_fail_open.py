@@ -6,8 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from conftest import MilvusServer, NodeFactory, RedisServer, Stub, free_port
 from embedding_service import EmbeddingService
+from node_harness import MilvusServer, NodeFactory, RedisServer, Stub, free_port
 
 QUESTION = "How do I export my billing history?"
 PARAPHRASE = "how can I export my billing history"

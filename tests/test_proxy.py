@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from conftest import Node, NodeFactory, Stub
+from node_harness import Node, NodeFactory, Stub
 
 QUESTION = "How do I reset my password?"
 PARAPHRASE = "how can I reset my password"
@@ -323,7 +323,7 @@ async def test_unknown_fields_and_caller_auth_reach_upstream_untouched(
 
 
 async def test_upstream_unreachable_is_a_clean_502(node_factory: NodeFactory) -> None:
-    from conftest import free_port
+    from node_harness import free_port
 
     node = await node_factory({"upstream": {"base_url": f"http://127.0.0.1:{free_port()}/v1"}})
     response = await node.chat(QUESTION)

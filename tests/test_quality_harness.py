@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cachefleet_node.bench import quality
 from cachefleet_node.bench.datasets import CLINC_FILE, QQP_FILE, default_data_dir
-from conftest import require
+from node_harness import require
 
 
 def test_harness_smoke(tmp_path: Path, model_dir: Path) -> None:

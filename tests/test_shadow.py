@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Node, NodeFactory
+from node_harness import Node, NodeFactory
 
 FIRST = "How do I rename a local branch in git?"
 PARAPHRASE = "In git, how can I rename a local branch?"
