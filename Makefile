@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
 export CACHEFLEET_EMBEDDING_MODEL_DIR
 
-.PHONY: help venv system-deps demo test lint typecheck fmt lock clean bench-latency bench-quality crds
+.PHONY: help venv system-deps demo test lint typecheck fmt lock clean bench-latency bench-quality bench-operator crds
 
 help:
 	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
@@ -58,6 +58,11 @@ fmt: venv
 
 demo: venv system-deps
 	$(PY) -m cachefleet_node.demo
+
+## Operator: RSS with 200 SemanticCaches (api profile) and apply → Ready (full profile);
+## writes docs/benchmarks/operator.json and operator-rss.png.
+bench-operator: venv k8s-bins
+	PYTHONPATH=e2e:tests $(PY) e2e/bench_operator.py --caches 200 --ready-runs 5
 
 bench-latency: venv
 	$(PY) -m cachefleet_node.bench.latency

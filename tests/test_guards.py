@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from cachefleet_node.config import GuardsConfig, NamespaceConfig
@@ -9,12 +12,6 @@ from cachefleet_node.core.guards import GUARD_NAMES, GuardChain, NoGuard, build_
 
 # (query, cached prompt, the guard that must veto)
 MUST_NOT_MATCH = [
-    (
-        "How can I switch on dark mode in the settings?",
-        "How can I switch off dark mode in the settings?",
-        "opposites",
-    ),
-    ("Steps to enable SSH login for root", "Steps to disable SSH login for root", "opposites"),
     (
         "Sort these invoices in ascending order by date",
         "Sort these invoices in descending order by date",
@@ -74,6 +71,22 @@ MUST_NOT_MATCH = [
         "What does the HTTP status CONFLICT mean?",
         "entities",
     ),
+    (
+        "My list is [4, 8, 1]; how do I get [1, 4, 8]?",
+        "My list is [4, 8, 1]; how do I get [8, 4, 1]?",
+        "numbers",
+    ),
+    (
+        "How long to boil an egg for a runny yolk?",
+        "How long to boil an egg for a firm yolk?",
+        "opposites",
+    ),
+    (
+        "How can I switch on dark mode in the settings?",
+        "How can I switch off dark mode in the settings?",
+        "opposites",
+    ),
+    ("Steps to enable SSH login for root", "Steps to disable SSH login for root", "opposites"),
 ]
 
 # Paraphrases that ask for the same answer: no guard may veto them.
@@ -138,3 +151,14 @@ def test_question_tags_are_not_negations() -> None:
 def test_unknown_guard_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown guards"):
         GuardChain(("sarcasm",))
+
+
+def test_shipped_defaults_are_the_ones_the_harness_chose() -> None:
+    """`make bench-quality` writes its choice; the node's defaults must be that choice."""
+    result = json.loads(
+        (Path(__file__).parents[1] / "docs" / "benchmarks" / "quality.json").read_text()
+    )
+    chosen = result["chosen"]
+    defaults = NamespaceConfig(name="defaults")
+    assert defaults.similarity_threshold == chosen["similarity_threshold"]
+    assert defaults.guards.model_dump() == chosen["guards"]

@@ -214,8 +214,8 @@ class GuardsConfig(_Strict):
         True, description="Reject when one text is negated and the other is not."
     )
     opposites: bool = Field(
-        False,
-        description="Reject when the texts take opposite sides (enable/disable, list/delete, "
+        True,
+        description="Reject when the texts take opposite sides (enable/disable, show/delete, "
         "ascending/descending, un-/dis- forms) or reverse a direction (miles to km / km to miles).",
     )
     numbers: bool = Field(

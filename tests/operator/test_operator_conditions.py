@@ -234,7 +234,9 @@ def test_in_node_tiers_follow_the_nodes() -> None:
     )
     assert down["SemanticTierReady"].status == "False"
     assert down["SemanticTierReady"].reason == "NodesNotReady"
-    assert down["Ready"].reason == "SemanticTierNotReady"
+    # Ready names the cause (the nodes), not every tier that runs inside them.
+    assert down["Ready"].reason == "NodesNotReady"
+    assert down["Ready"].message == "Deployment chat-node: 0/2 ready"
 
 
 def test_hit_rate_against_the_target() -> None:

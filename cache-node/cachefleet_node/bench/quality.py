@@ -29,6 +29,7 @@ import math
 import os
 import platform
 import random
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -230,16 +231,40 @@ def _bootstrap(
 # --------------------------------------------------------------------------- CLINC
 
 
+_QUANTITY = re.compile(r"\d+(?:[.,:]\d+)*")
+_QUANTITY_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
+    "forty fifty sixty seventy eighty ninety hundred thousand million".split()
+)
+
+
+def quantities(text: str) -> tuple[str, ...]:
+    """The quantities a request states (digits and number words), sorted.
+
+    Answer-level truth on CLINC: an intent label ignores slot values, but an answer cache
+    that serves "transfer $100" for "transfer $400" serves a wrong answer. Deliberately
+    simpler than (and independent of) the numbers guard.
+    """
+    lowered = text.lower()
+    found = [m.replace(",", "") for m in _QUANTITY.findall(lowered)]
+    found += [w for w in re.findall(r"[a-z]+", lowered) if w in _QUANTITY_WORDS]
+    return tuple(sorted(found))
+
+
 @dataclasses.dataclass
 class ClincRun:
     """Per-query candidates from the engine's index, and guard verdicts on them."""
 
     queries: list[tuple[str, str]]
     exact: list[str | None]  # label of an exact hit
-    candidates: list[list[tuple[float, str, frozenset[str]]]]  # (sim, label, vetoing guards)
+    # (sim, label, vetoing guards, same quantities as the query)
+    candidates: list[list[tuple[float, str, frozenset[str], bool]]]
 
-    def decide(self, guards: Sequence[str]) -> Decisions:
-        """The engine's rule: exact hit, else first candidate no enabled guard vetoes."""
+    def decide(self, guards: Sequence[str], *, answer_level: bool = False) -> Decisions:
+        """The engine's rule: exact hit, else first candidate no enabled guard vetoes.
+
+        `answer_level`: a hit is right only if the intent matches *and* the quantities do.
+        """
         enabled = set(guards)
         sim = np.full(len(self.queries), -2.0)
         correct = np.zeros(len(self.queries), dtype=bool)
@@ -247,9 +272,10 @@ class ClincRun:
             if self.exact[i] is not None:
                 sim[i], correct[i] = 1.0, self.exact[i] == label
                 continue
-            for similarity, served, vetoes in self.candidates[i]:
+            for similarity, served, vetoes, same_quantities in self.candidates[i]:
                 if not vetoes & enabled:
-                    sim[i], correct[i] = similarity, served == label
+                    right = served == label and (same_quantities or not answer_level)
+                    sim[i], correct[i] = similarity, right
                     break
         oos = np.array([label == OOS for _, label in self.queries])
         return Decisions(sim, correct & ~oos, oos)
@@ -274,6 +300,7 @@ async def _clinc_candidates(bench: Bench, embedder: TableEmbedder, data: ClincDa
                     c.similarity,
                     bench.labels[c.meta.entry_id],
                     frozenset(chain.reasons(text, c.meta.prompt)),
+                    quantities(text) == quantities(c.meta.prompt),
                 )
                 for c in found
             ]
@@ -569,6 +596,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "get_agrees_with_rank_rule": gpt_agree,
             },
         }
+        # Answer-level truth: the peers serve the nearest entry, so one top-1 array serves both.
+        top_same_quantities = np.array(
+            [
+                quantities(text) == quantities(train_texts[j])
+                for j, (text, _) in zip(top_index, clinc.queries, strict=True)
+            ]
+        )
+        ours_answer = run_.decide(chosen, answer_level=True)
+        answer_level = {
+            "cachefleet": rule_row(ours_answer, threshold),
+            "cachefleet_no_guards": rule_row(run_.decide((), answer_level=True), threshold),
+            "redisvl_default_rule": rule_row(
+                Decisions(redisvl.sim, redisvl.correct & top_same_quantities, oos),
+                1 - REDISVL_DEFAULT_DISTANCE,
+            ),
+            "gptcache_default_rule": rule_row(
+                Decisions(gptcache.sim, gptcache.correct & top_same_quantities, oos),
+                gpt_default_cos,
+            ),
+        }
+        for peer in ("redisvl_default_rule", "gptcache_default_rule"):
+            peer_default = answer_level[peer]["default"]
+            ours_at = ours_answer.best(peer_default["error_rate"])
+            answer_level[peer]["equal_error_rate"] = {
+                "peer_hit_ratio": peer_default["hit_ratio"],
+                "peer_error_rate": peer_default["error_rate"],
+                "cachefleet_hit_ratio": ours_at.hit_ratio,
+                "cachefleet_threshold": ours_at.threshold,
+            }
+
         equal_error = {}
         for peer in ("redisvl_default_rule", "gptcache_default_rule"):
             peer_default = clinc_rules[peer]["default"]
@@ -623,6 +680,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "oos_queries": int(oos.sum()),
             "rules": clinc_rules,
             "equal_error_rate": equal_error,
+            "answer_level": answer_level,
             "engine_agreement": agree / len(clinc.queries),
         },
         "qqp": {
@@ -734,6 +792,19 @@ def _report(result: dict[str, Any]) -> None:
             f"peer {row['peer_hit_ratio']:.3f}, "
             f"Cachefleet {row['cachefleet_hit_ratio']:.3f}"
         )
+    print("answer level (intent and quantities must match):")
+    for key, row in result["clinc"]["answer_level"].items():
+        default = row.get("default", {})
+        print(
+            f"  {key:30s} {default.get('hit_ratio', 0):11.3f} {default.get('error_rate', 0):11.4f} "
+            f"{row['best_hit_ratio_at_1pct']:11.3f} {row['best_hit_ratio_at_2pct']:11.3f}"
+        )
+        if "equal_error_rate" in row:
+            eq = row["equal_error_rate"]
+            print(
+                f"    at its error rate {eq['peer_error_rate']:.4f}: peer "
+                f"{eq['peer_hit_ratio']:.3f}, Cachefleet {eq['cachefleet_hit_ratio']:.3f}"
+            )
     print(f"engine agreement with the analysis: {result['clinc']['engine_agreement']:.4f}")
     qqp = result["qqp"]["rules"]
     print(

@@ -8,9 +8,10 @@ prompt and names a reason when such an *answer-determining* token differs:
 - `negation`: one text is negated and the other is not (odd number of cues: not, never,
   n't, without, ...);
 - `opposites`: the texts take opposite sides of a contrast (enable/disable, ascending/
-  descending, list/delete, left/right, ...; a word and its un-/dis-/de-/anti- form), or
+  descending, install/uninstall, left/right, ...; a word and its un-/dis-/de-/anti- form), or
   state a direction the other way round ("miles to km" / "km to miles");
-- `numbers`: the numbers differ (digits, number words, versions, dates, amounts);
+- `numbers`: the numbers differ (digits, number words, versions, dates, amounts), or the
+  same numbers come in another order ("sort [5, 2, 9] as [2, 5, 9]" / "as [9, 5, 2]");
 - `entities`: each text names something the other does not (capitalised names that do not
   start a sentence, ALL-CAPS tokens, code identifiers, quoted strings).
 
@@ -76,20 +77,18 @@ _NEGATION_CUES = frozenset(
 _CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
     tuple(frozenset(pole.split(",")) for pole in poles.split("|"))
     for poles in (
-        # what an operation does to a thing
-        "create,creation,add,adding,added,addition,install,installation,enable,enabled,"
-        "activate,insert,set,set up,setup,make,arrange,turn on,switch on,open a new,book,"
-        "reserve"
-        "|list all,list the,list every,list my,list each,show,view,see,display,read,check"
-        "|delete,deletion,remove,removing,removed,removal,uninstall,disable,disabled,"
-        "deactivate,erase,wipe,purge,drop,destroy,clear,kill,get rid,turn off,switch off,"
-        "throw away,discard,take off,undo,revert,roll back,rollback,clean up,cleanup",
-        "my,mine,myself|your,yours,yourself",
+        # what an operation does to a thing: bring it into being / switch it on, or the reverse
+        "create,creating,created,install,installing,installed,enable,enabling,enabled,"
+        "activate,activating,activated,insert,turn on,switch on,set up,sign up,subscribe"
+        "|list all,list the,list every,list my,show,view,display,print out"
+        "|delete,deleting,deleted,remove,removing,removed,uninstall,uninstalling,disable,"
+        "disabling,disabled,deactivate,deactivating,erase,wipe,purge,destroy,turn off,"
+        "switch off,get rid,unsubscribe",
         "keep,keeping,kept,save,retain,preserve|discard,throw away,lose,losing,wipe",
-        "start,begin,resume,restart|pause,suspend,on hold|stop,cancel,end,terminate,quit",
+        "start,begin,resume,restart|pause,suspend|stop,terminate,quit",
         "ascending,increasing order,smallest to largest,lowest to highest"
         "|descending,decreasing order,largest to smallest,highest to lowest",
-        "increase,raise,higher,more|decrease,reduce,lower,less,fewer",
+        "increase,raise,louder,faster|decrease,reduce,quieter,slower",
         "upload,uploading|download,downloading",
         "import|export",
         "push|pull",
@@ -102,10 +101,9 @@ _CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         "min,minimum|max,maximum",
         "left|right",
         "upper,uppercase|lower,lowercase",
-        "soft|hard",
+        "soft,runny|hard,firm",
         "hot|cold",
-        "true,correct,right|false,incorrect,wrong",
-        "yes|no",
+        "true,correct|false,incorrect,wrong",
         "positive|negative",
         "even|odd",
         "inner|outer",
@@ -120,8 +118,8 @@ _CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         "include|exclude",
         "confirm|cancel",
         "derivative,differentiate|integral,integrate,antiderivative",
-        "add,plus,sum|subtract,minus,difference",
-        "multiply,times,product|divide,quotient",
+        "plus|minus,subtract",
+        "multiply,multiplied|divide,divided",
         "login,log in,sign in|logout,log out,sign out",
         "open|close",
         "lock|unlock",
@@ -193,6 +191,7 @@ class TextFeatures:
     words: frozenset[str]
     poles: frozenset[tuple[int, int]]  # (contrast index, pole index)
     numbers: frozenset[str]
+    number_order: tuple[str, ...]  # the numbers as they appear
     entities: frozenset[str]
     directions: frozenset[tuple[str, str]]
 
@@ -235,13 +234,15 @@ def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
                 if (" " in term and f" {term} " in joined) or term in single:
                     found.add((contrast_index, pole_index))
                     break
-    if not any(contrast == 0 for contrast, _ in found):
-        found.add((0, 1))  # a request that creates or deletes nothing only reads
     return frozenset(found)
 
 
+def _number_order(text: str) -> tuple[str, ...]:
+    return tuple(match.replace(",", "") for match in _NUMBER.findall(text))
+
+
 def _numbers(text: str, words: list[str]) -> frozenset[str]:
-    values = {match.replace(",", "") for match in _NUMBER.findall(text)}
+    values = set(_number_order(text))
     values.update(_NUMBER_WORDS[word] for word in words if word in _NUMBER_WORDS)
     return frozenset(values)
 
@@ -289,6 +290,7 @@ def text_features(text: str) -> TextFeatures:
         words=frozenset(words),
         poles=_poles(words),
         numbers=_numbers(text, words),
+        number_order=_number_order(text),
         entities=_entities(text),
         directions=_directions(text),
     )
@@ -347,7 +349,14 @@ def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
 
 
 def _numbers_differ(q: TextFeatures, c: TextFeatures) -> bool:
-    return _substituted(q.numbers, c.numbers)
+    """Different numbers, or the same numbers in another order ("[5, 2] -> [2, 5]")."""
+    if _substituted(q.numbers, c.numbers):
+        return True
+    return (
+        len(q.number_order) > 1
+        and sorted(q.number_order) == sorted(c.number_order)
+        and q.number_order != c.number_order
+    )
 
 
 def _entities_differ(q: TextFeatures, c: TextFeatures) -> bool:

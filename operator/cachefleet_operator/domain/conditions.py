@@ -314,6 +314,8 @@ def semantic_cache_conditions(observed: ObservedCache) -> list[ConditionUpdate]:
         )
 
     failing = [c for c in dependencies if c.status == "False"]
+    if not nodes.available:  # in-node tiers are down because the nodes are: name the nodes once
+        failing = [c for c in failing if c.reason != "NodesNotReady"]
     unknown = [c for c in dependencies if c.status == "Unknown"]
     if problems:
         ready = ConditionUpdate(ConditionType.READY, "False", stalled.reason, stalled.message)

@@ -462,6 +462,20 @@ class ModelVersionRef(ApiModel):
 class SemanticCacheSpec(ApiModel):
     """Desired state of one cache fleet."""
 
+    cel_rules = (
+        Rule(
+            "self.deletionPolicy != 'Delete' || !has(self.auth) || "
+            "self.auth.tenants.exists(t, has(t.admin) && t.admin)",
+            "deletionPolicy Delete with spec.auth needs an admin tenant: the operator purges "
+            "the cached data with that tenant's key",
+            check=lambda self: (
+                self.deletion_policy != "Delete"
+                or self.auth is None
+                or any(tenant.admin for tenant in self.auth.tenants)
+            ),
+        ),
+    )
+
     model_versions: Annotated[list[ModelVersionRef], ListMap("name")] = Field(
         min_length=1,
         max_length=16,

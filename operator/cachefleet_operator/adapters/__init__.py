@@ -1,0 +1,1 @@
+"""The operator's I/O edge: the Kubernetes API, the cache nodes' API, metrics, logs, probes."""

@@ -1,0 +1,360 @@
+"""Status of both kinds, assembled from observations; what a reconcile must look at.
+
+Pure functions the services call once per pass: which Secrets and workloads a cache depends
+on, the `ObservedCache` for the conditions, the new status (hit rates kept until a new report
+is published), whether it differs from the stored one, and the Events worth posting for the
+transitions between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cachefleet_operator.api.v1alpha1 import Condition, ModelVersion, SemanticCache
+from cachefleet_operator.api.v1alpha1.modelversion import ModelVersionStatus
+from cachefleet_operator.api.v1alpha1.semanticcache import (
+    ActiveNamespace,
+    HitRate,
+    Savings,
+    SemanticCacheStatus,
+)
+from cachefleet_operator.domain.conditions import (
+    ConditionType,
+    ConditionUpdate,
+    ExternalTier,
+    InNodeTier,
+    ObservedCache,
+    Problem,
+    TierState,
+    WorkloadState,
+    find_condition,
+    merge_conditions,
+    semantic_cache_conditions,
+)
+from cachefleet_operator.domain.hitrate import HitRateReport
+from cachefleet_operator.domain.naming import Component, active_cache_namespace, child_name
+
+__all__ = [
+    "MODEL_MAX_LENGTH",
+    "EventSpec",
+    "SecretRef",
+    "TierHealth",
+    "WorkloadRef",
+    "cache_transition_events",
+    "expected_workloads",
+    "model_summary",
+    "model_version_conditions",
+    "model_version_status",
+    "observe_cache",
+    "referenced_secrets",
+    "secret_problems",
+    "semantic_cache_status",
+    "status_differs",
+]
+
+MODEL_MAX_LENGTH = 1024
+
+
+# --- what a cache depends on ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Secret (and optionally one of its keys) that the cache's pods or the operator read."""
+
+    name: str
+    key: str | None
+    field: str
+
+
+def referenced_secrets(cache: SemanticCache) -> list[SecretRef]:
+    """Every Secret key the spec names, in spec order."""
+    spec = cache.spec
+    refs: list[SecretRef] = []
+    if spec.exact_tier.external is not None:
+        ref = spec.exact_tier.external.url_secret_ref
+        refs.append(SecretRef(ref.name, ref.key, "spec.exactTier.external.urlSecretRef"))
+    milvus = spec.semantic_tier.external
+    if milvus is not None and milvus.token_secret_ref is not None:
+        ref = milvus.token_secret_ref
+        refs.append(SecretRef(ref.name, ref.key, "spec.semanticTier.external.tokenSecretRef"))
+    if spec.upstream.api_key_secret_ref is not None:
+        ref = spec.upstream.api_key_secret_ref
+        refs.append(SecretRef(ref.name, ref.key, "spec.upstream.apiKeySecretRef"))
+    if spec.auth is not None:
+        name = spec.auth.api_keys_secret_ref.name
+        refs += [
+            SecretRef(name, tenant.name, "spec.auth.apiKeysSecretRef")
+            for tenant in spec.auth.tenants
+        ]
+    return refs
+
+
+def secret_problems(
+    refs: Sequence[SecretRef], found: Mapping[str, frozenset[str] | None]
+) -> list[Problem]:
+    """Problems for Secrets that are missing (`found[name] is None`) or lack a key."""
+    problems: list[Problem] = []
+    missing: list[str] = []
+    for ref in refs:
+        keys = found.get(ref.name)
+        if keys is None:
+            if ref.name not in missing:
+                missing.append(ref.name)
+                problems.append(
+                    Problem("SecretNotFound", f"Secret {ref.name} ({ref.field}) not found")
+                )
+        elif ref.key is not None and ref.key not in keys:
+            problems.append(
+                Problem(
+                    "SecretKeyNotFound", f"Secret {ref.name} has no key {ref.key} ({ref.field})"
+                )
+            )
+    return problems
+
+
+@dataclass(frozen=True)
+class WorkloadRef:
+    """A StatefulSet or Deployment the operator runs for one component of the fleet."""
+
+    component: Component
+    kind: str
+    name: str
+
+
+def expected_workloads(cache: SemanticCache) -> list[WorkloadRef]:
+    """The workloads the spec calls for (whether or not they exist yet)."""
+    name = cache.metadata.name
+    spec = cache.spec
+    refs: list[WorkloadRef] = []
+    if spec.exact_tier.managed is not None:
+        refs.append(WorkloadRef(Component.REDIS, "StatefulSet", child_name(name, Component.REDIS)))
+    if spec.semantic_tier.managed is not None:
+        refs.append(
+            WorkloadRef(Component.MILVUS, "StatefulSet", child_name(name, Component.MILVUS))
+        )
+    if spec.embedding.gpu is not None:
+        refs.append(
+            WorkloadRef(Component.EMBEDDING, "Deployment", child_name(name, Component.EMBEDDING))
+        )
+    refs.append(WorkloadRef(Component.NODE, "Deployment", child_name(name, Component.NODE)))
+    return refs
+
+
+# --- observation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierHealth:
+    """External tiers as the cache nodes report them (None: no node answered yet)."""
+
+    redis: bool | None = None
+    milvus: bool | None = None
+    detail: str = ""
+
+
+def _workload(
+    workloads: Mapping[Component, WorkloadState], component: Component, kind: str, name: str
+) -> WorkloadState:
+    return workloads.get(component) or WorkloadState(kind=kind, name=name, exists=False)
+
+
+def observe_cache(
+    cache: SemanticCache,
+    workloads: Mapping[Component, WorkloadState],
+    *,
+    health: TierHealth,
+    missing_model_versions: Sequence[str] = (),
+    problems: Sequence[Problem] = (),
+    hit_rate: float | None = None,
+    hit_rate_window: str = "15m",
+) -> ObservedCache:
+    """The `ObservedCache` of a pass: workloads by component, external tiers by node health."""
+    spec = cache.spec
+    name = cache.metadata.name
+    exact: TierState
+    if spec.exact_tier.managed is not None:
+        exact = _workload(
+            workloads, Component.REDIS, "StatefulSet", child_name(name, Component.REDIS)
+        )
+    else:
+        exact = ExternalTier("external Redis", health.redis, health.detail)
+    semantic: TierState
+    if spec.semantic_tier.managed is not None:
+        semantic = _workload(
+            workloads, Component.MILVUS, "StatefulSet", child_name(name, Component.MILVUS)
+        )
+    elif spec.semantic_tier.external is not None:
+        semantic = ExternalTier("external Milvus", health.milvus, health.detail)
+    else:
+        semantic = InNodeTier("Milvus Lite (embedded)")
+    embedding: TierState
+    if spec.embedding.gpu is not None:
+        embedding = _workload(
+            workloads, Component.EMBEDDING, "Deployment", child_name(name, Component.EMBEDDING)
+        )
+    else:
+        embedding = InNodeTier("the local embedder")
+    nodes = _workload(workloads, Component.NODE, "Deployment", child_name(name, Component.NODE))
+    return ObservedCache(
+        exact_tier=exact,
+        semantic_tier=semantic,
+        embedding=embedding,
+        nodes=nodes,
+        paused=spec.paused,
+        missing_model_versions=tuple(missing_model_versions),
+        problems=tuple(problems),
+        hit_rate=hit_rate,
+        hit_rate_target=spec.targets.hit_rate if spec.targets is not None else None,
+        hit_rate_window=hit_rate_window,
+    )
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def model_summary(model_versions: Sequence[ModelVersion]) -> str | None:
+    """`model@version` of each ModelVersion, comma-joined (what the MODEL column shows)."""
+    text = ",".join(f"{mv.spec.model}@{mv.spec.version}" for mv in model_versions)
+    if len(text) > MODEL_MAX_LENGTH:
+        text = text[: MODEL_MAX_LENGTH - 3] + "..."
+    return text or None
+
+
+def semantic_cache_status(
+    cache: SemanticCache,
+    resolved: Sequence[ModelVersion],
+    observed: ObservedCache,
+    *,
+    report: HitRateReport | None,
+    now: datetime,
+) -> SemanticCacheStatus:
+    """The status after a pass. Without a (new) hit-rate report the stored rates stay."""
+    previous = cache.status
+    generation = cache.metadata.generation or 0
+    updates = semantic_cache_conditions(observed)
+    if report is None and observed.hit_rate_target is not None:
+        # No report since the operator started: the stored hit-rate verdict stands.
+        kept = find_condition(previous.conditions, ConditionType.HIT_RATE_BELOW_TARGET)
+        if kept is not None:
+            updates = [u for u in updates if u.type != ConditionType.HIT_RATE_BELOW_TARGET]
+    conditions = merge_conditions(previous.conditions, updates, generation=generation, now=now)
+    hit_rate, entries, savings = previous.hit_rate, previous.entries, previous.savings
+    if report is not None:
+        if report.overall is not None:
+            hit_rate = HitRate(
+                overall=report.overall,
+                exact=report.exact,
+                semantic=report.semantic,
+                window=report.window,
+                observed_at=report.observed_at,
+            )
+        if report.entries is not None:
+            entries = report.entries
+        if report.tokens_saved is not None or report.dollars_saved is not None:
+            savings = Savings(tokens=report.tokens_saved, dollars=report.dollars_saved)
+    return SemanticCacheStatus(
+        observed_generation=generation,
+        conditions=conditions,
+        hit_rate=hit_rate,
+        entries=entries,
+        savings=savings,
+        model=model_summary(resolved),
+        active_namespaces=[
+            ActiveNamespace(
+                model_version=mv.metadata.name, cache_namespace=active_cache_namespace(mv)
+            )
+            for mv in resolved
+        ],
+        ready_nodes=observed.nodes.ready if observed.nodes.exists else 0,
+    )
+
+
+def status_differs(
+    old: SemanticCacheStatus | ModelVersionStatus, new: SemanticCacheStatus | ModelVersionStatus
+) -> bool:
+    """Whether writing `new` would change what is stored."""
+    if type(old) is not type(new):
+        return True
+    return bool(old.to_api() != new.to_api())
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """A Kubernetes Event to post about the object: `Normal` or `Warning`."""
+
+    type: str
+    reason: str
+    message: str
+
+
+def _status_of(conditions: Sequence[Condition], condition_type: str) -> tuple[str, str, str]:
+    found = find_condition(conditions, condition_type)
+    return (found.status, found.reason, found.message) if found else ("Unknown", "", "")
+
+
+def cache_transition_events(old: Sequence[Condition], new: Sequence[Condition]) -> list[EventSpec]:
+    """Events for what flipped between two condition lists (nothing for unchanged ones)."""
+    events: list[EventSpec] = []
+    old_stalled, new_stalled = (
+        _status_of(old, ConditionType.STALLED),
+        _status_of(new, ConditionType.STALLED),
+    )
+    if new_stalled[0] == "True" and old_stalled[:2] != new_stalled[:2]:
+        events.append(EventSpec("Warning", new_stalled[1], new_stalled[2]))
+    elif old_stalled[0] == "True" and new_stalled[0] != "True":
+        events.append(EventSpec("Normal", "Unstalled", "the problem is resolved; reconciling"))
+    old_reconciling = _status_of(old, ConditionType.RECONCILING)
+    new_reconciling = _status_of(new, ConditionType.RECONCILING)
+    if new_reconciling[1] == "Paused" and old_reconciling[1] != "Paused":
+        events.append(EventSpec("Normal", "Paused", new_reconciling[2]))
+    elif old_reconciling[1] == "Paused" and new_reconciling[1] != "Paused":
+        events.append(EventSpec("Normal", "Resumed", "spec.paused is false: reconciling again"))
+    old_ready, new_ready = (
+        _status_of(old, ConditionType.READY),
+        _status_of(new, ConditionType.READY),
+    )
+    if old_ready[0] != new_ready[0] and new_ready[1] not in ("", "Pending"):
+        if new_ready[0] == "True":
+            events.append(EventSpec("Normal", "Ready", new_ready[2]))
+        elif new_ready[0] == "False" and old_ready[0] == "True":
+            events.append(EventSpec("Warning", new_ready[1], new_ready[2]))
+    old_rate = _status_of(old, ConditionType.HIT_RATE_BELOW_TARGET)
+    new_rate = _status_of(new, ConditionType.HIT_RATE_BELOW_TARGET)
+    if new_rate[0] == "True" and old_rate[0] != "True":
+        events.append(EventSpec("Warning", "HitRateBelowTarget", new_rate[2]))
+    elif old_rate[0] == "True" and new_rate[0] == "False":
+        events.append(EventSpec("Normal", "HitRateTargetMet", new_rate[2]))
+    return events
+
+
+# --- ModelVersion ---------------------------------------------------------------------------
+
+
+def model_version_conditions(cache_namespace: str) -> list[ConditionUpdate]:
+    """A ModelVersion that parsed is resolved: it names its active cache namespace."""
+    return [
+        ConditionUpdate("Ready", "True", "Resolved", f"serving cache namespace {cache_namespace}"),
+        ConditionUpdate("Resolved", "True", "Resolved", f"cache namespace {cache_namespace}"),
+    ]
+
+
+def model_version_status(
+    model_version: ModelVersion, cache_namespace: str, *, now: datetime
+) -> ModelVersionStatus:
+    """The ModelVersion's status with `cache_namespace` active (other fields kept)."""
+    generation = model_version.metadata.generation or 0
+    return model_version.status.model_copy(
+        update={
+            "observed_generation": generation,
+            "cache_namespace": cache_namespace,
+            "conditions": merge_conditions(
+                model_version.status.conditions,
+                model_version_conditions(cache_namespace),
+                generation=generation,
+                now=now,
+            ),
+        }
+    )

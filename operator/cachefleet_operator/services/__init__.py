@@ -1,0 +1,1 @@
+"""Orchestration over the adapters: reconcilers, the work queue, stats collection, purge."""

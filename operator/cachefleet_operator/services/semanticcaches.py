@@ -1,0 +1,335 @@
+"""One level-based reconcile pass of a SemanticCache.
+
+```
+read cache ─► resolve ModelVersions, check Secrets ─┬─ problems ─► no changes, Stalled, backoff
+                                                   └─ paused ───► no changes, Paused
+                                                   └─ else ─────► render ─► apply (SSA) ─► prune
+observe workloads (apply answers or GET) + node health + hit-rate report
+      ─► conditions/status ─► write /status only if it differs ─► Events for transitions
+```
+Every step is idempotent: a pass can run any time, as often as wanted, and converges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from cachefleet_operator.adapters.kube import (
+    MODELVERSIONS,
+    SECRETS,
+    SEMANTICCACHES,
+    ApiError,
+    KubeClient,
+    resource_for,
+)
+from cachefleet_operator.adapters.metrics import OperatorMetrics
+from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
+from cachefleet_operator.api.v1alpha1.semanticcache import SemanticCacheStatus
+from cachefleet_operator.domain.conditions import (
+    ConditionType,
+    ConditionUpdate,
+    Problem,
+    WorkloadState,
+    find_condition,
+    merge_conditions,
+    workload_state,
+)
+from cachefleet_operator.domain.durations import format_duration
+from cachefleet_operator.domain.endpoints import ENDPOINTS_ANNOTATION
+from cachefleet_operator.domain.naming import Component, active_cache_namespace, child_name
+from cachefleet_operator.domain.nodeconfig import SpecError
+from cachefleet_operator.domain.render import (
+    FIELD_MANAGER,
+    MANAGED_BY,
+    Manifest,
+    owned_kinds,
+    render_children,
+)
+from cachefleet_operator.domain.status import (
+    EventSpec,
+    cache_transition_events,
+    expected_workloads,
+    observe_cache,
+    referenced_secrets,
+    secret_problems,
+    semantic_cache_status,
+    status_differs,
+)
+from cachefleet_operator.services.events import EventRecorder, object_reference
+from cachefleet_operator.services.stats import StatsCollector, StatsTarget
+
+__all__ = ["CacheReconciler", "Outcome", "parse_model_versions", "stats_target"]
+
+log = structlog.get_logger("cachefleet.semanticcache")
+
+CacheKey = tuple[str, str]
+_WORKLOAD_KINDS = ("StatefulSet", "Deployment")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a pass ended: when to look again, and whether that is a backoff retry."""
+
+    requeue_after: float | None = None
+    retry: bool = False
+    ready: str | None = None
+
+
+def parse_model_versions(items: Sequence[Mapping[str, Any]]) -> list[ModelVersion]:
+    """The ModelVersions that parse (an invalid one is as good as missing for a cache)."""
+    parsed = []
+    for item in items:
+        try:
+            parsed.append(ModelVersion.model_validate(item))
+        except ValidationError:
+            log.warning("invalid_model_version", name=item.get("metadata", {}).get("name"))
+    return parsed
+
+
+def stats_target(cache: SemanticCache, resolved: Sequence[ModelVersion]) -> StatsTarget:
+    """What the stats collector needs to know about a cache."""
+    namespace = cache.metadata.namespace or ""
+    return StatsTarget(
+        namespace=namespace,
+        name=cache.metadata.name,
+        node_service=child_name(cache.metadata.name, Component.NODE),
+        endpoints_annotation=cache.metadata.annotations.get(ENDPOINTS_ANNOTATION),
+        cache_namespaces=tuple(active_cache_namespace(mv) for mv in resolved),
+        external_redis=cache.spec.exact_tier.external is not None,
+        external_milvus=cache.spec.semantic_tier.external is not None,
+    )
+
+
+def _instance_selector(name: str) -> str:
+    return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences", []))
+
+
+class CacheReconciler:
+    """Reconciles SemanticCaches (the only writer of their status and children)."""
+
+    def __init__(
+        self,
+        *,
+        kube: KubeClient,
+        events: EventRecorder,
+        metrics: OperatorMetrics,
+        collector: StatsCollector,
+        resync_interval: float,
+        hit_rate_window: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._kube = kube
+        self._events = events
+        self._metrics = metrics
+        self._collector = collector
+        self._resync = resync_interval
+        self._window_label = format_duration(hit_rate_window)
+        self._clock = clock
+        self._monotonic = monotonic
+        self._rendered: dict[CacheKey, frozenset[tuple[str, str]]] = {}
+        self._pruned_at: dict[CacheKey, float] = {}
+
+    def forget(self, key: CacheKey) -> None:
+        self._rendered.pop(key, None)
+        self._pruned_at.pop(key, None)
+        self._collector.forget(key)
+
+    async def reconcile(self, namespace: str, name: str) -> Outcome:
+        key = (namespace, name)
+        body = await self._kube.get(SEMANTICCACHES, namespace, name)
+        if body is None:
+            self.forget(key)
+            return Outcome()
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            return Outcome()  # the deletion handler and the garbage collector own it now
+        try:
+            cache = SemanticCache.model_validate(body)
+        except ValidationError as error:
+            return await self._invalid(body, error)
+
+        model_versions = parse_model_versions(await self._kube.list(MODELVERSIONS, namespace))
+        by_name = {mv.metadata.name: mv for mv in model_versions}
+        refs = cache.spec.model_versions
+        resolved = [by_name[ref.name] for ref in refs if ref.name in by_name]
+        missing = [ref.name for ref in refs if ref.name not in by_name]
+        problems = await self._secret_problems(cache)
+
+        workloads: dict[Component, WorkloadState] = {}
+        if not cache.spec.paused and not missing and not problems:
+            try:
+                children = render_children(cache, model_versions)
+            except SpecError as error:
+                problems.append(Problem(error.reason, str(error)))
+            else:
+                problem = await self._apply(cache, children, workloads)
+                if problem is not None:
+                    problems.append(problem)
+                else:
+                    await self._prune_if_due(cache, children)
+        await self._observe(cache, workloads)
+
+        report = self._collector.report(key)
+        health = self._collector.health(key)
+        observed = observe_cache(
+            cache,
+            workloads,
+            health=health,
+            missing_model_versions=missing,
+            problems=problems,
+            hit_rate=report.rate if report is not None else None,
+            hit_rate_window=(report.window if report and report.window else self._window_label),
+        )
+        status = semantic_cache_status(cache, resolved, observed, report=report, now=self._clock())
+        await self._write_status(cache, body, status)
+        self._collector.track(
+            stats_target(cache, resolved), nodes_available=observed.nodes.available
+        )
+
+        ready = find_condition(status.conditions, ConditionType.READY)
+        stalled = bool(missing or problems)
+        return Outcome(
+            requeue_after=None if stalled else self._resync,
+            retry=stalled,
+            ready=ready.status if ready else "Unknown",
+        )
+
+    # --- steps --------------------------------------------------------------------------------
+
+    async def _secret_problems(self, cache: SemanticCache) -> list[Problem]:
+        refs = referenced_secrets(cache)
+        found: dict[str, frozenset[str] | None] = {}
+        for secret in {ref.name for ref in refs}:
+            obj = await self._kube.get(SECRETS, cache.metadata.namespace or "", secret)
+            # Only the key names are kept; the values are dropped here.
+            found[secret] = None if obj is None else frozenset((obj.get("data") or {}).keys())
+        return secret_problems(refs, found)
+
+    async def _apply(
+        self,
+        cache: SemanticCache,
+        children: Sequence[Manifest],
+        workloads: dict[Component, WorkloadState],
+    ) -> Problem | None:
+        expected = {(ref.kind, ref.name): ref.component for ref in expected_workloads(cache)}
+        for child in children:
+            kind, child_name_ = child["kind"], child["metadata"]["name"]
+            try:
+                stored = await self._kube.apply(child, field_manager=FIELD_MANAGER)
+            except ApiError as error:
+                if error.retryable:
+                    raise
+                reason = "Forbidden" if error.status == 403 else "ApplyRejected"
+                return Problem(reason, f"{kind} {child_name_}: {error.message or error}")
+            self._metrics.children_applied.labels(kind).inc()
+            component = expected.get((kind, child_name_))
+            if component is not None and kind in _WORKLOAD_KINDS:
+                workloads[component] = workload_state(kind, child_name_, stored)
+        return None
+
+    async def _prune_if_due(self, cache: SemanticCache, children: Sequence[Manifest]) -> None:
+        key = (cache.metadata.namespace or "", cache.metadata.name)
+        rendered = frozenset((c["kind"], c["metadata"]["name"]) for c in children)
+        now = self._monotonic()
+        due = (
+            self._rendered.get(key) != rendered
+            or now - self._pruned_at.get(key, float("-inf")) >= self._resync
+        )
+        if not due:
+            return
+        namespace, uid = key[0], cache.metadata.uid or ""
+        for child_kind in owned_kinds():
+            rt = resource_for(child_kind.api_version, child_kind.kind)
+            items = await self._kube.list(rt, namespace, label_selector=_instance_selector(key[1]))
+            for item in items:
+                metadata = item.get("metadata", {})
+                if (child_kind.kind, metadata.get("name")) in rendered or not _owned_by(item, uid):
+                    continue
+                if await self._kube.delete(
+                    rt, namespace, metadata["name"], uid=metadata.get("uid")
+                ):
+                    self._metrics.children_pruned.labels(child_kind.kind).inc()
+                    await self._events.post(
+                        object_reference(cache.to_api()),
+                        EventSpec(
+                            "Normal",
+                            "Pruned",
+                            f"deleted {child_kind.kind} {metadata['name']}: no longer in the spec",
+                        ),
+                    )
+        self._rendered[key] = rendered
+        self._pruned_at[key] = now
+
+    async def _observe(
+        self, cache: SemanticCache, workloads: dict[Component, WorkloadState]
+    ) -> None:
+        """Workloads not seen in an apply answer (paused, stalled) are read."""
+        namespace = cache.metadata.namespace or ""
+        for ref in expected_workloads(cache):
+            if ref.component in workloads:
+                continue
+            rt = resource_for("apps/v1", ref.kind)
+            workloads[ref.component] = workload_state(
+                ref.kind, ref.name, await self._kube.get(rt, namespace, ref.name)
+            )
+
+    async def _write_status(
+        self, cache: SemanticCache, body: Mapping[str, Any], status: SemanticCacheStatus
+    ) -> None:
+        namespace, name = cache.metadata.namespace or "", cache.metadata.name
+        if status_differs(cache.status, status):
+            try:
+                await self._kube.apply_status(
+                    SEMANTICCACHES, namespace, name, status.to_api(), field_manager=FIELD_MANAGER
+                )
+            except ApiError:
+                self._metrics.status_writes.labels("SemanticCache", "failed").inc()
+                raise
+            self._metrics.status_writes.labels("SemanticCache", "written").inc()
+        reference = object_reference(body)
+        for event in cache_transition_events(cache.status.conditions, status.conditions):
+            await self._events.post(reference, event)
+
+    async def _invalid(self, body: Mapping[str, Any], error: ValidationError) -> Outcome:
+        """A stored object the models reject (the CRD should have): Stalled, with the reason."""
+        metadata = body.get("metadata", {})
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+        )[:2000]
+        try:
+            existing = SemanticCacheStatus.model_validate(body.get("status") or {}).conditions
+        except ValidationError:
+            existing = []
+        generation = int(metadata.get("generation") or 0)
+        conditions = merge_conditions(
+            existing,
+            [
+                ConditionUpdate("Ready", "False", "InvalidSpec", message),
+                ConditionUpdate("Stalled", "True", "InvalidSpec", message),
+            ],
+            generation=generation,
+            now=self._clock(),
+        )
+        status = {
+            "observedGeneration": generation,
+            "conditions": [condition.to_api() for condition in conditions],
+        }
+        await self._kube.apply_status(
+            SEMANTICCACHES,
+            metadata["namespace"],
+            metadata["name"],
+            status,
+            field_manager=FIELD_MANAGER,
+        )
+        await self._events.post_error_once(object_reference(body), "InvalidSpec", message)
+        return Outcome(retry=True, ready="False")
