@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
 export CACHEFLEET_EMBEDDING_MODEL_DIR
 
-.PHONY: help venv system-deps demo test lint typecheck fmt lock clean bench-latency bench-quality bench-operator crds
+.PHONY: help venv system-deps demo test lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds
 
 help:
 	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
@@ -39,15 +39,22 @@ system-deps:
 lock:
 	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-lint: venv
+lint: venv lint-images
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m cachefleet_operator.api.crdgen --check
+	$(PY) -m cachefleet_operator.api.docgen --check
 
-## Regenerate crds/ from the operator's API models (`make lint` fails while crds/ is stale).
+## Lint the container images' Dockerfiles (hadolint from the dev extra; settings in .hadolint.yaml).
+lint-images: venv
+	$(VENV)/bin/hadolint images/*.Dockerfile
+
+## Regenerate crds/ and docs/reference/ from the API models and the node's config model
+## (`make lint` fails while either is stale).
 crds: venv
 	$(PY) -m cachefleet_operator.api.crdgen
+	$(PY) -m cachefleet_operator.api.docgen
 
 typecheck: venv
 	$(VENV)/bin/mypy

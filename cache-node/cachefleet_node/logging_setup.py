@@ -10,6 +10,14 @@ import structlog
 __all__ = ["configure_logging"]
 
 
+class _DropUnimplementedRpc(logging.Filter):
+    """Milvus Lite's in-process gRPC server logs pymilvus probing an RPC it does not
+    implement (AllocTimestamp) as an error with a traceback; it is harmless noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Method not implemented" not in record.getMessage()
+
+
 def configure_logging(level: str = "info") -> None:
     """One JSON object per line on stdout, for structlog and stdlib loggers alike."""
     numeric = logging.getLevelName(level.upper())
@@ -45,3 +53,4 @@ def configure_logging(level: str = "info") -> None:
     root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
     for noisy in ("uvicorn.access", "httpx", "httpcore", "pymilvus", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("grpc._server").addFilter(_DropUnimplementedRpc())
