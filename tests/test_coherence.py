@@ -80,9 +80,20 @@ async def test_nodes_share_tiers_and_invalidation_reaches_every_l1(
         await _until(b_sees_entry, 5.0)  # written back by A into Redis, read by B
         b_again = await client.post(f"{node_b.url}/v1/chat/completions", json=chat(QUESTION))
         assert b_again.headers["x-cachefleet-tier"] == "l1"  # now hot in B's L1
+        # A writes Redis and Milvus in the background: wait (without calling upstream) until
+        # B finds A's vector; the first semantic hit comes from Milvus.
+        first_semantic: dict[str, object] = {}
+
+        async def b_finds_vector() -> bool:
+            r = await client.post(f"{node_b.url}/v1/cache/lookup", json=chat(PARAPHRASE))
+            first_semantic.update(r.json())
+            return bool(r.json()["result"] == "hit-semantic")
+
+        await _until(b_finds_vector, 5.0)
+        assert first_semantic["tier"] == "l2"  # A's vector, found in Milvus
         semantic = await client.post(f"{node_b.url}/v1/chat/completions", json=chat(PARAPHRASE))
         assert semantic.headers["x-cachefleet-cache"] == "hit-semantic"
-        assert semantic.headers["x-cachefleet-tier"] == "l2"  # A's vector, found in Milvus
+        assert semantic.headers["x-cachefleet-tier"] == "l1"  # promoted into B's L1
         assert await stub.calls() == 1
 
         removed = await client.post(

@@ -104,7 +104,7 @@ def test_corrupt_entry_raises_entry_format_error(data: bytes) -> None:
         CacheEntry.from_bytes(data)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
+@pytest.mark.parametrize("version", [0, 3, "1", None])
 def test_unknown_entry_version_raises(version: Any) -> None:
     raw = orjson.loads(make_entry().to_bytes())
     raw["v"] = version

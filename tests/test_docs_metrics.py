@@ -42,14 +42,19 @@ LABEL_VALUES = {
     "verdict": "`right`, `wrong`",
     "bypasses.reason": "e.g. `no-cache`, `temperature`, `tool-result`, `not-cacheable`, "
     "`redis-timeout`, `embedder-timeout`, `milvus-unavailable`",
-    "tier_errors.tier": "`redis` or `local`, `milvus`, `embedder`",
+    "tier_errors.tier": "`redis` or `local`, `milvus`, `embedder`; during an embedding "
+    "migration also `milvus-next`, `embedder-next` (the dual write)",
     "tier_errors.kind": "`timeout`, `error`, `breaker-open`",
     "entries.tier": "`l1_exact`, `l1_semantic`",
     "evictions.tier": "`l1_exact`, `l1_semantic`",
-    "writes.outcome": "`stored`, `stored-l1-only`, `skipped-<reason>`, `dropped` (overload)",
+    "writes.outcome": "`stored`, `stored-l1-only`, `skipped-<reason>`, `dropped` (overload), "
+    "`dual-dropped` (a migration's copy into the next space, overload)",
     "tokens_saved.kind": "`prompt`, `completion`",
-    "invalidated.tier": "`l1`, `store` (Redis or local), `vectors` (Milvus)",
-    "type": "`invalidate`, `switch`, `reset`",
+    "invalidated.tier": "`l1`, `store` (Redis or local), `vectors` (Milvus), `vectors_next` "
+    "(the migration's second collection)",
+    "type": "`invalidate`, `switch`, `embedding_switch`, `reset`",
+    "warm_requests.outcome": "`stored`, `skipped` (no stored request, already there, not "
+    "cacheable, expired), `failed` (upstream or tier error)",
     "status_class": "`2xx`, `4xx`, `5xx`, …, `unreachable`",
 }
 

@@ -201,6 +201,60 @@ async def test_many_entries_delete_in_batches(store: EntryStore) -> None:
     assert await store.count("support") == 0
 
 
+async def test_hit_ranking_orders_by_hits_then_newest(store: EntryStore) -> None:
+    now = time.time()
+    for i in range(6):
+        await store.put(entry(f"e{i}", created_at=now + i, tenant="acme" if i % 2 else "globex"))
+    await store.put(entry("other", namespace="sales"))
+    await store.add_hits(
+        "support", {("globex", "e0"): 3, ("acme", "e3"): 3, ("acme", "e5"): 1}, now + 3600
+    )
+    await store.add_hits("support", {("acme", "e5"): 1, ("acme", "gone"): 9}, now + 3600)
+    # e3 and e0 tie on hits: newest first; then e5 (2 hits); then the rest, newest first.
+    ranked = [e.entry_id for e in await store.top_entries("support", 0, 10)]
+    assert ranked == ["e3", "e0", "e5", "e4", "e2", "e1"]
+    assert [e.entry_id for e in await store.top_entries("support", 2, 2)] == ["e5", "e4"]
+    assert await store.top_entries("support", 6, 10) == []
+    assert await store.ranked_count("support") == 6  # hits of an unknown entry are ignored
+    # A replaced entry keeps its hits.
+    await store.put(entry("e5", created_at=now + 5))
+    assert [e.entry_id for e in await store.top_entries("support", 0, 3)] == ["e3", "e0", "e5"]
+    assert await store.namespaces() == ["sales", "support"]
+
+
+async def test_scan_walks_every_entry_once_from_a_resumable_cursor(store: EntryStore) -> None:
+    for i in range(700):
+        await store.put(entry(f"e{i:04d}", tenant=f"t{i % 3}"))
+    await store.put(entry("x", namespace="sales"))
+    seen: list[str] = []
+    cursor = ""
+    batches = 0
+    while True:
+        found, cursor = await store.scan_entries("support", cursor, 100)
+        seen += [e.entry_id for e in found]
+        batches += 1
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(f"e{i:04d}" for i in range(700))
+    assert batches >= 4  # bounded batches, not one big read
+    with pytest.raises(ValueError, match="cursor"):
+        await store.scan_entries("support", "not:a:cursor" if store.name == "redis" else "x", 10)
+
+
+async def test_delete_entries_by_id(store: EntryStore) -> None:
+    items = [entry(f"e{i}", tenant="acme" if i % 2 else "globex", tags=("faq",)) for i in range(4)]
+    for item in items:
+        await store.put(item)
+    refs = [("globex", "e0"), ("acme", "e1"), ("acme", "missing")]
+    assert await store.delete_entries("support", refs, dry_run=True) == 2
+    assert await ids_present(store, items) == {"e0", "e1", "e2", "e3"}
+    assert await store.delete_entries("support", refs) == 2
+    assert await ids_present(store, items) == {"e2", "e3"}
+    assert [e.entry_id for e in await store.top_entries("support", 0, 10)] != []
+    assert {e.entry_id for e in await store.top_entries("support", 0, 10)} == {"e2", "e3"}
+    assert await store.delete_scope(InvalidationScope("support", tags=("faq",))) == 2
+
+
 # ---------------------------------------------------------------------------- Redis only
 
 

@@ -307,12 +307,33 @@ class NamespaceConfig(_Strict):
     calibration: CalibrationConfig = Field(
         default_factory=CalibrationConfig, description="Threshold calibration."
     )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-embedding-model similarity thresholds, keyed by embedding `model_id`: "
+        "the threshold in force is `thresholds[<model_id of the embedding space that serves "
+        "lookups>]`, else `similarity_threshold`. Each must lie in [min_threshold, "
+        "max_threshold].",
+    )
 
     @model_validator(mode="after")
     def _threshold_range(self) -> NamespaceConfig:
         if not self.min_threshold <= self.similarity_threshold <= self.max_threshold:
             raise ValueError("need min_threshold <= similarity_threshold <= max_threshold")
+        for model_id, value in self.thresholds.items():
+            if not model_id:
+                raise ValueError("thresholds: keys must be embedding model ids, not empty")
+            if not 0 < value <= 1:
+                raise ValueError(f"thresholds[{model_id!r}]: must be in (0, 1], got {value}")
+            if not self.min_threshold <= value <= self.max_threshold:
+                raise ValueError(
+                    f"thresholds[{model_id!r}]: {value} is outside [min_threshold, "
+                    f"max_threshold] = [{self.min_threshold}, {self.max_threshold}]"
+                )
         return self
+
+    def threshold_for(self, embedding_model_id: str) -> float:
+        """The configured threshold when `embedding_model_id` serves lookups."""
+        return self.thresholds.get(embedding_model_id, self.similarity_threshold)
 
     @property
     def sample_size(self) -> int:
@@ -381,6 +402,13 @@ class NodeConfig(_Strict):
     deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
     l1: L1Config = Field(default_factory=L1Config)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    embedding_next: EmbeddingConfig | None = Field(
+        None,
+        description="Target embedding model of a migration. While set, every write is also "
+        "embedded with it into its own collection, `POST /v1/cache/reembed` fills that "
+        "collection from stored prompts, and `POST /v1/cache/embedding/switch` makes it serve "
+        "lookups on every node. Must name another `model_id` than `embedding`.",
+    )
     namespaces: list[NamespaceConfig] = Field(
         default_factory=lambda: [NamespaceConfig(name="default")],
         min_length=1,
@@ -389,6 +417,17 @@ class NodeConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     prices: dict[str, ModelPrice] = Field(default_factory=_default_prices)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _next_is_another_model(self) -> NodeConfig:
+        if self.embedding_next is not None and (
+            self.embedding_next.model_id == self.embedding.model_id
+        ):
+            raise ValueError(
+                "embedding_next.model_id must differ from embedding.model_id (a migration "
+                "moves to another vector space)"
+            )
+        return self
 
     @field_validator("namespaces")
     @classmethod

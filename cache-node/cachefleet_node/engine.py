@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from cachefleet_node.core.calibration import OnlineCalibrator
 from cachefleet_node.core.controls import CacheControls
 from cachefleet_node.core.entry import CacheEntry, completion_usage
 from cachefleet_node.core.guards import CandidateGuard, build_guard
-from cachefleet_node.core.keys import CacheKeys
+from cachefleet_node.core.keys import CacheKeys, canonical_request
 from cachefleet_node.core.policy import RequestDecision, response_cacheable
 from cachefleet_node.core.routing import NamespaceRouter
 from cachefleet_node.core.savings import saved_dollars
@@ -34,19 +35,20 @@ from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.resilience import Breaker, TierGuard
-from cachefleet_node.stats import NamespaceStats
+from cachefleet_node.stats import HitCounter, NamespaceStats
 from cachefleet_node.tiers.entry_store import EntryStore
 from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorRow
 
-__all__ = ["CacheEngine", "LookupPlan", "Outcome"]
+__all__ = ["CacheEngine", "LookupPlan", "Outcome", "UnknownSpaceError", "VectorSpace"]
 
 log = structlog.get_logger(__name__)
 Vector = npt.NDArray[np.float32]
 
 SEMANTIC_CANDIDATES = 4
 MAX_PENDING_WRITES = 2048
+MAX_PENDING_DUAL_WRITES = 1024  # copies into a migration's other space (own budget)
 MAX_PENDING_SHADOWS = 4096
 
 
@@ -61,10 +63,11 @@ class LookupPlan:
     keys: CacheKeys
     controls: CacheControls
     decision: RequestDecision
+    body: Mapping[str, Any] | None = None  # the request body (its canonical form is stored)
 
     @property
     def threshold(self) -> float:
-        """Similarity a semantic candidate must reach."""
+        """Similarity a semantic candidate must reach (without an embedding-model override)."""
         if self.controls.threshold is not None:
             return self.controls.threshold
         return self.ns.similarity_threshold
@@ -87,6 +90,7 @@ class Outcome:
     matched_prompt: str | None = None
     reasons: list[str] = field(default_factory=list)
     vector: Vector | None = None
+    vector_space: str | None = None  # embedding space of `vector`
     shadow_similarity: float | None = None  # a would-be semantic hit not served (shadow mode)
 
     @property
@@ -95,8 +99,43 @@ class Outcome:
         return self.answer is not None
 
 
+class UnknownSpaceError(ValueError):
+    """An embedding switch named a space this node has no embedder for."""
+
+
+@dataclass(slots=True)
+class VectorSpace:
+    """One embedding space on this node: its embedder and its Milvus collection."""
+
+    embedder: Embedder
+    vectors: MilvusVectorStore | None
+
+    @property
+    def space(self) -> str:
+        """Identity of the space (`keyspace.embedding_space`)."""
+        return self.embedder.space
+
+    @property
+    def model_id(self) -> str:
+        """The embedding model."""
+        return self.embedder.model_id
+
+    def describe(self) -> dict[str, str | None]:
+        """`{model_id, space, collection}` for the API."""
+        return {
+            "model_id": self.model_id,
+            "space": self.space,
+            "collection": None if self.vectors is None else self.vectors.collection,
+        }
+
+
 class CacheEngine:
-    """Owns the tiers of one node."""
+    """Owns the tiers of one node.
+
+    During an embedding migration the node holds two vector spaces: `active_space` serves
+    lookups; `target_space` (the next model, or after a switch the previous one) receives a
+    copy of every write in the background, so either can serve after a switch.
+    """
 
     def __init__(
         self,
@@ -107,19 +146,22 @@ class CacheEngine:
         vectors: MilvusVectorStore | None,
         redis: aioredis.Redis | None,
         metrics: NodeMetrics,
+        next_embedder: Embedder | None = None,
+        next_vectors: MilvusVectorStore | None = None,
     ) -> None:
         self.config = config
-        self.embedder = embedder
+        self.active_space = VectorSpace(embedder, vectors)
+        self.target_space = (
+            None if next_embedder is None else VectorSpace(next_embedder, next_vectors)
+        )
         self.store = store
-        self.vectors = vectors
         self.redis = redis
         self.metrics = metrics
         self.router = NamespaceRouter(config.namespaces)
         self.stats = NamespaceStats()
+        self.hits = HitCounter()
         self.l1_exact = ByteBoundedLRU(config.l1.exact_max_bytes)
-        self.l1_semantic = SemanticIndex(
-            embedder.dim, config.l1.semantic_max_entries, config.l1.hnsw_min_partition
-        )
+        self.l1_semantic = self._new_l1_semantic(embedder.dim)
         deadlines = config.deadlines
 
         def guard(tier: str) -> TierGuard:
@@ -127,19 +169,37 @@ class CacheEngine:
                 tier, Breaker(deadlines.breaker_failures, deadlines.breaker_cooldown_s), metrics
             )
 
+        self._guard = guard
         self._store_guard = guard(store.name)
         self._milvus_guard = guard("milvus")
         self._embed_guard = guard("embedder")
+        self._target_milvus_guard = guard("milvus-next")
+        self._target_embed_guard = guard("embedder-next")
         self._store_deadline = deadlines.redis_ms / 1000
         self._milvus_deadline = deadlines.milvus_ms / 1000
         self._embed_deadline = deadlines.embedder_ms / 1000
         self._write_deadline = deadlines.write_ms / 1000
         self._pending: set[asyncio.Task[Any]] = set()
+        self._dual_pending: set[asyncio.Task[Any]] = set()
         self._evictions_seen: dict[str, int] = {}
         self._guards: dict[str, CandidateGuard] = {}
         self.calibrators: dict[str, OnlineCalibrator] = {}
         # exact key -> (namespace config name, similarity, cached answer) awaiting verification
         self._shadows: dict[str, tuple[str, float, bytes]] = {}
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder of the space that serves lookups."""
+        return self.active_space.embedder
+
+    @property
+    def vectors(self) -> MilvusVectorStore | None:
+        """The Milvus collection of the space that serves lookups."""
+        return self.active_space.vectors
+
+    def _new_l1_semantic(self, dim: int) -> SemanticIndex:
+        l1 = self.config.l1
+        return SemanticIndex(dim, l1.semantic_max_entries, l1.hnsw_min_partition)
 
     @property
     def store_breaker_open(self) -> bool:
@@ -206,9 +266,12 @@ class CacheEngine:
         outcome.answer = answers[0] if len(answers) == 1 else random.choice(answers)
         return outcome
 
-    async def embed_one(self, text: str, deadline_s: float) -> tuple[Vector | None, str | None]:
+    async def embed_one(
+        self, text: str, deadline_s: float, embedder: Embedder | None = None
+    ) -> tuple[Vector | None, str | None]:
         """Embed one text under a deadline; (vector, None) or (None, reason)."""
-        result = await self._embed_guard.call("embed", self.embedder.embed([text]), deadline_s)
+        model = embedder or self.embedder
+        result = await self._embed_guard.call("embed", model.embed([text]), deadline_s)
         if result.value is None:
             return None, result.error
         return result.value[0], None
@@ -216,16 +279,19 @@ class CacheEngine:
     async def _semantic_lookup(self, plan: LookupPlan, outcome: Outcome, now: float) -> None:
         semantic = plan.keys.semantic
         assert semantic is not None
-        vector, error = await self.embed_one(semantic.text, self._embed_deadline)
+        # One space for the whole lookup, even if a switch lands while it runs.
+        space, l1_semantic = self.active_space, self.l1_semantic
+        vector, error = await self.embed_one(semantic.text, self._embed_deadline, space.embedder)
         if vector is None:
             outcome.reasons.append(error or "embedder-error")
             return
         outcome.vector = vector
+        outcome.vector_space = space.space
         threshold = self._threshold(plan)
         best_rejected = 0.0
 
         started = time.perf_counter()
-        candidates = self.l1_semantic.search(
+        candidates = l1_semantic.search(
             semantic.partition, vector, SEMANTIC_CANDIDATES, now, plan.controls.max_age_s
         )
         self.metrics.tier_latency.labels("l1_ann", "search").observe(time.perf_counter() - started)
@@ -248,14 +314,15 @@ class CacheEngine:
                 self._hit(outcome, "hit-semantic", "l1", entry, plan, candidate.similarity)
                 return
 
-        if self.vectors is None or not self.vectors.connected:
-            if self.vectors is not None:
+        vectors = space.vectors
+        if vectors is None or not vectors.connected:
+            if vectors is not None:
                 outcome.reasons.append("milvus-unavailable")
             self._rejected_similarity(best_rejected)
             return
         found = await self._milvus_guard.call(
             "search",
-            self.vectors.search(
+            vectors.search(
                 namespace=plan.namespace,
                 tenant=plan.tenant,
                 partition=semantic.partition,
@@ -287,7 +354,7 @@ class CacheEngine:
                 best_rejected = max(best_rejected, hit.similarity)
                 continue
             if hit.vector is not None:
-                self.l1_semantic.add(semantic.partition, hit.vector, _vector_meta(entry))
+                l1_semantic.add(semantic.partition, hit.vector, _vector_meta(entry))
             if plan.ns.shadow:
                 self._shadow(plan, outcome, entry, hit.similarity)
                 return
@@ -308,10 +375,15 @@ class CacheEngine:
         if plan.ns.shadow:
             self._calibrator(plan.ns).count_request()
             return plan.ns.min_threshold
+        configured = self.configured_threshold(plan.ns)
         calibrator = self.calibrators.get(plan.ns.name)
         if plan.ns.calibration.online and calibrator is not None:
-            return calibrator.threshold or plan.ns.similarity_threshold
-        return plan.ns.similarity_threshold
+            return calibrator.threshold or configured
+        return configured
+
+    def configured_threshold(self, ns: NamespaceConfig) -> float:
+        """The namespace's threshold for the embedding model that serves lookups now."""
+        return ns.threshold_for(self.active_space.model_id)
 
     def _calibrator(self, ns: NamespaceConfig) -> OnlineCalibrator:
         calibrator = self.calibrators.get(ns.name)
@@ -334,12 +406,13 @@ class CacheEngine:
         outcome.matched_prompt = entry.prompt
         self.metrics.shadow_hits.labels(plan.namespace).inc()
         self.metrics.shadow_similarity.labels(plan.namespace).observe(similarity)
-        would_serve = similarity >= plan.ns.similarity_threshold
+        configured = self.configured_threshold(plan.ns)
+        would_serve = similarity >= configured
         log.info(
             "shadow_hit",
             namespace=plan.namespace,
             similarity=round(similarity, 4),
-            threshold=plan.ns.similarity_threshold,
+            threshold=configured,
             would_serve=would_serve,
             entry_id=entry.entry_id,
         )
@@ -415,6 +488,8 @@ class CacheEngine:
         prompt_saved = completion_saved = 0
         cost = 0.0
         if outcome.hit and outcome.entry is not None:
+            entry = outcome.entry
+            self.hits.record(entry.namespace, entry.tenant, entry.entry_id, entry.expires_at)
             prompt_saved = outcome.entry.prompt_tokens
             completion_saved = outcome.entry.completion_tokens
             cost = saved_dollars(model, prompt_saved, completion_saved, self.config.prices)
@@ -432,25 +507,43 @@ class CacheEngine:
     # ---------------------------------------------------------------------------- writes
 
     def remember_later(
-        self, plan: LookupPlan, completion: dict[str, Any], vector: Vector | None
+        self,
+        plan: LookupPlan,
+        completion: dict[str, Any],
+        vector: Vector | None,
+        vector_space: str | None = None,
     ) -> None:
         """Schedule a write-back without delaying the response; drop it under overload."""
         if len(self._pending) >= MAX_PENDING_WRITES:
             self.metrics.writes.labels("dropped").inc()
             return
-        task = asyncio.create_task(self.remember(plan, completion, vector))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._spawn(self.remember(plan, completion, vector, vector_space), self._pending)
+
+    @staticmethod
+    def _spawn(work: Coroutine[Any, Any, Any], pending: set[asyncio.Task[Any]]) -> None:
+        task = asyncio.create_task(work)
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     async def drain(self) -> None:
         """Wait for scheduled writes (tests, shutdown)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while self._pending or self._dual_pending:
+            await asyncio.gather(
+                *list(self._pending), *list(self._dual_pending), return_exceptions=True
+            )
 
     async def remember(
-        self, plan: LookupPlan, completion: dict[str, Any], vector: Vector | None
+        self,
+        plan: LookupPlan,
+        completion: dict[str, Any],
+        vector: Vector | None,
+        vector_space: str | None = None,
     ) -> str:
-        """Store an upstream answer in every tier; return the outcome label."""
+        """Store an upstream answer in every tier; return the outcome label.
+
+        `vector` (the lookup's embedding of the fuzzy text, in `vector_space`) is reused when
+        it belongs to the space that serves lookups now, else the text is embedded again.
+        """
         if not plan.decision.cacheable or not plan.controls.write:
             return self._write_outcome("skipped-policy")
         answer = orjson.dumps(completion)
@@ -464,6 +557,11 @@ class CacheEngine:
         expires = now + ttl
         semantic = plan.keys.semantic if plan.ns.semantic else None
         prompt_tokens, completion_tokens = completion_usage(completion)
+        request = None
+        if plan.body is not None:
+            request = orjson.dumps(canonical_request(dict(plan.body)))
+            if len(request) > plan.ns.max_entry_bytes:
+                request = None  # bounded: such an entry cannot be replayed by a warm-up
 
         entry = CacheEntry(
             entry_id=plan.keys.exact,
@@ -478,6 +576,7 @@ class CacheEngine:
             tags=plan.controls.tags,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            request=request,
         )
         if plan.decision.sample_size > 1:
             previous = self.l1_exact.get(entry.entry_id, now)
@@ -494,27 +593,43 @@ class CacheEngine:
         self.l1_exact.put(entry)
         stored = await self._store_guard.call("put", self.store.put(entry), self._write_deadline)
         if semantic is not None:
+            space, l1_semantic = self.active_space, self.l1_semantic
+            if vector is not None and vector_space not in (None, space.space):
+                vector = None  # embedded before an embedding switch: not of this space
             if vector is None:
-                vector, _ = await self.embed_one(semantic.text, self._write_deadline)
+                vector, _ = await self.embed_one(
+                    semantic.text, self._write_deadline, space.embedder
+                )
             if vector is not None:
-                self.l1_semantic.add(semantic.partition, vector, _vector_meta(entry))
-                if self.vectors is not None and self.vectors.connected:
-                    row = VectorRow(
-                        entry_id=entry.entry_id,
-                        namespace=entry.namespace,
-                        tenant=entry.tenant,
-                        model=entry.model,
-                        partition=semantic.partition,
-                        vector=vector,
-                        created_at=entry.created_at,
-                        expires_at=entry.expires_at,
-                        tags=entry.tags,
-                    )
+                l1_semantic.add(semantic.partition, vector, _vector_meta(entry))
+                if space.vectors is not None and space.vectors.connected:
                     await self._milvus_guard.call(
-                        "insert", self.vectors.insert([row]), self._write_deadline
+                        "insert",
+                        space.vectors.insert([vector_row(entry, vector)]),
+                        self._write_deadline,
                     )
+            target = self.target_space
+            if target is not None and target.space != space.space:
+                # A slow second space must never hold up (or crowd out) the primary writes.
+                if len(self._dual_pending) < MAX_PENDING_DUAL_WRITES:
+                    self._spawn(self._dual_write(target, entry, semantic.text), self._dual_pending)
+                else:
+                    self.metrics.writes.labels("dual-dropped").inc()
         self._update_gauges()
         return self._write_outcome("stored" if stored.ok else "stored-l1-only")
+
+    async def _dual_write(self, target: VectorSpace, entry: CacheEntry, text: str) -> None:
+        """Copy a write into the migration's other space (background, fail-open)."""
+        result = await self._target_embed_guard.call(
+            "embed", target.embedder.embed([text]), self._write_deadline
+        )
+        if result.value is None or target.vectors is None or not target.vectors.connected:
+            return
+        await self._target_milvus_guard.call(
+            "insert",
+            target.vectors.insert([vector_row(entry, result.value[0])]),
+            self._write_deadline,
+        )
 
     def _write_outcome(self, outcome: str) -> str:
         self.metrics.writes.labels(outcome).inc()
@@ -538,10 +653,10 @@ class CacheEngine:
     def drop_l1(self, scope: InvalidationScope) -> int:
         """Remove the scope's entries from this node's in-process tiers."""
         removed = self.l1_exact.remove_where(
-            lambda e: scope.matches(e.namespace, e.tenant, e.tags, e.created_at)
+            lambda e: scope.matches(e.namespace, e.tenant, e.tags, e.created_at, e.entry_id)
         )
         self.l1_semantic.remove_where(
-            lambda m: scope.matches(m.namespace, m.tenant, m.tags, m.created_at)
+            lambda m: scope.matches(m.namespace, m.tenant, m.tags, m.created_at, m.entry_id)
         )
         self._update_gauges()
         return removed
@@ -564,17 +679,85 @@ class CacheEngine:
         counts = {"l1": 0, "store": 0, "vectors": 0}
         if dry_run:
             counts["l1"] = self.l1_exact.count_where(
-                lambda e: scope.matches(e.namespace, e.tenant, e.tags, e.created_at)
+                lambda e: scope.matches(e.namespace, e.tenant, e.tags, e.created_at, e.entry_id)
             )
         else:
             counts["l1"] = self.drop_l1(scope)
         counts["store"] = await self.store.delete_scope(scope, dry_run=dry_run)
-        if self.vectors is not None and self.vectors.connected:
-            counts["vectors"] = await self.vectors.delete_scope(scope, dry_run=dry_run)
+        for name, space in (("vectors", self.active_space), ("vectors_next", self.target_space)):
+            if space is None or space.vectors is None:
+                continue
+            if not space.vectors.connected:
+                raise ConnectionError(f"milvus collection {space.vectors.collection} unreachable")
+            counts[name] = await space.vectors.delete_scope(scope, dry_run=dry_run)
         if not dry_run:
             for tier, count in counts.items():
                 self.metrics.invalidated.labels(tier).inc(count)
         return counts
+
+    async def drop_namespace_stats(self, namespace: str) -> None:
+        """Delete a purged namespace's fleet-wide counters (its last Redis key)."""
+        self.stats.forget(namespace)
+        if self.redis is not None:
+            await self.redis.unlink(keyspace.stats_key(self.config.redis.key_prefix, namespace))
+
+    # ------------------------------------------------------------------------- hit counts
+
+    async def flush_hits(self) -> None:
+        """Write pending per-entry hit counts to the store (kept for next time on failure)."""
+        pending = self.hits.take()
+        failed = {}
+        for namespace, item in pending.items():
+            try:
+                await self.store.add_hits(namespace, item.counts, item.keep_until)
+            except Exception:
+                failed[namespace] = item
+        if failed:
+            self.hits.restore(failed)
+            raise ConnectionError("hit counts could not be written; kept for the next flush")
+
+    # ----------------------------------------------------------------- embedding spaces
+
+    def describe_embedding(self) -> dict[str, Any]:
+        """`{"active": {...}, "next": {...} | None}` (see `VectorSpace.describe`)."""
+        target = self.target_space
+        return {
+            "active": self.active_space.describe(),
+            "next": None if target is None else target.describe(),
+        }
+
+    def activate_space(self, space: str) -> bool:
+        """Serve lookups from `space`; return whether anything changed.
+
+        The previous space becomes the dual-write target, the L1 semantic index (vectors of
+        the previous space) is emptied and calibration restarts (similarities of another
+        model). Raises `UnknownSpaceError` if this node has no embedder for `space`.
+        """
+        if space == self.active_space.space:
+            return False
+        target = self.target_space
+        if target is None or target.space != space:
+            raise UnknownSpaceError(space)
+        self.active_space, self.target_space = target, self.active_space
+        self._milvus_guard, self._target_milvus_guard = (
+            self._guard("milvus"),
+            self._guard("milvus-next"),
+        )
+        self._embed_guard, self._target_embed_guard = (
+            self._guard("embedder"),
+            self._guard("embedder-next"),
+        )
+        self.l1_semantic = self._new_l1_semantic(target.embedder.dim)
+        self.calibrators.clear()
+        self._update_gauges()
+        self.metrics.embedding_switches.inc()
+        log.info(
+            "embedding_switched",
+            space=space,
+            model_id=target.model_id,
+            previous=self.target_space.space,
+        )
+        return True
 
     # ------------------------------------------------------------------ namespace switch
 
@@ -582,8 +765,14 @@ class CacheEngine:
         """Reload namespace switches from Redis (start-up and bus reconnects)."""
         if self.redis is None:
             return
+        self.router.replace_active(await self.persisted_switches())
+
+    async def persisted_switches(self) -> dict[str, str]:
+        """Namespace switches persisted in Redis (configured name -> cache namespace)."""
+        if self.redis is None:
+            return {}
         raw = await self.redis.hgetall(keyspace.active_namespaces_key(self.config.redis.key_prefix))
-        self.router.replace_active({_text(k): _text(v) for k, v in raw.items()})
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     async def persist_switch(self, name: str, namespace: str) -> None:
         """Record a switch in Redis so nodes starting later see it."""
@@ -593,12 +782,19 @@ class CacheEngine:
         await self.redis.hset(key, name, namespace)
 
     async def close(self) -> None:
-        """Finish pending writes and release tiers."""
+        """Finish pending writes, flush hit counts and release tiers."""
         await self.drain()
+        try:
+            await self.flush_hits()
+        except Exception:
+            log.warning("hit_counts_lost", reason="store unreachable at shutdown")
         await self.store.close()
-        if self.vectors is not None:
-            await self.vectors.close()
-        await self.embedder.aclose()
+        for space in (self.active_space, self.target_space):
+            if space is None:
+                continue
+            if space.vectors is not None:
+                await space.vectors.close()
+            await space.embedder.aclose()
 
 
 def _text(value: bytes | str) -> str:
@@ -613,6 +809,22 @@ def _answer_text(answer: bytes) -> str:
         return ""
     content = message.get("content") if isinstance(message, dict) else None
     return content if isinstance(content, str) else ""
+
+
+def vector_row(entry: CacheEntry, vector: Vector) -> VectorRow:
+    """The Milvus row of a semantic entry."""
+    assert entry.partition is not None
+    return VectorRow(
+        entry_id=entry.entry_id,
+        namespace=entry.namespace,
+        tenant=entry.tenant,
+        model=entry.model,
+        partition=entry.partition,
+        vector=vector,
+        created_at=entry.created_at,
+        expires_at=entry.expires_at,
+        tags=entry.tags,
+    )
 
 
 def _vector_meta(entry: CacheEntry) -> VectorMeta:

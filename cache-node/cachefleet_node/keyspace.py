@@ -8,8 +8,13 @@ Redis (all keys carry a TTL, so `maxmemory-policy volatile-lru`/`allkeys-lru` bo
 - `{p}:idx:{namespace}` — sorted set of the namespace's entry keys scored by expiry time
   (entry counts and purges without a keyspace SCAN; TTL = longest entry TTL).
 - `{p}:t:{namespace}:{tag}` — set of entry keys carrying a tag (TTL = longest entry TTL).
+- `{p}:hits:{namespace}` — sorted set of the namespace's entry keys scored by served hits
+  (fleet-wide; the fraction orders ties newest first; TTL = longest entry TTL).
+- `{p}:namespaces` — sorted set of the cache namespaces holding entries, scored by their
+  latest expiry (TTL = longest entry TTL).
 - `{p}:emb:{space}:{sha256(text)}` — a cached embedding (float32 bytes).
 - `{p}:ns:active` — hash: configured namespace name -> active cache namespace (switches).
+- `{p}:embedding:active` — string: the embedding space that serves lookups (migrations).
 - `{p}:stats:{namespace}` — hash of fleet-wide counters.
 - `{p}:events` — pub/sub channel for invalidations and namespace switches.
 
@@ -24,13 +29,17 @@ import re
 
 __all__ = [
     "active_namespaces_key",
+    "embedding_active_key",
     "embedding_key",
     "embedding_space",
     "entry_key",
     "entry_pattern",
     "events_channel",
+    "hit_score",
+    "hits_key",
     "index_key",
     "milvus_collection",
+    "namespaces_key",
     "stats_key",
     "tag_key",
     "text_digest",
@@ -69,6 +78,25 @@ def tag_key(prefix: str, namespace: str, tag: str) -> str:
     return f"{prefix}:t:{namespace}:{tag}"
 
 
+def hits_key(prefix: str, namespace: str) -> str:
+    """Redis sorted set of a namespace's entry keys scored by fleet-wide served hits."""
+    return f"{prefix}:hits:{namespace}"
+
+
+def hit_score(hits: int, created_at: float) -> float:
+    """Score of an entry in `hits_key`: its hits, plus a fraction that orders ties newest first.
+
+    The fraction is `created_at / 1e10` (below 1 until the year 2286); read hits back with
+    `int(score)`.
+    """
+    return hits + created_at / 1e10
+
+
+def namespaces_key(prefix: str) -> str:
+    """Redis sorted set of the cache namespaces holding entries, scored by latest expiry."""
+    return f"{prefix}:namespaces"
+
+
 def embedding_key(prefix: str, space: str, text: str) -> str:
     """Redis key of a cached embedding of `text` in vector space `space`."""
     return f"{prefix}:emb:{space}:{text_digest(text)}"
@@ -77,6 +105,11 @@ def embedding_key(prefix: str, space: str, text: str) -> str:
 def active_namespaces_key(prefix: str) -> str:
     """Redis hash mapping configured namespace names to their active cache namespace."""
     return f"{prefix}:ns:active"
+
+
+def embedding_active_key(prefix: str) -> str:
+    """Redis string: the embedding space that serves lookups (set by an embedding switch)."""
+    return f"{prefix}:embedding:active"
 
 
 def stats_key(prefix: str, namespace: str) -> str:

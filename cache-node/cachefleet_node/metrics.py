@@ -158,6 +158,22 @@ class NodeMetrics:
             ["type"],
             registry=r,
         )
+        self.warm_requests = Counter(
+            "cachefleet_warm_requests_total",
+            "Entries a warm-up batch looked at, by outcome (stored, skipped, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.reembedded = Counter(
+            "cachefleet_reembedded_entries_total",
+            "Stored prompts embedded into the next embedding space by re-embedding batches.",
+            registry=r,
+        )
+        self.embedding_switches = Counter(
+            "cachefleet_embedding_switches_total",
+            "Times this node changed the embedding space that serves lookups.",
+            registry=r,
+        )
         self.upstream_responses = Counter(
             "cachefleet_upstream_responses_total",
             "Upstream responses by HTTP status class.",

@@ -16,11 +16,11 @@ import structlog
 from cachefleet_node import keyspace
 from cachefleet_node.auth import TenantResolver
 from cachefleet_node.coherence import CoherenceBus
-from cachefleet_node.config import NodeConfig
+from cachefleet_node.config import EmbeddingConfig, NodeConfig
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.embedders.factory import build_embedder
-from cachefleet_node.engine import CacheEngine
+from cachefleet_node.engine import CacheEngine, UnknownSpaceError, VectorSpace
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore
@@ -34,6 +34,7 @@ MILVUS_CONNECT_TIMEOUT_S = 30.0
 MILVUS_RETRY_S = 5.0
 STATS_FLUSH_S = 1.0
 EXPIRY_SWEEP_S = 600.0
+EMBEDDING_ACTIVE_FILE = "embedding-active"  # embedded mode: the persisted embedding switch
 
 
 class NodeRuntime:
@@ -70,36 +71,35 @@ class NodeRuntime:
                 url, socket_connect_timeout=1.0, health_check_interval=5
             )
         if embedder is None:
-            embedder = await build_embedder(
-                config.embedding, self.redis, prefix, config.deadlines.redis_ms / 1000
-            )
-        # The first inference allocates and tunes kernels; keep it off the request path
-        # (and out of the embedding cache).
-        await getattr(embedder, "inner", embedder).embed(["cachefleet warm-up"])
+            embedder = await self._embedder(config.embedding)
+        else:
+            await _warm_up(embedder)
+        next_embedder = None
+        if config.embedding_next is not None:
+            next_embedder = await self._embedder(config.embedding_next)
         store: EntryStore
         if self.redis is not None:
             store = RedisEntryStore(self.redis, prefix)
         else:
             store = LocalEntryStore(Path(config.data_dir) / "entries.sqlite3")
-        uri = config.milvus.uri or MilvusVectorStore.embedded_uri(config.data_dir)
-        vectors = MilvusVectorStore(
-            uri,
-            config.milvus.token.get_secret_value() if config.milvus.token else None,
-            keyspace.milvus_collection(config.milvus.collection_prefix, embedder.space),
-            embedder.dim,
-        )
         self.engine = CacheEngine(
             config,
             embedder=embedder,
             store=store,
-            vectors=vectors,
+            vectors=self._vector_store(embedder),
             redis=self.redis,
             metrics=self.metrics,
+            next_embedder=next_embedder,
+            next_vectors=None if next_embedder is None else self._vector_store(next_embedder),
         )
         upstream_key = os.environ.get(config.upstream.api_key_env)
         self.upstream = Upstream(config.upstream, upstream_key)
 
-        await self._connect_milvus_once()
+        for space in (self.engine.active_space, self.engine.target_space):
+            if space is not None and space.vectors is not None:
+                await self._connect_milvus_once(space.vectors)
+        with contextlib.suppress(Exception):
+            await self.load_active_embedding()
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.engine.load_active_namespaces()
@@ -108,7 +108,7 @@ class NodeRuntime:
                 self._bus_redis, prefix, self.node_id, self.apply_event, self._reset_from_bus
             )
             self.bus.start()
-            self._tasks.append(asyncio.create_task(self._flush_stats_forever()))
+        self._tasks.append(asyncio.create_task(self._flush_stats_forever()))
         self._tasks.append(asyncio.create_task(self._sweep_forever()))
         self.ready = True
         log.info(
@@ -116,22 +116,41 @@ class NodeRuntime:
             node_id=self.node_id,
             redis=self.redis is not None,
             milvus="embedded" if config.milvus.uri is None else "remote",
-            embedder=embedder.model_id,
+            embedder=self.engine.active_space.model_id,
+            embedding_next=None if next_embedder is None else next_embedder.model_id,
             upstream=config.upstream.base_url,
         )
 
-    async def _connect_milvus_once(self) -> None:
-        vectors = self.engine.vectors
-        assert vectors is not None
+    async def _embedder(self, config: EmbeddingConfig) -> Embedder:
+        embedder = await build_embedder(
+            config, self.redis, self.config.redis.key_prefix, self.config.deadlines.redis_ms / 1000
+        )
+        await _warm_up(embedder)
+        return embedder
+
+    def _vector_store(self, embedder: Embedder) -> MilvusVectorStore:
+        config = self.config
+        uri = config.milvus.uri or MilvusVectorStore.embedded_uri(config.data_dir)
+        return MilvusVectorStore(
+            uri,
+            config.milvus.token.get_secret_value() if config.milvus.token else None,
+            keyspace.milvus_collection(config.milvus.collection_prefix, embedder.space),
+            embedder.dim,
+        )
+
+    async def _connect_milvus_once(self, vectors: MilvusVectorStore) -> None:
         try:
             await asyncio.wait_for(vectors.connect(), MILVUS_CONNECT_TIMEOUT_S)
         except Exception as exc:
-            log.warning("milvus_unavailable", error=type(exc).__name__, retry_s=MILVUS_RETRY_S)
-            self._tasks.append(asyncio.create_task(self._connect_milvus_forever()))
+            log.warning(
+                "milvus_unavailable",
+                collection=vectors.collection,
+                error=type(exc).__name__,
+                retry_s=MILVUS_RETRY_S,
+            )
+            self._tasks.append(asyncio.create_task(self._connect_milvus_forever(vectors)))
 
-    async def _connect_milvus_forever(self) -> None:
-        vectors = self.engine.vectors
-        assert vectors is not None
+    async def _connect_milvus_forever(self, vectors: MilvusVectorStore) -> None:
         while not vectors.connected:
             await asyncio.sleep(MILVUS_RETRY_S)
             with contextlib.suppress(Exception):
@@ -149,6 +168,8 @@ class NodeRuntime:
                 self.engine.drop_l1(InvalidationScope(namespace=previous))
         elif kind == "reset":
             self.engine.clear_l1()
+        elif kind == "embedding_switch":
+            self._activate_space(str(event.get("space")))
         else:
             return
         self.metrics.coherence_events.labels(kind).inc()
@@ -157,6 +178,53 @@ class NodeRuntime:
     async def _reset_from_bus(self) -> None:
         self.engine.clear_l1()
         await self.engine.load_active_namespaces()
+        await self.load_active_embedding()
+
+    # ------------------------------------------------------------------ embedding switch
+
+    def _activate_space(self, space: str) -> None:
+        try:
+            self.engine.activate_space(space)
+        except UnknownSpaceError:
+            # This node has no embedder for that space (its config lacks `embedding_next`):
+            # it keeps serving from its own space, and says so in GET /v1/cache/embedding.
+            log.warning(
+                "embedding_switch_unknown_space",
+                space=space,
+                known=[s.space for s in self.spaces()],
+            )
+
+    def spaces(self) -> list[VectorSpace]:
+        """This node's embedding spaces (`VectorSpace`), the active one first."""
+        return [s for s in (self.engine.active_space, self.engine.target_space) if s is not None]
+
+    async def load_active_embedding(self) -> None:
+        """Adopt the persisted embedding switch (start-up, bus reconnects)."""
+        space = await self._persisted_space()
+        if space:
+            self._activate_space(space)
+
+    async def _persisted_space(self) -> str | None:
+        if self.redis is not None:
+            raw = await self.redis.get(keyspace.embedding_active_key(self.config.redis.key_prefix))
+            return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+        path = Path(self.config.data_dir) / EMBEDDING_ACTIVE_FILE
+        return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
+    async def switch_embedding(self, space: str) -> None:
+        """Make `space` serve lookups on every node: persist it, then broadcast it.
+
+        Raises `UnknownSpaceError` when this node has no embedder for `space`.
+        """
+        if space not in {s.space for s in self.spaces()}:
+            raise UnknownSpaceError(space)
+        if self.redis is not None:
+            await self.redis.set(keyspace.embedding_active_key(self.config.redis.key_prefix), space)
+        else:
+            path = Path(self.config.data_dir) / EMBEDDING_ACTIVE_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(path.write_text, space, encoding="utf-8")
+        await self.broadcast({"type": "embedding_switch", "space": space})
 
     async def broadcast(self, event: dict[str, Any]) -> None:
         """Apply an event here and send it to the other nodes (when a Redis is shared)."""
@@ -165,19 +233,22 @@ class NodeRuntime:
             await self.bus.publish(event)
 
     async def _flush_stats_forever(self) -> None:
-        assert self.redis is not None
         while True:
             await asyncio.sleep(STATS_FLUSH_S)
+            if self.redis is not None:
+                with contextlib.suppress(Exception):
+                    await self.engine.stats.flush(self.redis, self.config.redis.key_prefix)
             with contextlib.suppress(Exception):
-                await self.engine.stats.flush(self.redis, self.config.redis.key_prefix)
+                await self.engine.flush_hits()
 
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_S)
-            vectors = self.engine.vectors
-            if vectors is not None and vectors.connected:
-                with contextlib.suppress(Exception):
-                    await vectors.purge_expired()
+            for space in self.spaces():
+                vectors = space.vectors
+                if vectors is not None and vectors.connected:
+                    with contextlib.suppress(Exception):
+                        await vectors.purge_expired()
 
     async def close(self) -> None:
         """Stop background work, flush, disconnect."""
@@ -197,3 +268,9 @@ class NodeRuntime:
                     if client is self.redis:
                         await self.engine.stats.flush(client, self.config.redis.key_prefix)
                     await client.aclose()
+
+
+async def _warm_up(embedder: Embedder) -> None:
+    """The first inference allocates and tunes kernels; keep it off the request path (and out
+    of the embedding cache)."""
+    await getattr(embedder, "inner", embedder).embed(["cachefleet warm-up"])

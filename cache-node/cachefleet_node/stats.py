@@ -11,7 +11,9 @@ import redis.asyncio as aioredis
 
 from cachefleet_node import keyspace
 
-__all__ = ["Counters", "NamespaceStats"]
+__all__ = ["Counters", "HitCounter", "NamespaceStats", "PendingHits"]
+
+MAX_PENDING_HIT_ENTRIES = 100_000
 
 
 @dataclass
@@ -85,6 +87,11 @@ class NamespaceStats:
         self.totals[namespace].add(delta)
         self._pending[namespace].add(delta)
 
+    def forget(self, namespace: str) -> None:
+        """Drop a purged namespace's counters, pending deltas included."""
+        self.totals.pop(namespace, None)
+        self._pending.pop(namespace, None)
+
     async def flush(self, client: aioredis.Redis, prefix: str) -> None:
         """Add pending deltas to the fleet-wide Redis hashes (kept on failure for next time)."""
         if not self._pending:
@@ -112,3 +119,51 @@ class NamespaceStats:
     async def fleet(client: aioredis.Redis, prefix: str, namespace: str) -> Counters:
         """Fleet-wide counters of a namespace."""
         return Counters.from_redis(await client.hgetall(keyspace.stats_key(prefix, namespace)))
+
+
+@dataclass
+class PendingHits:
+    """Served hits of one namespace not yet written to the store."""
+
+    counts: dict[tuple[str, str], int]  # (tenant, entry id) -> hits
+    keep_until: float  # latest expiry among the counted entries
+
+
+class HitCounter:
+    """Per-entry served hits, batched: `record` on every hit, `take` once a second.
+
+    Bounded: past `MAX_PENDING_HIT_ENTRIES` distinct pending entries (a store down for long),
+    hits of new entries are dropped (counted in `dropped`); hit counts only rank warm-ups.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, PendingHits] = {}
+        self._size = 0
+        self.dropped = 0
+
+    def record(
+        self, namespace: str, tenant: str, entry_id: str, expires_at: float, count: int = 1
+    ) -> None:
+        """Count served hits of an entry."""
+        pending = self._pending.get(namespace)
+        if pending is None:
+            pending = self._pending[namespace] = PendingHits({}, expires_at)
+        key = (tenant, entry_id)
+        if key not in pending.counts:
+            if self._size >= MAX_PENDING_HIT_ENTRIES:
+                self.dropped += 1
+                return
+            self._size += 1
+        pending.counts[key] = pending.counts.get(key, 0) + count
+        pending.keep_until = max(pending.keep_until, expires_at)
+
+    def take(self) -> dict[str, PendingHits]:
+        """Everything pending, reset; give it back with `restore` if writing it failed."""
+        pending, self._pending, self._size = self._pending, {}, 0
+        return pending
+
+    def restore(self, pending: dict[str, PendingHits]) -> None:
+        """Put back hits that could not be written (kept for the next flush)."""
+        for namespace, item in pending.items():
+            for (tenant, entry_id), count in item.counts.items():
+                self.record(namespace, tenant, entry_id, item.keep_until, count)

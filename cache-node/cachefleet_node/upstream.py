@@ -49,6 +49,11 @@ class Upstream:
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
         )
 
+    @property
+    def has_api_key(self) -> bool:
+        """Whether the node has its own upstream credential (`upstream.api_key_env`)."""
+        return bool(self._api_key)
+
     def headers(self, incoming: Mapping[str, str], use_caller_auth: bool) -> dict[str, str]:
         """Headers for the upstream call: content type, selected pass-through, credentials."""
         headers = {"content-type": "application/json", "accept-encoding": "identity"}

@@ -9,7 +9,9 @@ import orjson
 
 __all__ = ["CacheEntry", "EntryFormatError", "completion_usage"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Versions `from_bytes` reads: 1 (before entries remembered their request), 2 (adds `request`).
+READABLE_VERSIONS = frozenset({1, 2})
 
 
 class EntryFormatError(ValueError):
@@ -45,10 +47,13 @@ class CacheEntry:
     tags: tuple[str, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The canonical request body (orjson), kept so a warm-up can replay it upstream.
+    request: bytes | None = None
     _size: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         size = sum(len(a) for a in self.answers) + len(self.prompt or "") + 256
+        size += len(self.request or b"")
         object.__setattr__(self, "_size", size)
 
     @property
@@ -83,6 +88,7 @@ class CacheEntry:
                 "tags": list(self.tags),
                 "usage": [self.prompt_tokens, self.completion_tokens],
                 "answers": [orjson.Fragment(a) for a in self.answers],
+                "request": None if self.request is None else orjson.Fragment(self.request),
             }
         )
 
@@ -91,9 +97,10 @@ class CacheEntry:
         """Decode what `to_bytes` wrote; raise `EntryFormatError` on anything else."""
         try:
             raw = orjson.loads(data)
-            if raw.get("v") != FORMAT_VERSION:
+            if raw.get("v") not in READABLE_VERSIONS:
                 raise EntryFormatError(f"unknown entry format version {raw.get('v')!r}")
             prompt_tokens, completion_tokens = raw["usage"]
+            request = raw.get("request")
             return cls(
                 entry_id=str(raw["id"]),
                 namespace=str(raw["ns"]),
@@ -107,6 +114,7 @@ class CacheEntry:
                 prompt_tokens=int(prompt_tokens),
                 completion_tokens=int(completion_tokens),
                 answers=tuple(orjson.dumps(a) for a in raw["answers"]),
+                request=None if request is None else orjson.dumps(request),
             )
         except EntryFormatError:
             raise

@@ -9,21 +9,40 @@ __all__ = ["InvalidationScope"]
 
 @dataclass(frozen=True, slots=True)
 class InvalidationScope:
-    """Entries of `namespace`, narrowed by tenant, any of `tags`, and creation time.
+    """Entries of `namespace`, narrowed by tenant, any of `tags`, creation time and entry ids.
 
-    `created_before` is an absolute UNIX time: entries created earlier match.
+    `created_before` is an absolute UNIX time: entries created earlier match. A non-empty
+    `entry_ids` narrows the scope to those entries (a targeted invalidation).
     """
 
     namespace: str
     tenant: str | None = None
     tags: tuple[str, ...] = ()
     created_before: float | None = None
+    entry_ids: frozenset[str] = frozenset()
+
+    @property
+    def whole_namespace(self) -> bool:
+        """Whether the scope is every entry of the namespace."""
+        return (
+            self.tenant is None
+            and not self.tags
+            and self.created_before is None
+            and not self.entry_ids
+        )
 
     def matches(
-        self, namespace: str, tenant: str, tags: tuple[str, ...], created_at: float
+        self,
+        namespace: str,
+        tenant: str,
+        tags: tuple[str, ...],
+        created_at: float,
+        entry_id: str | None = None,
     ) -> bool:
         """Whether an entry with these attributes falls in the scope."""
         if namespace != self.namespace:
+            return False
+        if self.entry_ids and entry_id not in self.entry_ids:
             return False
         if self.tenant is not None and tenant != self.tenant:
             return False
@@ -38,6 +57,7 @@ class InvalidationScope:
             "tenant": self.tenant,
             "tags": list(self.tags),
             "created_before": self.created_before,
+            "entry_ids": sorted(self.entry_ids),
         }
 
     @classmethod
@@ -46,6 +66,7 @@ class InvalidationScope:
         tags = data.get("tags") or []
         created_before = data.get("created_before")
         tenant = data.get("tenant")
+        entry_ids = data.get("entry_ids") or []
         return cls(
             namespace=str(data["namespace"]),
             tenant=None if tenant is None else str(tenant),
@@ -53,4 +74,7 @@ class InvalidationScope:
             created_before=float(created_before)
             if isinstance(created_before, int | float)
             else None,
+            entry_ids=frozenset(str(e) for e in entry_ids)
+            if isinstance(entry_ids, list)
+            else frozenset(),
         )

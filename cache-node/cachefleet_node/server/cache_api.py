@@ -1,29 +1,36 @@
 """Cache API for applications that skip the proxy, and for the operator.
 
 `/v1/cache/lookup`, `/v1/cache/store`, `/v1/cache/invalidate`, `/v1/cache/stats`,
-`/v1/cache/namespaces` (list, switch).
+`/v1/cache/namespaces` (list, switch). The model-version lifecycle routes (warm, reembed,
+embedding) are in `lifecycle_api.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from cachefleet_node.auth import Caller
 from cachefleet_node.config import Identifier
 from cachefleet_node.core.errors import RequestError
-from cachefleet_node.core.request import (
-    ChatRequestModel,
-    decode_json_object,
-    validation_error_to_request_error,
-)
+from cachefleet_node.core.request import ChatRequestModel, decode_json_object
 from cachefleet_node.core.scope import InvalidationScope
+from cachefleet_node.lifecycle import invalidate_similar
 from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server.common import (
+    StrictBody,
+    caller_of,
+    openapi_body,
+    parse_body,
+    require_admin,
+    runtime_of,
+    unavailable,
+)
 from cachefleet_node.server.http import json_response, read_body
 from cachefleet_node.server.planning import plan_request, response_headers_for
 from cachefleet_node.stats import NamespaceStats
@@ -31,21 +38,28 @@ from cachefleet_node.stats import NamespaceStats
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"])
-M = TypeVar("M", bound=BaseModel)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class StoreRequest(_Body):
+class StoreRequest(StrictBody):
     """Store an answer for a chat request (as the proxy would after a miss)."""
 
     request: dict[str, Any] = Field(description="The chat-completion request body.")
     response: dict[str, Any] = Field(description="The chat.completion object to cache.")
 
 
-class InvalidateRequest(_Body):
+class SimilarTo(StrictBody):
+    """Narrow an invalidation to entries whose prompt is semantically close to a text."""
+
+    text: str = Field(min_length=1, max_length=65_536, description="Text to compare prompts to.")
+    min_similarity: float = Field(
+        gt=0, le=1, description="Cosine similarity a stored prompt must reach to be removed."
+    )
+    limit: int = Field(
+        1000, ge=1, le=10_000, description="Most entries matched (the nearest ones first)."
+    )
+
+
+class InvalidateRequest(StrictBody):
     """Remove entries. Without `namespace`, every active namespace of this node is in scope."""
 
     namespace: Identifier | None = Field(None, description="Cache namespace (as in responses).")
@@ -53,46 +67,31 @@ class InvalidateRequest(_Body):
     tags: list[Identifier] = Field(default_factory=list, max_length=16)
     older_than_s: float | None = Field(None, ge=0, description="Only entries at least this old.")
     dry_run: bool = Field(False, description="Count, do not delete.")
+    retired_only: bool = Field(
+        False,
+        description="Refuse (409 namespace_active, nothing deleted) if a namespace in scope is "
+        "active for any configured namespace: a purge of a retired namespace never deletes "
+        "live entries. A whole-namespace retired purge also drops its counters.",
+    )
+    similar_to: SimilarTo | None = Field(
+        None,
+        description="Only entries whose prompt is at least `min_similarity` similar to `text`, "
+        "across all partitions of the namespace.",
+    )
 
 
-class SwitchRequest(_Body):
+class SwitchRequest(StrictBody):
     """Point a configured namespace at another cache namespace, on every node."""
 
     name: Identifier = Field(description="Configured namespace name.")
     namespace: Identifier = Field(description="Cache namespace to activate.")
 
 
-def _runtime(request: Request) -> NodeRuntime:
-    runtime: NodeRuntime = request.app.state.runtime
-    return runtime
-
-
-def _openapi(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
-
-
-async def _body(request: Request, runtime: NodeRuntime, model: type[M]) -> M:
-    data = decode_json_object(await read_body(request, runtime.config.server.max_request_bytes))
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error_to_request_error(exc) from exc
-
-
-async def _caller(request: Request, runtime: NodeRuntime) -> Caller:
-    return runtime.tenants.resolve(request.headers.get("authorization"))
-
-
-@router.post("/lookup", openapi_extra=_openapi(ChatRequestModel))
+@router.post("/lookup", openapi_extra=openapi_body(ChatRequestModel))
 async def lookup(http_request: Request) -> Response:
     """Look up a chat request (same body and headers as the proxy) without calling upstream."""
-    runtime = _runtime(http_request)
-    caller = await _caller(http_request, runtime)
+    runtime = runtime_of(http_request)
+    caller = await caller_of(http_request, runtime)
     body = decode_json_object(
         await read_body(http_request, runtime.config.server.max_request_bytes)
     )
@@ -123,12 +122,12 @@ async def lookup(http_request: Request) -> Response:
     )
 
 
-@router.post("/store", openapi_extra=_openapi(StoreRequest), status_code=201)
+@router.post("/store", openapi_extra=openapi_body(StoreRequest), status_code=201)
 async def store(http_request: Request) -> Response:
     """Store an answer; honours `cache-control: no-store`, tags and TTL headers."""
-    runtime = _runtime(http_request)
-    caller = await _caller(http_request, runtime)
-    payload = await _body(http_request, runtime, StoreRequest)
+    runtime = runtime_of(http_request)
+    caller = await caller_of(http_request, runtime)
+    payload = await parse_body(http_request, runtime, StoreRequest)
     _, plan = plan_request(
         runtime.engine.router, http_request.headers, payload.request, caller.tenant
     )
@@ -157,12 +156,12 @@ async def store(http_request: Request) -> Response:
     )
 
 
-@router.post("/invalidate", openapi_extra=_openapi(InvalidateRequest))
+@router.post("/invalidate", openapi_extra=openapi_body(InvalidateRequest))
 async def invalidate(http_request: Request) -> Response:
     """Remove entries by namespace, tenant, tag and age, on every tier and every node."""
-    runtime = _runtime(http_request)
-    caller = await _caller(http_request, runtime)
-    payload = await _body(http_request, runtime, InvalidateRequest)
+    runtime = runtime_of(http_request)
+    caller = await caller_of(http_request, runtime)
+    payload = await parse_body(http_request, runtime, InvalidateRequest)
     tenant = payload.tenant
     if not caller.admin:
         if tenant is not None and tenant != caller.tenant:
@@ -179,6 +178,8 @@ async def invalidate(http_request: Request) -> Response:
         if payload.namespace is not None
         else sorted(set(runtime.engine.router.all_active().values()))
     )
+    if payload.retired_only:
+        await _refuse_active(runtime, namespaces)
     created_before = None if payload.older_than_s is None else time.time() - payload.older_than_s
     results = {}
     for namespace in namespaces:
@@ -189,40 +190,80 @@ async def invalidate(http_request: Request) -> Response:
             created_before=created_before,
         )
         try:
-            results[namespace] = await runtime.engine.invalidate(scope, dry_run=payload.dry_run)
+            if payload.similar_to is not None:
+                similar = payload.similar_to
+                found = await invalidate_similar(
+                    runtime.engine,
+                    scope,
+                    similar.text,
+                    similar.min_similarity,
+                    similar.limit,
+                    dry_run=payload.dry_run,
+                )
+                scope, results[namespace] = found.scope, found.counts
+                if not scope.entry_ids:
+                    continue  # nothing matched: nothing to tell the other nodes
+            else:
+                results[namespace] = await runtime.engine.invalidate(scope, dry_run=payload.dry_run)
+                if payload.retired_only and scope.whole_namespace and not payload.dry_run:
+                    await runtime.engine.drop_namespace_stats(namespace)
         except Exception as exc:
-            raise RequestError(
-                503,
-                f"invalidation of '{namespace}' failed: a shared tier is unreachable "
-                f"({type(exc).__name__}); nothing was reported as removed, retry",
-                code="tier_unavailable",
-                error_type="server_error",
-            ) from exc
+            raise unavailable(f"invalidation of '{namespace}'", exc) from exc
         if not payload.dry_run:
             await runtime.broadcast({"type": "invalidate", "scope": scope.to_dict()})
     return json_response({"dry_run": payload.dry_run, "tenant": tenant, "removed": results})
 
 
+async def _refuse_active(runtime: NodeRuntime, namespaces: list[str]) -> None:
+    """409 if any of `namespaces` is active for a configured namespace (here or persisted)."""
+    engine = runtime.engine
+    active = dict(engine.router.all_active())
+    if runtime.redis is not None:
+        # Also the fleet's persisted switches: a node that has not yet applied a switch must
+        # not purge the namespace the fleet just activated.
+        with contextlib.suppress(Exception):
+            persisted = await engine.persisted_switches()
+            for name, namespace in persisted.items():
+                if engine.router.get(name) is not None:
+                    active[f"{name} (persisted)"] = namespace
+    for namespace in namespaces:
+        users = sorted(name for name, ns in active.items() if ns == namespace)
+        if users:
+            raise RequestError(
+                409,
+                f"namespace '{namespace}' is active (for {', '.join(users)}); "
+                "a retired_only purge never deletes entries of an active namespace",
+                param="namespace",
+                code="namespace_active",
+            )
+
+
 @router.get("/namespaces")
 async def namespaces(http_request: Request) -> Response:
-    """Configured namespaces and the cache namespace each one currently uses."""
-    runtime = _runtime(http_request)
-    return json_response({"active": runtime.engine.router.all_active()})
+    """Configured namespaces, the cache namespace each one uses, the embedding spaces, and the
+    entries of every cache namespace this node knows (`null` if the store is unreachable)."""
+    runtime = runtime_of(http_request)
+    engine = runtime.engine
+    active = engine.router.all_active()
+    entries: dict[str, int] | None = None
+    try:
+        known = set(await engine.store.namespaces())
+        known |= set(active.values()) | {engine.router.configured(n) for n in active}
+        known |= set(engine.stats.totals)
+        entries = {namespace: await engine.store.count(namespace) for namespace in sorted(known)}
+    except Exception:
+        entries = None
+    return json_response(
+        {"active": active, "embedding": engine.describe_embedding(), "entries": entries}
+    )
 
 
-@router.post("/namespaces/switch", openapi_extra=_openapi(SwitchRequest))
+@router.post("/namespaces/switch", openapi_extra=openapi_body(SwitchRequest))
 async def switch_namespace(http_request: Request) -> Response:
     """Activate another cache namespace for a configured one, on every node (admin only)."""
-    runtime = _runtime(http_request)
-    caller = await _caller(http_request, runtime)
-    if not caller.admin:
-        raise RequestError(
-            403,
-            "switching namespaces needs an admin key",
-            code="forbidden",
-            error_type="permission_error",
-        )
-    payload = await _body(http_request, runtime, SwitchRequest)
+    runtime = runtime_of(http_request)
+    await require_admin(http_request, runtime, "switching namespaces")
+    payload = await parse_body(http_request, runtime, SwitchRequest)
     if runtime.engine.router.get(payload.name) is None:
         raise RequestError(
             404, f"no configured namespace '{payload.name}'", param="name", code="not_found"
@@ -237,7 +278,7 @@ async def switch_namespace(http_request: Request) -> Response:
 @router.get("/stats")
 async def stats(http_request: Request) -> Response:
     """Per-namespace requests, hits by tier, entries, tokens and dollars saved."""
-    runtime = _runtime(http_request)
+    runtime = runtime_of(http_request)
     engine = runtime.engine
     names = set(engine.router.all_active().values()) | set(engine.stats.totals)
     report: dict[str, Any] = {}

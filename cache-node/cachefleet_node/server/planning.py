@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cachefleet_node.config import NamespaceConfig
 from cachefleet_node.core.controls import parse_controls
 from cachefleet_node.core.errors import RequestError
 from cachefleet_node.core.keys import compute_keys
@@ -13,7 +14,7 @@ from cachefleet_node.core.request import ChatRequest, parse_chat_request
 from cachefleet_node.core.routing import NamespaceRouter
 from cachefleet_node.engine import LookupPlan
 
-__all__ = ["plan_request", "response_headers_for"]
+__all__ = ["plan_for_namespace", "plan_request", "response_headers_for"]
 
 
 def plan_request(
@@ -31,6 +32,19 @@ def plan_request(
             param="model",
             code="model_not_found",
         )
+    return request, plan_for_namespace(router, ns, headers, request, tenant)
+
+
+def plan_for_namespace(
+    router: NamespaceRouter,
+    ns: NamespaceConfig,
+    headers: Mapping[str, str],
+    request: ChatRequest,
+    tenant: str,
+) -> LookupPlan:
+    """The plan of a validated request in configured namespace `ns`, keyed in its active
+    cache namespace (what the proxy does once it has routed the model)."""
+    body = request.body
     controls = parse_controls(
         headers, min_threshold=ns.min_threshold, max_threshold=ns.max_threshold, max_ttl_s=ns.ttl_s
     )
@@ -38,7 +52,7 @@ def plan_request(
     keys = compute_keys(
         body, namespace=namespace, tenant=tenant, fuzzy=ns.fuzzy_text, semantic=ns.semantic
     )
-    plan = LookupPlan(
+    return LookupPlan(
         ns=ns,
         namespace=namespace,
         tenant=tenant,
@@ -46,8 +60,8 @@ def plan_request(
         keys=keys,
         controls=controls,
         decision=decide_request(request, ns),
+        body=body,
     )
-    return request, plan
 
 
 def response_headers_for(

@@ -192,7 +192,7 @@ async def chat_completions(http_request: Request) -> Response:
         except orjson.JSONDecodeError:
             completion = None
         if isinstance(completion, dict):
-            runtime.engine.remember_later(plan, completion, outcome.vector)
+            runtime.engine.remember_later(plan, completion, outcome.vector, outcome.vector_space)
     runtime.engine.record(plan.namespace, plan.model, outcome)
     _log_request(
         runtime,
@@ -231,7 +231,7 @@ async def _relay_stream(
         runtime.metrics.tier_latency.labels("upstream", "stream").observe(upstream_ms / 1000)
         completion = recorder.completion() if completed else None
         if completion is not None:
-            runtime.engine.remember_later(plan, completion, outcome.vector)
+            runtime.engine.remember_later(plan, completion, outcome.vector, outcome.vector_space)
         else:
             runtime.metrics.writes.labels("skipped-partial-stream").inc()
         runtime.engine.record(plan.namespace, plan.model, outcome)

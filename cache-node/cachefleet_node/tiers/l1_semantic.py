@@ -174,6 +174,23 @@ class SemanticIndex:
             self._lru.move_to_end(results[0].meta.entry_id)
         return results
 
+    def similar_where(
+        self, query: Vector, min_similarity: float, predicate: Callable[[VectorMeta], bool]
+    ) -> list[SemanticCandidate]:
+        """Every vector, in any partition, whose metadata matches and whose similarity to
+        `query` is at least `min_similarity` (exact; for targeted invalidation)."""
+        found = []
+        for part in self._partitions.values():
+            count = len(part)
+            if count == 0:
+                continue
+            scores = part.vectors[:count] @ query
+            for row in np.flatnonzero(scores >= min_similarity):
+                meta = part.metas[int(row)]
+                if predicate(meta):
+                    found.append(SemanticCandidate(meta=meta, similarity=float(scores[row])))
+        return found
+
     def remove(self, entry_id: str) -> None:
         """Drop one vector if present."""
         partition = self._lru.pop(entry_id, None)

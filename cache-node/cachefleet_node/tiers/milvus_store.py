@@ -58,6 +58,7 @@ class VectorHit:
     similarity: float
     created_at: float
     vector: npt.NDArray[np.float32] | None
+    tags: tuple[str, ...] = ()
 
 
 def _quote(value: str) -> str:
@@ -75,7 +76,29 @@ def scope_filter(scope: InvalidationScope) -> str:
         )
     if scope.created_before is not None:
         parts.append(f"created_at < {int(scope.created_before * 1000)}")
+    if scope.entry_ids:
+        parts.append(_ids_filter(sorted(scope.entry_ids)))
     return " and ".join(parts)
+
+
+def _ids_filter(entry_ids: list[str]) -> str:
+    return "id in [" + ", ".join(_quote(e) for e in entry_ids) + "]"
+
+
+def _hit(item: dict[str, Any]) -> VectorHit:
+    entity = item.get("entity", {})
+    raw_vector = entity.get("vector")
+    tags = str(entity.get("tags") or "")
+    return VectorHit(
+        entry_id=str(item.get("id", entity.get("id"))),
+        namespace=str(entity.get("namespace")),
+        tenant=str(entity.get("tenant")),
+        partition=str(entity.get("partition")),
+        similarity=float(item.get("distance", 0.0)),
+        created_at=float(entity.get("created_at", 0)) / 1000,
+        vector=None if raw_vector is None else np.asarray(raw_vector, dtype=np.float32),
+        tags=tuple(t for t in tags.split(",") if t),
+    )
 
 
 class MilvusVectorStore:
@@ -193,22 +216,24 @@ class MilvusVectorStore:
             output_fields=fields,
             search_params={"metric_type": "IP"},
         )
-        hits = []
-        for item in result[0] if result else []:
-            entity = item.get("entity", {})
-            raw_vector = entity.get("vector")
-            hits.append(
-                VectorHit(
-                    entry_id=str(item.get("id", entity.get("id"))),
-                    namespace=str(entity.get("namespace")),
-                    tenant=str(entity.get("tenant")),
-                    partition=str(entity.get("partition")),
-                    similarity=float(item.get("distance", 0.0)),
-                    created_at=float(entity.get("created_at", 0)) / 1000,
-                    vector=None if raw_vector is None else np.asarray(raw_vector, dtype=np.float32),
-                )
-            )
-        return hits
+        return [_hit(item) for item in (result[0] if result else [])]
+
+    async def search_scope(
+        self, scope: InvalidationScope, vector: npt.NDArray[np.float32], limit: int
+    ) -> list[VectorHit]:
+        """Nearest live rows of a scope across all its partitions (targeted invalidation)."""
+        client = self._require()
+        expression = f"{scope_filter(scope)} and expires_at > {int(time.time() * 1000)}"
+        result = await self._run(
+            client.search,
+            self.collection,
+            data=[vector.astype(np.float32).tolist()],
+            limit=limit,
+            filter=expression,
+            output_fields=["namespace", "tenant", "partition", "created_at", "tags"],
+            search_params={"metric_type": "IP"},
+        )
+        return [_hit(item) for item in (result[0] if result else [])]
 
     async def delete_scope(self, scope: InvalidationScope, *, dry_run: bool = False) -> int:
         """Delete (or count) the rows of a scope."""
@@ -220,10 +245,18 @@ class MilvusVectorStore:
         await self._run(client.delete, self.collection, filter=expression)
         return before
 
-    async def delete_ids(self, entry_ids: list[str]) -> None:
-        """Delete rows by entry id."""
-        if entry_ids:
-            await self._run(self._require().delete, self.collection, ids=entry_ids)
+    async def delete_ids(self, entry_ids: list[str], *, dry_run: bool = False) -> int:
+        """Delete (or count) rows by entry id; return how many existed."""
+        if not entry_ids:
+            return 0
+        client = self._require()
+        found = 0
+        for start in range(0, len(entry_ids), 1000):
+            batch = entry_ids[start : start + 1000]
+            found += await self._count(client, _ids_filter(batch))
+            if not dry_run:
+                await self._run(client.delete, self.collection, ids=batch)
+        return found
 
     async def _count(self, client: MilvusClient, expression: str) -> int:
         rows = await self._run(

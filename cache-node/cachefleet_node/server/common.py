@@ -1,0 +1,86 @@
+"""Helpers shared by the cache API routes: runtime, caller, validated bodies, admin checks."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cachefleet_node.auth import Caller
+from cachefleet_node.core.errors import RequestError
+from cachefleet_node.core.request import decode_json_object, validation_error_to_request_error
+from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server.http import read_body
+
+__all__ = [
+    "StrictBody",
+    "caller_of",
+    "openapi_body",
+    "parse_body",
+    "require_admin",
+    "runtime_of",
+    "unavailable",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictBody(BaseModel):
+    """Base of the API's request bodies: unknown fields and loose types are rejected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def runtime_of(request: Request) -> NodeRuntime:
+    """The node runtime behind the app."""
+    runtime: NodeRuntime = request.app.state.runtime
+    return runtime
+
+
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` describing a JSON request body (routes read bodies themselves)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+async def parse_body(request: Request, runtime: NodeRuntime, model: type[M]) -> M:
+    """Read, decode and validate a JSON body; 400 naming the bad parameter."""
+    data = decode_json_object(await read_body(request, runtime.config.server.max_request_bytes))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_request_error(exc) from exc
+
+
+async def caller_of(request: Request, runtime: NodeRuntime) -> Caller:
+    """Who is calling (401 for a bad key when tenant keys are configured)."""
+    return runtime.tenants.resolve(request.headers.get("authorization"))
+
+
+async def require_admin(request: Request, runtime: NodeRuntime, action: str) -> Caller:
+    """The caller, or 403 unless it holds an admin key."""
+    caller = await caller_of(request, runtime)
+    if not caller.admin:
+        raise RequestError(
+            403,
+            f"{action} needs an admin key",
+            code="forbidden",
+            error_type="permission_error",
+        )
+    return caller
+
+
+def unavailable(what: str, exc: BaseException) -> RequestError:
+    """503 for an admin operation whose shared tier could not be reached."""
+    return RequestError(
+        503,
+        f"{what} failed: a shared tier is unreachable ({type(exc).__name__}); "
+        "nothing was reported as done, retry",
+        code="tier_unavailable",
+        error_type="server_error",
+    )
