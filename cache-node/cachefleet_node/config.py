@@ -346,8 +346,12 @@ class NamespaceConfig(_Strict):
 class TenantKey(_Strict):
     """Maps an API key to a tenant. Give the key's SHA-256 or the env variable holding it."""
 
-    tenant: Identifier
-    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    tenant: Identifier = Field(description="Tenant the key's callers belong to.")
+    key_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex SHA-256 of the API key (the key itself never appears in config).",
+    )
     key_env: str | None = Field(None, description="Environment variable holding the key.")
     admin: bool = Field(False, description="May invalidate any tenant and switch namespaces.")
 
@@ -367,14 +371,16 @@ class AuthConfig(_Strict):
 class ModelPrice(_Strict):
     """Price of one model in US dollars per million tokens."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float = Field(ge=0, description="US dollars per million prompt tokens.")
+    output_per_mtok: float = Field(ge=0, description="US dollars per million completion tokens.")
 
 
 class LoggingConfig(_Strict):
     """Structured logging."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level written."
+    )
     log_prompts: bool = Field(
         False, description="Include prompt text in request logs (debug only; off by default)."
     )
