@@ -131,7 +131,14 @@ class MilvusVectorStore:
         return self._client is not None
 
     def _connect(self) -> MilvusClient:
-        kwargs: dict[str, Any] = {"uri": self._uri}
+        # pymilvus pings idle connections every 10 s; gRPC servers with default policy (Milvus
+        # Lite's among them) answer a few such pings with GOAWAY "too_many_pings", failing
+        # the next call. Ping only while calls are in flight; a dead idle connection costs
+        # one failed (fail-open) call, then the channel reconnects.
+        kwargs: dict[str, Any] = {
+            "uri": self._uri,
+            "grpc_options": {"grpc.keepalive_permit_without_calls": False},
+        }
         if self._token:
             kwargs["token"] = self._token
         client = MilvusClient(**kwargs)
