@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
 export CACHEFLEET_EMBEDDING_MODEL_DIR
 
-.PHONY: help venv system-deps demo test lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds
+.PHONY: help venv system-deps demo demo-cluster test lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds chart-crds
 
 help:
 	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
@@ -45,16 +45,23 @@ lint: venv lint-images
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m cachefleet_operator.api.crdgen --check
 	$(PY) -m cachefleet_operator.api.docgen --check
+	$(PY) charts/chartgen.py --check
 
 ## Lint the container images' Dockerfiles (hadolint from the dev extra; settings in .hadolint.yaml).
 lint-images: venv
 	$(VENV)/bin/hadolint images/*.Dockerfile
 
-## Regenerate crds/ and docs/reference/ from the API models and the node's config model
-## (`make lint` fails while either is stale).
+## Regenerate crds/ and docs/reference/ from the API models and the node's config model, and
+## the chart's copy of the CRDs (`make lint` fails while any is stale).
 crds: venv
 	$(PY) -m cachefleet_operator.api.crdgen
 	$(PY) -m cachefleet_operator.api.docgen
+	$(PY) charts/chartgen.py
+
+## The Helm chart's generated files: templates/crds/ from crds/, the values table of
+## charts/cachefleet/README.md and the RBAC table of docs/security.md (`--check` in `make lint`).
+chart-crds: venv
+	$(PY) charts/chartgen.py
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -65,6 +72,11 @@ fmt: venv
 
 demo: venv system-deps
 	$(PY) -m cachefleet_node.demo
+
+## The cluster demo: the full local control plane, `helm install` of charts/cachefleet, the
+## operator with the chart's ServiceAccount, real cache nodes, traffic, a model rollover.
+demo-cluster: venv system-deps k8s-bins
+	PYTHONPATH=e2e $(PY) e2e/demo_cluster.py
 
 ## Operator: RSS with 200 SemanticCaches (api profile) and apply → Ready (full profile);
 ## writes docs/benchmarks/operator.json and operator-rss.png.

@@ -27,7 +27,11 @@ from cluster.process import ManagedProcess, free_ports, log_tail
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
 EXAMPLES = ROOT / "examples"
-CRD_NAMES = ("semanticcaches.cachefleet.io", "modelversions.cachefleet.io")
+CRD_NAMES = (
+    "semanticcaches.cachefleet.io",
+    "modelversions.cachefleet.io",
+    "cacheinvalidations.cachefleet.io",
+)
 FIELD_MANAGER = "cachefleet-operator"
 
 
@@ -36,8 +40,12 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 
 def install_crds(kubectl: Kubectl) -> None:
-    """Apply crds/ and wait until both kinds are served."""
-    kubectl("apply", "--server-side", "--field-manager=cachefleet-e2e", "-f", str(CRDS))
+    """Apply crds/ and wait until every kind is served."""
+    # --force-conflicts: a chart test of the same session may have installed them with helm.
+    kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=cachefleet-e2e",
+        "-f", str(CRDS),
+    )  # fmt: skip
 
     def established(name: str) -> bool:
         conditions = kubectl.json("get", "crd", name).get("status", {}).get("conditions", [])
@@ -46,7 +54,7 @@ def install_crds(kubectl: Kubectl) -> None:
     for name in CRD_NAMES:
         wait_for(lambda name=name: established(name), timeout_s=60, what=f"{name} Established")
     wait_for(
-        lambda: kubectl.run("get", "scache,mv", "-A", check=False).returncode == 0,
+        lambda: kubectl.run("get", "scache,mv,cinv", "-A", check=False).returncode == 0,
         timeout_s=30,
         what="the cachefleet.io resources to be served",
     )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
+from cachefleet_operator.api.v1alpha1 import CacheInvalidation, ModelVersion, SemanticCache
 from cachefleet_operator.api.v1alpha1.semanticcache import HitRate
 from cachefleet_operator.domain.conditions import ConditionUpdate, merge_conditions
 from cachefleet_operator.domain.render import FIELD_MANAGER, render_children
@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
 EXAMPLES = ROOT / "examples"
 INVALID = ROOT / "tests" / "operator" / "invalid"
-CRD_NAMES = ("semanticcaches.cachefleet.io", "modelversions.cachefleet.io")
+CRD_NAMES = (
+    "semanticcaches.cachefleet.io",
+    "modelversions.cachefleet.io",
+    "cacheinvalidations.cachefleet.io",
+)
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -58,7 +62,7 @@ def kubectl(kube_api: Cluster) -> Kubectl:
             lambda name=name: established(kubectl, name), timeout_s=60, what=f"{name} Established"
         )
     wait_for(
-        lambda: kubectl.run("get", "scache,mv", "-A", check=False).returncode == 0,
+        lambda: kubectl.run("get", "scache,mv,cinv", "-A", check=False).returncode == 0,
         timeout_s=30,
         what="the cachefleet.io resources to be served",
     )
@@ -78,6 +82,10 @@ def test_crds_are_established_with_names_and_category(kubectl: Kubectl) -> None:
     )
     assert re.search(
         r"modelversions\s+mv\s+cachefleet.io/v1alpha1\s+true\s+ModelVersion", resources
+    )
+    assert re.search(
+        r"cacheinvalidations\s+cinv\s+cachefleet.io/v1alpha1\s+true\s+CacheInvalidation",
+        resources,
     )
 
 
@@ -228,3 +236,36 @@ def test_rendered_children_are_valid_kubernetes_objects(
             children, field_manager=FIELD_MANAGER, extra=["--dry-run=server", "--force-conflicts"]
         )
         assert result.count("serverside-applied (server dry run)") == len(children), result
+
+
+def test_cache_invalidation_columns_and_immutable_spec(
+    kubectl: Kubectl, api_namespace: str
+) -> None:
+    doc = {
+        "apiVersion": "cachefleet.io/v1alpha1",
+        "kind": "CacheInvalidation",
+        "metadata": {"name": "purge-team-a", "namespace": api_namespace},
+        "spec": {"cacheRef": {"name": "dev"}, "scope": {"tenant": "team-a", "olderThan": "2h"}},
+    }
+    kubectl.apply(doc)
+    stored = kubectl.json("get", "cinv", "purge-team-a", "-n", api_namespace)
+    parsed = CacheInvalidation.model_validate(stored)
+    assert stored["spec"] == parsed.to_api()["spec"]
+    assert stored["spec"]["dryRun"] is False  # defaulted by the CRD
+    status = {"status": {"phase": "Succeeded", "removed": {"l1": 1, "store": 42, "vectors": 42}}}
+    kubectl(
+        "patch", "cinv", "purge-team-a", "-n", api_namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps(status),
+    )  # fmt: skip
+    header, row = kubectl("get", "cinv", "-n", api_namespace).splitlines()
+    assert header.split() == ["NAME", "PHASE", "REMOVED", "AGE"]
+    assert row.split()[:3] == ["purge-team-a", "Succeeded", "42"]
+    header, row = kubectl("get", "cinv", "-n", api_namespace, "-o", "wide").splitlines()
+    assert header.split() == ["NAME", "PHASE", "REMOVED", "AGE", "CACHE", "DRY-RUN"]
+    assert row.split()[-2:] == ["dev", "false"]
+    # Metadata may change (labels, annotations); the spec may not.
+    kubectl("label", "cinv", "purge-team-a", "-n", api_namespace, "audit=done")
+    edited = {**doc, "spec": {**doc["spec"], "dryRun": True}}
+    with pytest.raises(KubectlError) as rejected:
+        kubectl.apply(edited)
+    assert "spec is immutable" in rejected.value.stderr

@@ -120,9 +120,12 @@ def test_a_cache_reconciles_to_children_owned_by_the_operator(
     status = caches["dev"]["status"]
     assert status["observedGeneration"] == caches["dev"]["metadata"]["generation"]
     assert status["model"] == "gpt-4o-mini@2024-07-18"
-    assert status["activeNamespaces"] == [
-        {"modelVersion": "gpt-4o-mini", "cacheNamespace": "gpt-4o-mini-a1a7439fc3"}
-    ]
+    [active] = status["activeNamespaces"]
+    assert (active["modelVersion"], active["cacheNamespace"], active["version"]) == (
+        "gpt-4o-mini",
+        "gpt-4o-mini-a1a7439fc3",
+        "2024-07-18",
+    )
     assert status["readyNodes"] == 0
     assert condition(caches["dev"], "Reconciling")["status"] == "True"  # type: ignore[index]
     assert condition(caches["dev"], "Stalled")["status"] == "False"  # type: ignore[index]

@@ -1,12 +1,12 @@
 """The shell commands in the docs, and what exercises each one.
 
 `doc_commands()` extracts every command line from the ```bash/```sh/```shell/```console
-blocks of README.md, docs/**/*.md and examples/**/README.md (comments dropped, `\\`
-continuations joined). `EXERCISED` maps each one, by a regular expression, to the test or
-make target that runs it (or the same operation, where the doc shows a placeholder); a command
-with no entry fails tests/test_docs.py. "not exercised" is allowed only for the tools this
-machine cannot run (Docker, kind, k3d, eksctl, the Helm chart before it exists, and a port
-forward to real pods, the detached local cluster of `make cluster-up`) and says why.
+blocks of README.md, docs/**/*.md, examples/**/README.md and charts/**/README.md (comments
+dropped, `\\` continuations joined). `EXERCISED` maps each one, by a regular expression, to
+the test or make target that runs it (or the same operation, where the doc shows a
+placeholder); a command with no entry fails tests/test_docs.py. "not exercised" is allowed only
+for the tools this machine cannot run (Docker, kind, k3d, eksctl, and a port forward to real
+pods, the detached local cluster of `make cluster-up`) and says why.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def doc_files() -> list[Path]:
         ROOT / "README.md",
         *sorted((ROOT / "docs").rglob("*.md")),
         *sorted((ROOT / "examples").rglob("README.md")),
+        *sorted((ROOT / "charts").rglob("README.md")),
     ]
 
 
@@ -91,7 +92,6 @@ NOT_EXERCISED_TOOLS = (
     "k3d ",
     "eksctl ",
     "docker ",
-    "helm ",
     "kubectl -n team-chat port-forward ",
     "make cluster-",
 )
@@ -157,12 +157,17 @@ EXERCISED: tuple[Exercised, ...] = (
     # docs/quickstart.md
     Exercised(r"(kind|k3d|eksctl) .*", "not exercised: creates a real cluster (Docker or AWS)"),
     Exercised(
-        r"docker build -f images/cache-node\.Dockerfile .*|kind load docker-image .*",
+        r"docker build -f images/(cache-node|operator)\.Dockerfile .*|kind load docker-image .*",
         "not exercised: no container runtime here; `make lint-images` lints the Dockerfiles",
     ),
+    # docs/quickstart.md and charts/cachefleet/README.md: the chart, on the full local cluster
     Exercised(
-        r"helm install cachefleet charts/cachefleet .*",
-        "not exercised: the chart (issue 7, part 2) is not in the repository yet",
+        r"helm install cachefleet charts/cachefleet --namespace cachefleet-system --create-namespace",
+        "e2e/test_chart.py::test_install_runs_the_operator_pod_on_a_kwok_node",
+    ),
+    Exercised(
+        r"kubectl -n cachefleet-system rollout status deployment/cachefleet",
+        "e2e/test_chart.py::test_install_runs_the_operator_pod_on_a_kwok_node",
     ),
     Exercised(
         r"kubectl -n team-chat port-forward svc/chat-node 8080:8080",
@@ -179,6 +184,15 @@ EXERCISED: tuple[Exercised, ...] = (
     Exercised(
         r"kubectl wait -n team-chat --for=condition=Ready scache/chat --timeout=10m",
         "e2e/test_operator_cluster.py::test_examples_become_ready_and_show_the_hit_rate",
+    ),
+    # docs/lifecycle.md: a rollover and a CacheInvalidation
+    Exercised(
+        r"kubectl patch mv gpt-4o-mini -n inference --type=merge -p .*|kubectl get scache -n inference chat",
+        "e2e/test_operator_lifecycle.py::test_rollover_is_coherent_and_purges_the_old_namespace_after_retention",
+    ),
+    Exercised(
+        r"kubectl apply -f purge-team-a\.yaml|kubectl get cinv -n inference",
+        "e2e/test_operator_invalidation.py::test_dry_run_then_a_tenant_scoped_purge_then_a_semantic_one",
     ),
     # docs/operations.md
     Exercised(

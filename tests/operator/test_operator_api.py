@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from cachefleet_node.config import DeadlinesConfig, NamespaceConfig
 from cachefleet_operator.api.v1alpha1 import (
+    CacheInvalidation,
     ModelVersion,
     SemanticCache,
+    cacheinvalidation,
     modelversion,
     semanticcache,
     types,
@@ -24,13 +26,17 @@ from cachefleet_operator.api.v1alpha1.semanticcache import (
     Policies,
 )
 
-MODELS = {"SemanticCache": SemanticCache, "ModelVersion": ModelVersion}
+MODELS = {
+    "SemanticCache": SemanticCache,
+    "ModelVersion": ModelVersion,
+    "CacheInvalidation": CacheInvalidation,
+}
 
 
 def all_rule_messages() -> list[str]:
     """Messages of every CEL rule with a Python twin, across all API models."""
     messages = []
-    for module in (semanticcache, modelversion, types):
+    for module in (semanticcache, modelversion, cacheinvalidation, types):
         for value in vars(module).values():
             if isinstance(value, type) and hasattr(value, "cel_rules"):
                 messages += [rule.message for rule in value.cel_rules if rule.check is not None]

@@ -178,3 +178,44 @@ def test_fleets_in_other_namespaces_get_other_prefixes() -> None:
     elsewhere = build_node_config(elsewhere_cache, [model_version()])
     assert here.redis.key_prefix != elsewhere.redis.key_prefix
     assert here.milvus.collection_prefix != elsewhere.milvus.collection_prefix
+
+
+def test_the_lifecycle_decides_the_served_namespace_and_the_embedding_next() -> None:
+    """What every node serves (a switch verified) and a migration's next model (issue 5)."""
+    from cachefleet_operator.domain.render import FleetView, render_children
+
+    chat = cache(policies={"similarityThreshold": 0.9, "thresholds": {"x/next-model": 0.86}})
+    config = build_node_config(
+        chat,
+        [model_version()],
+        served={"gpt-4o-mini": "gpt-4o-mini-0123456789"},
+        embedding=("sentence-transformers/all-MiniLM-L6-v2", "x/next-model"),
+    )
+    [namespace] = config.namespaces
+    assert namespace.cache_namespace == "gpt-4o-mini-0123456789"
+    assert namespace.thresholds == {"x/next-model": 0.86}
+    assert namespace.threshold_for("x/next-model") == 0.86
+    assert namespace.threshold_for("sentence-transformers/all-MiniLM-L6-v2") == 0.9
+    # GPU mode: the TEI pods keep serving the model lookups use; the next one runs in the node.
+    assert config.embedding.kind == "remote"
+    assert config.embedding_next is not None
+    assert (config.embedding_next.kind, config.embedding_next.model_id) == ("local", "x/next-model")
+    text = node_config_yaml(config)
+    assert NodeConfig.model_validate(yaml.safe_load(text)) == config
+    moved = model_version(embeddingModel="x/next-model")
+    fleet = FleetView(
+        served={"gpt-4o-mini": "gpt-4o-mini-0123456789"},
+        embedding=("sentence-transformers/all-MiniLM-L6-v2", "x/next-model"),
+    )
+    children = render_children(chat, [moved], fleet)
+    tei = next(
+        c
+        for c in children
+        if c["kind"] == "Deployment" and c["metadata"]["name"] == "chat-embedding"
+    )
+    args = " ".join(tei["spec"]["template"]["spec"]["containers"][0].get("args", []))
+    assert "sentence-transformers/all-MiniLM-L6-v2" in args
+    # Without a migration nothing extra is written (the goldens do not move).
+    plain = node_config_yaml(build_node_config(cache(), [model_version()]))
+    assert "embedding_next" not in plain
+    assert "thresholds" not in plain

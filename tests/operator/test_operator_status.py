@@ -20,6 +20,7 @@ from cachefleet_operator.domain.conditions import (
 from cachefleet_operator.domain.endpoints import annotation_endpoints, endpoint_slice_urls
 from cachefleet_operator.domain.hitrate import HitRateReport
 from cachefleet_operator.domain.naming import Component
+from cachefleet_operator.domain.rollover import plan_model_version
 from cachefleet_operator.domain.status import (
     EventSpec,
     SecretRef,
@@ -251,16 +252,17 @@ def test_events_for_stalls_pauses_and_hit_rate() -> None:
 
 def test_model_version_status_names_the_namespace() -> None:
     mv = model_version()
-    status = model_version_status(mv, "gpt-4o-mini-a1a7439fc3", now=T0)
+    status = model_version_status(mv, plan_model_version(mv, now=T0), now=T0)
     assert status.cache_namespace == "gpt-4o-mini-a1a7439fc3"
+    assert status.identity is not None
+    assert status.identity.version == mv.spec.version
     assert status.observed_generation == 1
     assert [(c.type, c.status) for c in status.conditions] == [
         ("Ready", "True"),
         ("Resolved", "True"),
     ]
-    again = model_version_status(
-        mv.model_copy(update={"status": status}), "gpt-4o-mini-a1a7439fc3", now=T1
-    )
+    stored = mv.model_copy(update={"status": status})
+    again = model_version_status(stored, plan_model_version(stored, now=T1), now=T1)
     assert not status_differs(status, again)
 
 

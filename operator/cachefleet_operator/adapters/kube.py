@@ -19,6 +19,7 @@ import httpx
 from cachefleet_operator.adapters.credentials import ClusterAccess
 
 __all__ = [
+    "CACHEINVALIDATIONS",
     "CONFIGMAPS",
     "DEPLOYMENTS",
     "ENDPOINTSLICES",
@@ -73,6 +74,9 @@ HORIZONTALPODAUTOSCALERS = ResourceType(
 ENDPOINTSLICES = ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 SEMANTICCACHES = ResourceType("cachefleet.io", "v1alpha1", "semanticcaches", "SemanticCache")
 MODELVERSIONS = ResourceType("cachefleet.io", "v1alpha1", "modelversions", "ModelVersion")
+CACHEINVALIDATIONS = ResourceType(
+    "cachefleet.io", "v1alpha1", "cacheinvalidations", "CacheInvalidation"
+)
 
 _BY_KIND = {
     (rt.api_version, rt.kind): rt
@@ -88,6 +92,7 @@ _BY_KIND = {
         ENDPOINTSLICES,
         SEMANTICCACHES,
         MODELVERSIONS,
+        CACHEINVALIDATIONS,
     )
 }
 

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 __all__ = ["OperatorMetrics"]
 
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_ROLLOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class OperatorMetrics:
@@ -85,6 +86,45 @@ class OperatorMetrics:
             "cachefleet_operator_last_watch_event_timestamp_seconds",
             "When the last watch event of a resource arrived (alert on a dead watch).",
             ["resource"],
+            registry=r,
+        )
+
+        self.rollovers = Counter(
+            "cachefleet_operator_rollovers",
+            "Namespace switches completed on every node of a fleet, by policy (Rollover, "
+            "Flush, Keep with an epoch bump; rollbacks count under their policy).",
+            ["policy"],
+            registry=r,
+        )
+        self.rollover_duration = Histogram(
+            "cachefleet_operator_rollover_duration_seconds",
+            "From the pass that saw an identity change to every node serving the new namespace.",
+            ["policy"],
+            buckets=_ROLLOVER_BUCKETS,
+            registry=r,
+        )
+        self.purged_entries = Counter(
+            "cachefleet_operator_purged_entries",
+            "Entries removed from the exact tier by the operator, by reason (retention, flush, "
+            "invalidation, deletion).",
+            ["reason"],
+            registry=r,
+        )
+        self.reembedded_entries = Counter(
+            "cachefleet_operator_reembedded_entries",
+            "Entries re-embedded into a new embedding space (embedding-model migrations).",
+            registry=r,
+        )
+        self.reembed_progress = Gauge(
+            "cachefleet_operator_reembed_progress_ratio",
+            "Progress of a fleet's re-embedding, 0 to 1 (1 once switched).",
+            ["namespace", "cache"],
+            registry=r,
+        )
+        self.invalidations = Counter(
+            "cachefleet_operator_invalidations",
+            "CacheInvalidation runs by result (succeeded, failed, dry_run).",
+            ["result"],
             registry=r,
         )
 

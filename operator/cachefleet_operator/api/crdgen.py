@@ -29,6 +29,7 @@ from cachefleet_operator.api.v1alpha1 import (
     GROUP,
     RESOURCES,
     VERSION,
+    CacheInvalidation,
     ModelVersion,
     SemanticCache,
 )
@@ -55,7 +56,7 @@ _NESTED = ("required", "properties", "additionalProperties", "items")
 _FORBIDDEN_KEYWORDS = ("$ref", "$defs", "oneOf", "allOf", "not", "definitions")
 
 Schema = dict[str, Any]
-Resource = type[SemanticCache] | type[ModelVersion]
+Resource = type[SemanticCache] | type[ModelVersion] | type[CacheInvalidation]
 
 
 class SchemaError(ValueError):
@@ -210,7 +211,7 @@ def _part(resource: Resource, field: str) -> Schema:
 
 
 def custom_resource_definition(resource: Resource) -> dict[str, Any]:
-    """The CustomResourceDefinition of one kind (`SemanticCache` or `ModelVersion`)."""
+    """The CustomResourceDefinition of one kind (`SemanticCache`, `ModelVersion`, ...)."""
     definition = resource.definition
     root: Schema = {
         "type": "object",

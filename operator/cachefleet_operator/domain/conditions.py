@@ -51,6 +51,7 @@ class ConditionType(enum.StrEnum):
     SEMANTIC_TIER_READY = "SemanticTierReady"
     EMBEDDING_READY = "EmbeddingReady"
     NODES_READY = "NodesReady"
+    ROLLING_OVER = "RollingOver"
     HIT_RATE_BELOW_TARGET = "HitRateBelowTarget"
 
 

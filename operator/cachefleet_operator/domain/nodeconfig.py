@@ -7,7 +7,8 @@ environment variables (`*_ENV` below), which the node's loader merges over the f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -113,11 +114,17 @@ def embedding_model(model_versions: Sequence[ModelVersion]) -> str:
     return models[0]
 
 
-def _namespace(cache: SemanticCache, model_version: ModelVersion) -> NamespaceConfig:
+def _namespace(
+    cache: SemanticCache, model_version: ModelVersion, served: Mapping[str, str] | None
+) -> NamespaceConfig:
     policies = cache.spec.policies
+    name = model_version.metadata.name
+    extra: dict[str, Any] = {}
+    if policies.thresholds:  # only when set: the file says what the operator decided
+        extra["thresholds"] = dict(policies.thresholds)
     return NamespaceConfig(
-        name=model_version.metadata.name,
-        cache_namespace=active_cache_namespace(model_version),
+        name=name,
+        cache_namespace=(served or {}).get(name) or active_cache_namespace(model_version),
         models=list(model_version.spec.request_models or [model_version.spec.model]),
         similarity_threshold=policies.similarity_threshold,
         min_threshold=policies.min_threshold,
@@ -128,6 +135,7 @@ def _namespace(cache: SemanticCache, model_version: ModelVersion) -> NamespaceCo
         max_entry_bytes=policies.max_entry_bytes,
         temperature_policy=policies.temperature_policy,
         cache_tool_results=policies.cache_tool_results,
+        **extra,
     )
 
 
@@ -143,8 +151,10 @@ def _milvus(cache: SemanticCache) -> MilvusConfig:
     return MilvusConfig(uri=uri, collection_prefix=prefix)
 
 
-def _embedding(cache: SemanticCache, model_id: str) -> EmbeddingConfig:
-    if cache.spec.embedding.mode == "gpu":
+def _embedding(cache: SemanticCache, model_id: str, *, migration: bool = False) -> EmbeddingConfig:
+    """The embedder of `model_id`. A migration's next model always runs in the node (the GPU
+    pods serve the model that lookups use until the switch)."""
+    if cache.spec.embedding.mode == "gpu" and not migration:
         return EmbeddingConfig(
             kind="remote",
             model_id=model_id,
@@ -154,15 +164,28 @@ def _embedding(cache: SemanticCache, model_id: str) -> EmbeddingConfig:
     return EmbeddingConfig(kind="local", model_id=model_id, hub_cache_dir=MODEL_CACHE_DIR)
 
 
-def build_node_config(cache: SemanticCache, model_versions: Sequence[ModelVersion]) -> NodeConfig:
+def build_node_config(
+    cache: SemanticCache,
+    model_versions: Sequence[ModelVersion],
+    *,
+    served: Mapping[str, str] | None = None,
+    embedding: tuple[str, str | None] | None = None,
+) -> NodeConfig:
     """The node configuration of a fleet (no secrets: they come from the `*_ENV` variables).
 
-    Raises `SpecError` when a referenced ModelVersion is missing or the ModelVersions
-    disagree on the embedding model.
+    `served`: ModelVersion name → the cache namespace the fleet serves it from (the lifecycle's
+    view, which changes only after every node switched); default: each ModelVersion's
+    `status.cacheNamespace`. `embedding`: (model serving lookups, next model of a migration or
+    None); default: the ModelVersions' `embeddingModel`. Raises `SpecError` when a referenced
+    ModelVersion is missing or the ModelVersions disagree on the embedding model.
     """
     resolved = resolve_model_versions(cache, model_versions)
     spec = cache.spec
     tenants = spec.auth.tenants if spec.auth else []
+    model_id, next_model_id = embedding or (embedding_model(resolved), None)
+    extra: dict[str, Any] = {}
+    if next_model_id is not None and next_model_id != model_id:
+        extra["embedding_next"] = _embedding(cache, next_model_id, migration=True)
     return NodeConfig(
         data_dir=DATA_DIR,
         server=ServerConfig(host=ALL_INTERFACES, port=NODE_PORT),
@@ -175,8 +198,9 @@ def build_node_config(cache: SemanticCache, model_versions: Sequence[ModelVersio
             embedder_ms=spec.deadlines.embedder_ms,
             write_ms=spec.deadlines.write_ms,
         ),
-        embedding=_embedding(cache, embedding_model(resolved)),
-        namespaces=[_namespace(cache, mv) for mv in resolved],
+        embedding=_embedding(cache, model_id),
+        **extra,
+        namespaces=[_namespace(cache, mv, served) for mv in resolved],
         auth=AuthConfig(
             api_keys=[
                 TenantKey(tenant=tenant.name, key_env=tenant_key_env(index), admin=tenant.admin)

@@ -14,7 +14,7 @@ to its SemanticCache, and lives in the cache's namespace under `<cache>-<compone
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "CONFIG_HASH_ANNOTATION",
     "FIELD_MANAGER",
     "ChildKind",
+    "FleetView",
     "Manifest",
     "owned_kinds",
     "owner_reference",
@@ -537,12 +538,21 @@ def _min_nodes(nodes: CacheNodes) -> int:
 
 
 def render_nodes(
-    cache: SemanticCache, model_versions: Sequence[ModelVersion], owner: dict[str, Any]
+    cache: SemanticCache,
+    model_versions: Sequence[ModelVersion],
+    owner: dict[str, Any],
+    fleet: FleetView | None = None,
 ) -> list[Manifest]:
     """Cache nodes: ConfigMap, Deployment, Service, PodDisruptionBudget, optional HPA."""
     nodes = cache.spec.nodes
     name = child_name(cache.metadata.name, Component.NODE)
-    config_text = node_config_yaml(build_node_config(cache, model_versions))
+    config = build_node_config(
+        cache,
+        model_versions,
+        served=fleet.served if fleet else None,
+        embedding=fleet.embedding if fleet else None,
+    )
+    config_text = node_config_yaml(config)
     model_cache: dict[str, Any] = (
         {"persistentVolumeClaim": {"claimName": nodes.model_cache_claim_name}}
         if nodes.model_cache_claim_name
@@ -665,12 +675,26 @@ def render_nodes(
     return children
 
 
-def render_children(cache: SemanticCache, model_versions: Sequence[ModelVersion]) -> list[Manifest]:
+@dataclass(frozen=True)
+class FleetView:
+    """What the lifecycle says the nodes serve: ModelVersion → cache namespace, and the
+    embedding (model serving lookups, next model of a migration or None)."""
+
+    served: Mapping[str, str]
+    embedding: tuple[str, str | None]
+
+
+def render_children(
+    cache: SemanticCache,
+    model_versions: Sequence[ModelVersion],
+    fleet: FleetView | None = None,
+) -> list[Manifest]:
     """Every child of the cache, in apply order (config before the workloads that read it).
 
     `model_versions` are the ModelVersions of the cache's namespace (at least the referenced
-    ones). Raises `SpecError` when a referenced one is missing or they disagree on the
-    embedding model.
+    ones). `fleet`: the lifecycle's view of what the nodes serve (default: the ModelVersions'
+    status and embedding model). Raises `SpecError` when a referenced one is missing or they
+    disagree on the embedding model.
     """
     owner = owner_reference(cache)
     resolved = resolve_model_versions(cache, model_versions)
@@ -681,7 +705,8 @@ def render_children(cache: SemanticCache, model_versions: Sequence[ModelVersion]
     if spec.semantic_tier.managed is not None:
         children += render_milvus(cache, spec.semantic_tier.managed, owner)
     if spec.embedding.gpu is not None:
-        model_id = spec.embedding.gpu.model_id or embedding_model(resolved)
+        lookup_model = fleet.embedding[0] if fleet else embedding_model(resolved)
+        model_id = spec.embedding.gpu.model_id or lookup_model
         children += render_embedding(cache, spec.embedding.gpu, model_id, owner)
-    children += render_nodes(cache, resolved, owner)
+    children += render_nodes(cache, resolved, owner, fleet)
     return children

@@ -33,8 +33,14 @@ from cachefleet_operator.domain.conditions import (
     merge_conditions,
     semantic_cache_conditions,
 )
+from cachefleet_operator.domain.events import EventSpec
 from cachefleet_operator.domain.hitrate import HitRateReport
 from cachefleet_operator.domain.naming import Component, active_cache_namespace, child_name
+from cachefleet_operator.domain.rollover import (
+    Lifecycle,
+    ModelVersionPlan,
+    rolling_over_condition,
+)
 
 __all__ = [
     "MODEL_MAX_LENGTH",
@@ -215,9 +221,18 @@ def observe_cache(
 # --- status ---------------------------------------------------------------------------------
 
 
-def model_summary(model_versions: Sequence[ModelVersion]) -> str | None:
-    """`model@version` of each ModelVersion, comma-joined (what the MODEL column shows)."""
-    text = ",".join(f"{mv.spec.model}@{mv.spec.version}" for mv in model_versions)
+def model_summary(
+    model_versions: Sequence[ModelVersion], served_versions: Mapping[str, str] | None = None
+) -> str | None:
+    """`model@version` of each ModelVersion, comma-joined (what the MODEL column shows).
+
+    `served_versions`: the version each ModelVersion's active namespace serves (it changes
+    when every node has switched), else the spec's."""
+    served = served_versions or {}
+    text = ",".join(
+        f"{mv.spec.model}@{served.get(mv.metadata.name) or mv.spec.version}"
+        for mv in model_versions
+    )
     if len(text) > MODEL_MAX_LENGTH:
         text = text[: MODEL_MAX_LENGTH - 3] + "..."
     return text or None
@@ -230,11 +245,25 @@ def semantic_cache_status(
     *,
     report: HitRateReport | None,
     now: datetime,
+    lifecycle: Lifecycle | None = None,
+    rolled: bool = False,
 ) -> SemanticCacheStatus:
-    """The status after a pass. Without a (new) hit-rate report the stored rates stay."""
+    """The status after a pass. Without a (new) hit-rate report the stored rates stay.
+
+    `lifecycle`: what the fleet serves and the rollovers in progress (default: each
+    ModelVersion's `status.cacheNamespace`, nothing in progress); `rolled`: a rollover or
+    migration completed in this pass."""
     previous = cache.status
     generation = cache.metadata.generation or 0
     updates = semantic_cache_conditions(observed)
+    if lifecycle is not None:
+        updates.append(
+            rolling_over_condition(
+                lifecycle,
+                find_condition(previous.conditions, ConditionType.ROLLING_OVER),
+                completed=rolled,
+            )
+        )
     if report is None and observed.hit_rate_target is not None:
         # No report since the operator started: the stored hit-rate verdict stands.
         kept = find_condition(previous.conditions, ConditionType.HIT_RATE_BELOW_TARGET)
@@ -255,19 +284,32 @@ def semantic_cache_status(
             entries = report.entries
         if report.tokens_saved is not None or report.dollars_saved is not None:
             savings = Savings(tokens=report.tokens_saved, dollars=report.dollars_saved)
+    if lifecycle is None:
+        active = [
+            ActiveNamespace(
+                model_version=mv.metadata.name, cache_namespace=active_cache_namespace(mv)
+            )
+            for mv in resolved
+        ]
+        rollovers, retained, embedding = [], [], previous.embedding
+    else:
+        order = {mv.metadata.name: index for index, mv in enumerate(resolved)}
+        active = sorted(lifecycle.active, key=lambda a: order.get(a.model_version, len(order)))
+        rollovers = list(lifecycle.rollovers)
+        retained = list(lifecycle.retained)
+        embedding = lifecycle.embedding
+    versions = {a.model_version: a.version for a in active if a.version}
     return SemanticCacheStatus(
         observed_generation=generation,
         conditions=conditions,
         hit_rate=hit_rate,
         entries=entries,
         savings=savings,
-        model=model_summary(resolved),
-        active_namespaces=[
-            ActiveNamespace(
-                model_version=mv.metadata.name, cache_namespace=active_cache_namespace(mv)
-            )
-            for mv in resolved
-        ],
+        model=model_summary(resolved, versions),
+        active_namespaces=active,
+        rollovers=rollovers,
+        retained_namespaces=retained,
+        embedding=embedding,
         ready_nodes=observed.nodes.ready if observed.nodes.exists else 0,
     )
 
@@ -279,15 +321,6 @@ def status_differs(
     if type(old) is not type(new):
         return True
     return bool(old.to_api() != new.to_api())
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """A Kubernetes Event to post about the object: `Normal` or `Warning`."""
-
-    type: str
-    reason: str
-    message: str
 
 
 def _status_of(conditions: Sequence[Condition], condition_type: str) -> tuple[str, str, str]:
@@ -342,17 +375,19 @@ def model_version_conditions(cache_namespace: str) -> list[ConditionUpdate]:
 
 
 def model_version_status(
-    model_version: ModelVersion, cache_namespace: str, *, now: datetime
+    model_version: ModelVersion, plan: ModelVersionPlan, *, now: datetime
 ) -> ModelVersionStatus:
-    """The ModelVersion's status with `cache_namespace` active (other fields kept)."""
+    """The ModelVersion's status after a pass: its namespace, identity and retained ones."""
     generation = model_version.metadata.generation or 0
     return model_version.status.model_copy(
         update={
             "observed_generation": generation,
-            "cache_namespace": cache_namespace,
+            "cache_namespace": plan.cache_namespace,
+            "identity": plan.identity,
+            "previous_namespaces": plan.previous,
             "conditions": merge_conditions(
                 model_version.status.conditions,
-                model_version_conditions(cache_namespace),
+                model_version_conditions(plan.cache_namespace),
                 generation=generation,
                 now=now,
             ),

@@ -1,5 +1,11 @@
 """kopf handlers: decorators only. Importing this package registers them with kopf."""
 
-from cachefleet_operator.handlers import children, lifecycle, modelversion, semanticcache
+from cachefleet_operator.handlers import (
+    cacheinvalidation,
+    children,
+    lifecycle,
+    modelversion,
+    semanticcache,
+)
 
-__all__ = ["children", "lifecycle", "modelversion", "semanticcache"]
+__all__ = ["cacheinvalidation", "children", "lifecycle", "modelversion", "semanticcache"]

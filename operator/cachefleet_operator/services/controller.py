@@ -6,9 +6,12 @@ kopf watch events ─► handlers ─► Controller.*_event ─► WorkQueue (de
                                                               │ N workers
                           ┌───────────────────────────────────┴──────────────┐
                  CacheReconciler.reconcile                     ModelVersionReconciler.reconcile
-                          ▲                                                  │ status.cacheNamespace
-                          │ on_change (report published, health flipped)     ▼
-                   StatsCollector (timer per cache)       MV watch event ─► index ─► dependents
+                 (+ LifecycleRunner: rollover,                               │ spec or
+                  warm-up, purge, re-embedding)                              │ status.cacheNamespace
+                          ▲                                                  ▼
+                          │ on_change (report published,      MV watch event ─► index ─► dependents
+                   StatsCollector (timer per cache)   health flipped)
+                 InvalidationReconciler.reconcile  ◄── CacheInvalidation watch events (one-shot)
 ```
 """
 
@@ -29,19 +32,23 @@ from cachefleet_operator.api.v1alpha1 import SemanticCache
 from cachefleet_operator.domain.endpoints import ENDPOINTS_ANNOTATION
 from cachefleet_operator.services.discovery import NodeDiscovery
 from cachefleet_operator.services.events import EventRecorder
+from cachefleet_operator.services.invalidations import InvalidationReconciler
+from cachefleet_operator.services.lifecycle import LifecycleRunner
 from cachefleet_operator.services.modelversions import ModelVersionReconciler
+from cachefleet_operator.services.nodeaccess import NodeAccess
 from cachefleet_operator.services.purge import PurgeOutcome, Purger
 from cachefleet_operator.services.semanticcaches import CacheReconciler, Outcome
 from cachefleet_operator.services.stats import StatsCollector
 from cachefleet_operator.services.workqueue import QueueClosed, WorkQueue
 from cachefleet_operator.settings import OperatorConfig
 
-__all__ = ["CACHE", "MODEL_VERSION", "Controller"]
+__all__ = ["CACHE", "INVALIDATION", "MODEL_VERSION", "Controller"]
 
 log = structlog.get_logger("cachefleet.controller")
 
 CACHE = "SemanticCache"
 MODEL_VERSION = "ModelVersion"
+INVALIDATION = "CacheInvalidation"
 #: Child events come in bursts (apply, then status updates): coalesce them.
 CHILD_EVENT_DELAY_S = 0.5
 Key = tuple[str, str, str]
@@ -76,6 +83,7 @@ class Controller:
         self.queue: WorkQueue[Key] = WorkQueue(base_delay=2.0, max_delay=300.0)
         self.events = EventRecorder(kube, metrics)
         self.discovery = NodeDiscovery(kube, from_annotation=config.node_endpoints_from_annotation)
+        self.access = NodeAccess(kube, self.discovery)
         self.collector = StatsCollector(
             discovery=self.discovery,
             nodes=nodes,
@@ -90,6 +98,9 @@ class Controller:
             events=self.events,
             metrics=metrics,
             collector=self.collector,
+            lifecycle=LifecycleRunner(
+                nodes=nodes, access=self.access, events=self.events, metrics=metrics
+            ),
             resync_interval=config.resync_interval,
             hit_rate_window=config.hit_rate_window,
             monotonic=time.monotonic,
@@ -100,8 +111,17 @@ class Controller:
         self.purger = Purger(
             kube=kube,
             nodes=nodes,
-            discovery=self.discovery,
+            access=self.access,
             events=self.events,
+            metrics=metrics,
+            timeout=config.purge_timeout,
+        )
+        self.invalidations = InvalidationReconciler(
+            kube=kube,
+            nodes=nodes,
+            access=self.access,
+            events=self.events,
+            metrics=metrics,
             timeout=config.purge_timeout,
         )
         self._seen: dict[Key, tuple[Any, ...]] = {}
@@ -155,7 +175,8 @@ class Controller:
 
     def model_version_event(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """A ModelVersion watch event. True when its dependants must look again (it appeared,
-        went away, or its active cache namespace changed)."""
+        went away, its spec or its active cache namespace changed): each cache rolls over on
+        its own nodes as soon as it sees the new spec."""
         metadata = body.get("metadata", {})
         key: Key = (MODEL_VERSION, metadata.get("namespace", ""), metadata.get("name", ""))
         self._watched(MODEL_VERSION)
@@ -169,7 +190,8 @@ class Controller:
         self._seen[key] = fingerprint
         if previous is None or previous[:3] != fingerprint[:3]:
             self.queue.add(key)
-        return previous is None or previous[-1] != active
+            return True
+        return bool(previous[-1] != active)
 
     def child_event(self, kind: str, body: Mapping[str, Any]) -> None:
         """A child changed or went away: its owner looks again (soon, once per burst)."""
@@ -182,6 +204,23 @@ class Controller:
         ]
         if owners and metadata.get("namespace"):
             self.enqueue_cache(metadata["namespace"], owners[0]["name"], after=CHILD_EVENT_DELAY_S)
+
+    def invalidation_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A CacheInvalidation watch event: a pass unless it finished (it never runs twice)."""
+        metadata = body.get("metadata", {})
+        key: Key = (INVALIDATION, metadata.get("namespace", ""), metadata.get("name", ""))
+        self._watched(INVALIDATION)
+        if event_type == "DELETED":
+            self._seen.pop(key, None)
+            self.queue.discard(key)
+            return
+        if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            self._seen.pop(key, None)
+            return
+        fingerprint = _fingerprint(body)
+        if self._seen.get(key) != fingerprint:
+            self._seen[key] = fingerprint
+            self.queue.add(key)
 
     async def purge(self, body: Mapping[str, Any]) -> PurgeOutcome:
         """Deletion with `deletionPolicy: Delete` (called by the kopf deletion handler)."""
@@ -216,6 +255,8 @@ class Controller:
             else:
                 self._readiness.pop((namespace, name), None)
             return outcome
+        if kind == INVALIDATION:
+            return await self.invalidations.reconcile(namespace, name)
         return await self.model_versions.reconcile(namespace, name)
 
     async def _worker(self) -> None:

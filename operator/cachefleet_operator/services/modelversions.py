@@ -1,8 +1,10 @@
-"""One reconcile pass of a ModelVersion: validate, resolve the active cache namespace, status.
+"""One reconcile pass of a ModelVersion: validate, decide its cache namespace under its own
+policy (`domain.rollover.plan_model_version`), write status, post an Event for a change.
 
-The caches that depend on it are re-reconciled by the ModelVersion watch handler when the
-`status.cacheNamespace` written here comes back (kopf index ModelVersion → SemanticCaches), so
-nobody patches a SemanticCache. Issue 5's rollover policies plug in at `active_namespace`.
+The caches that depend on it are re-reconciled by the ModelVersion watch handler (kopf index
+ModelVersion → SemanticCaches) when its spec or `status.cacheNamespace` changes; each cache
+runs the rollover on its own nodes with the policy in force there. Nobody patches a
+SemanticCache.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.api.v1alpha1 import ModelVersion
 from cachefleet_operator.api.v1alpha1.modelversion import ModelVersionStatus
 from cachefleet_operator.domain.conditions import ConditionUpdate, merge_conditions
-from cachefleet_operator.domain.naming import cache_namespace
 from cachefleet_operator.domain.render import FIELD_MANAGER
-from cachefleet_operator.domain.status import EventSpec, model_version_status, status_differs
+from cachefleet_operator.domain.rollover import Transition, plan_model_version
+from cachefleet_operator.domain.status import model_version_status, status_differs
 from cachefleet_operator.services.events import EventRecorder, object_reference
 from cachefleet_operator.services.semanticcaches import Outcome
 
@@ -30,12 +32,9 @@ __all__ = ["ModelVersionReconciler", "active_namespace"]
 log = structlog.get_logger("cachefleet.modelversion")
 
 
-def active_namespace(model_version: ModelVersion) -> str:
-    """The cache namespace the ModelVersion should serve now: the one its identity derives.
-
-    (Rollover with retention, Flush and Keep — issue 5 — decide here when to switch.)
-    """
-    return cache_namespace(model_version.metadata.name, model_version.spec)
+def active_namespace(model_version: ModelVersion, *, now: datetime | None = None) -> str:
+    """The cache namespace the ModelVersion is served from under its own policy."""
+    return plan_model_version(model_version, now=now or datetime.now(UTC)).cache_namespace
 
 
 class ModelVersionReconciler:
@@ -65,9 +64,9 @@ class ModelVersionReconciler:
         except ValidationError as error:
             await self._invalid(body, error)
             return Outcome(retry=True, ready="False")
-        new_namespace = active_namespace(model_version)
-        old_namespace = model_version.status.cache_namespace
-        status = model_version_status(model_version, new_namespace, now=self._clock())
+        now = self._clock()
+        plan = plan_model_version(model_version, now=now)
+        status = model_version_status(model_version, plan, now=now)
         if status_differs(model_version.status, status):
             try:
                 await self._kube.apply_status(
@@ -77,15 +76,12 @@ class ModelVersionReconciler:
                 self._metrics.status_writes.labels("ModelVersion", "failed").inc()
                 raise
             self._metrics.status_writes.labels("ModelVersion", "written").inc()
-        if old_namespace != new_namespace:
-            message = (
-                f"cache namespace {new_namespace}"
-                if old_namespace is None
-                else f"cache namespace {old_namespace} -> {new_namespace}"
-            )
-            reason = "Resolved" if old_namespace is None else "CacheNamespaceChanged"
-            await self._events.post(object_reference(body), EventSpec("Normal", reason, message))
-        return Outcome(requeue_after=self._resync, ready="True")
+        if plan.event is not None and plan.transition != Transition.UNCHANGED:
+            await self._events.post(object_reference(body), plan.event)
+        requeue = self._resync
+        if plan.next_due is not None:  # a retained namespace's retention ends: drop it then
+            requeue = min(requeue, max(1.0, (plan.next_due - now).total_seconds() + 0.5))
+        return Outcome(requeue_after=requeue, ready="True")
 
     async def _invalid(self, body: Mapping[str, Any], error: ValidationError) -> None:
         metadata = body.get("metadata", {})

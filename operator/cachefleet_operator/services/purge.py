@@ -9,7 +9,6 @@ fleet can always be deleted.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,14 +16,14 @@ from typing import Any
 
 import structlog
 
-from cachefleet_operator.adapters.kube import MODELVERSIONS, SECRETS, KubeClient
+from cachefleet_operator.adapters.kube import MODELVERSIONS, KubeClient
+from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.adapters.nodes import NodeClient, NodeError
 from cachefleet_operator.api.v1alpha1 import SemanticCache
-from cachefleet_operator.domain.endpoints import ENDPOINTS_ANNOTATION
-from cachefleet_operator.domain.naming import Component, active_cache_namespace, child_name
-from cachefleet_operator.domain.status import EventSpec
-from cachefleet_operator.services.discovery import NodeDiscovery
+from cachefleet_operator.domain.events import EventSpec
+from cachefleet_operator.domain.naming import active_cache_namespace
 from cachefleet_operator.services.events import EventRecorder, object_reference
+from cachefleet_operator.services.nodeaccess import NodeAccess
 from cachefleet_operator.services.semanticcaches import parse_model_versions
 
 __all__ = ["PurgeOutcome", "Purger"]
@@ -50,38 +49,30 @@ class Purger:
         *,
         kube: KubeClient,
         nodes: NodeClient,
-        discovery: NodeDiscovery,
+        access: NodeAccess,
         events: EventRecorder,
+        metrics: OperatorMetrics,
         timeout: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._kube = kube
         self._nodes = nodes
-        self._discovery = discovery
+        self._access = access
         self._events = events
+        self._metrics = metrics
         self._timeout = timeout
         self._clock = clock
 
     async def _namespaces(self, cache: SemanticCache) -> list[str]:
         found = [item.cache_namespace for item in cache.status.active_namespaces]
+        found += [item.cache_namespace for item in cache.status.retained_namespaces]
+        found += [item.to_namespace for item in cache.status.rollovers]
         refs = {ref.name for ref in cache.spec.model_versions}
         items = await self._kube.list(MODELVERSIONS, cache.metadata.namespace or "")
         for mv in parse_model_versions(items):
             if mv.metadata.name in refs:
                 found.append(active_cache_namespace(mv))
         return sorted(set(found))
-
-    async def _admin_key(self, cache: SemanticCache) -> tuple[bool, str | None]:
-        if cache.spec.auth is None:
-            return True, None
-        admins = [tenant.name for tenant in cache.spec.auth.tenants if tenant.admin]
-        if not admins:
-            return False, None
-        secret = await self._kube.get(
-            SECRETS, cache.metadata.namespace or "", cache.spec.auth.api_keys_secret_ref.name
-        )
-        value = ((secret or {}).get("data") or {}).get(admins[0])
-        return (False, None) if value is None else (True, base64.b64decode(value).decode())
 
     def _timed_out(self, body: Mapping[str, Any]) -> bool:
         started = body.get("metadata", {}).get("deletionTimestamp")
@@ -95,7 +86,8 @@ class Purger:
         namespaces = await self._namespaces(cache)
         if not namespaces:
             return PurgeOutcome(True, "no cache namespace to purge")
-        usable, api_key = await self._admin_key(cache)
+        key = await self._access.admin_key(cache)
+        usable, api_key = key.usable, key.value
         if not usable:
             message = (
                 "cannot purge: spec.auth has no admin tenant with a key in "
@@ -104,11 +96,7 @@ class Purger:
             )
             await self._events.post(reference, EventSpec("Warning", "PurgeSkipped", message))
             return PurgeOutcome(True, message)
-        urls = await self._discovery.endpoints(
-            cache.metadata.namespace or "",
-            child_name(cache.metadata.name, Component.NODE),
-            cache.metadata.annotations.get(ENDPOINTS_ANNOTATION),
-        )
+        urls = await self._access.endpoints(cache)
         removed: dict[str, int] = {}
         errors: list[str] = []
         for namespace in namespaces:
@@ -123,6 +111,7 @@ class Purger:
                 removed[namespace] = max(removed.get(namespace, 0), entries)
         pending = [namespace for namespace in namespaces if namespace not in removed]
         if not pending:
+            self._metrics.purged_entries.labels("deletion").inc(sum(removed.values()))
             summary = ", ".join(f"{ns} ({count} removed)" for ns, count in removed.items())
             message = f"purged cache namespaces {summary}"
             await self._events.post(reference, EventSpec("Normal", "Purged", message))

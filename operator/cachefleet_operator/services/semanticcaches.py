@@ -3,7 +3,10 @@
 ```
 read cache ─► resolve ModelVersions, check Secrets ─┬─ problems ─► no changes, Stalled, backoff
                                                    └─ paused ───► no changes, Paused
-                                                   └─ else ─────► render ─► apply (SSA) ─► prune
+                                                   └─ else ─────► lifecycle step (rollover,
+                           warm-up, purge, re-embedding: services/lifecycle.py) ─► render (what
+                           every node serves) ─► apply (SSA; the node ConfigMap held while a
+                           switch is unverified) ─► prune
 observe workloads (apply answers or GET) + node health + hit-rate report
       ─► conditions/status ─► write /status only if it differs ─► Events for transitions
 ```
@@ -43,14 +46,16 @@ from cachefleet_operator.domain.conditions import (
 from cachefleet_operator.domain.durations import format_duration
 from cachefleet_operator.domain.endpoints import ENDPOINTS_ANNOTATION
 from cachefleet_operator.domain.naming import Component, active_cache_namespace, child_name
-from cachefleet_operator.domain.nodeconfig import SpecError
+from cachefleet_operator.domain.nodeconfig import SpecError, embedding_model
 from cachefleet_operator.domain.render import (
     FIELD_MANAGER,
     MANAGED_BY,
+    FleetView,
     Manifest,
     owned_kinds,
     render_children,
 )
+from cachefleet_operator.domain.rollover import Lifecycle, embedding_models
 from cachefleet_operator.domain.status import (
     EventSpec,
     cache_transition_events,
@@ -62,6 +67,7 @@ from cachefleet_operator.domain.status import (
     status_differs,
 )
 from cachefleet_operator.services.events import EventRecorder, object_reference
+from cachefleet_operator.services.lifecycle import LifecycleRunner
 from cachefleet_operator.services.stats import StatsCollector, StatsTarget
 
 __all__ = ["CacheReconciler", "Outcome", "parse_model_versions", "stats_target"]
@@ -70,6 +76,8 @@ log = structlog.get_logger("cachefleet.semanticcache")
 
 CacheKey = tuple[str, str]
 _WORKLOAD_KINDS = ("StatefulSet", "Deployment")
+#: What a switch not yet seen by every node must not change (the node config and its pods).
+_NODE_CONFIG_KINDS = ("ConfigMap", "Deployment")
 
 
 @dataclass(frozen=True)
@@ -92,15 +100,23 @@ def parse_model_versions(items: Sequence[Mapping[str, Any]]) -> list[ModelVersio
     return parsed
 
 
-def stats_target(cache: SemanticCache, resolved: Sequence[ModelVersion]) -> StatsTarget:
-    """What the stats collector needs to know about a cache."""
+def stats_target(
+    cache: SemanticCache,
+    resolved: Sequence[ModelVersion],
+    served: Mapping[str, str] | None = None,
+) -> StatsTarget:
+    """What the stats collector needs to know about a cache (`served`: ModelVersion → the
+    namespace the fleet serves it from; default: the ModelVersions' own)."""
     namespace = cache.metadata.namespace or ""
+    served = served or {}
     return StatsTarget(
         namespace=namespace,
         name=cache.metadata.name,
         node_service=child_name(cache.metadata.name, Component.NODE),
         endpoints_annotation=cache.metadata.annotations.get(ENDPOINTS_ANNOTATION),
-        cache_namespaces=tuple(active_cache_namespace(mv) for mv in resolved),
+        cache_namespaces=tuple(
+            served.get(mv.metadata.name) or active_cache_namespace(mv) for mv in resolved
+        ),
         external_redis=cache.spec.exact_tier.external is not None,
         external_milvus=cache.spec.semantic_tier.external is not None,
     )
@@ -124,6 +140,7 @@ class CacheReconciler:
         events: EventRecorder,
         metrics: OperatorMetrics,
         collector: StatsCollector,
+        lifecycle: LifecycleRunner,
         resync_interval: float,
         hit_rate_window: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -133,6 +150,7 @@ class CacheReconciler:
         self._events = events
         self._metrics = metrics
         self._collector = collector
+        self._lifecycle = lifecycle
         self._resync = resync_interval
         self._window_label = format_duration(hit_rate_window)
         self._clock = clock
@@ -166,17 +184,37 @@ class CacheReconciler:
         problems = await self._secret_problems(cache)
 
         workloads: dict[Component, WorkloadState] = {}
+        lifecycle = Lifecycle.of(cache.status)
+        rolled = False
+        requeue = self._resync
         if not cache.spec.paused and not missing and not problems:
             try:
-                children = render_children(cache, model_versions)
+                model = embedding_model(resolved)
             except SpecError as error:
                 problems.append(Problem(error.reason, str(error)))
             else:
-                problem = await self._apply(cache, children, workloads)
-                if problem is not None:
-                    problems.append(problem)
+                step = await self._lifecycle.run(
+                    cache, body, model_versions, lifecycle, embedding_model=model
+                )
+                lifecycle, rolled = step.lifecycle, step.completed
+                if step.requeue_after is not None:
+                    requeue = min(requeue, step.requeue_after)
+                fleet = FleetView(
+                    served=lifecycle.served_namespaces(),
+                    embedding=embedding_models(lifecycle, model),
+                )
+                try:
+                    children = render_children(cache, model_versions, fleet)
+                except SpecError as error:
+                    problems.append(Problem(error.reason, str(error)))
                 else:
-                    await self._prune_if_due(cache, children)
+                    problem = await self._apply(
+                        cache, children, workloads, hold_nodes=step.hold_nodes
+                    )
+                    if problem is not None:
+                        problems.append(problem)
+                    else:
+                        await self._prune_if_due(cache, children)
         await self._observe(cache, workloads)
 
         report = self._collector.report(key)
@@ -190,16 +228,25 @@ class CacheReconciler:
             hit_rate=report.rate if report is not None else None,
             hit_rate_window=(report.window if report and report.window else self._window_label),
         )
-        status = semantic_cache_status(cache, resolved, observed, report=report, now=self._clock())
+        status = semantic_cache_status(
+            cache,
+            resolved,
+            observed,
+            report=report,
+            now=self._clock(),
+            lifecycle=lifecycle,
+            rolled=rolled,
+        )
         await self._write_status(cache, body, status)
         self._collector.track(
-            stats_target(cache, resolved), nodes_available=observed.nodes.available
+            stats_target(cache, resolved, lifecycle.served_namespaces()),
+            nodes_available=observed.nodes.available,
         )
 
         ready = find_condition(status.conditions, ConditionType.READY)
         stalled = bool(missing or problems)
         return Outcome(
-            requeue_after=None if stalled else self._resync,
+            requeue_after=None if stalled else requeue,
             retry=stalled,
             ready=ready.status if ready else "Unknown",
         )
@@ -220,10 +267,15 @@ class CacheReconciler:
         cache: SemanticCache,
         children: Sequence[Manifest],
         workloads: dict[Component, WorkloadState],
+        *,
+        hold_nodes: bool = False,
     ) -> Problem | None:
         expected = {(ref.kind, ref.name): ref.component for ref in expected_workloads(cache)}
+        node_children = child_name(cache.metadata.name, Component.NODE)
         for child in children:
             kind, child_name_ = child["kind"], child["metadata"]["name"]
+            if hold_nodes and kind in _NODE_CONFIG_KINDS and child_name_ == node_children:
+                continue  # observed below; applied once every node reported the switch
             try:
                 stored = await self._kube.apply(child, field_manager=FIELD_MANAGER)
             except ApiError as error:

@@ -1,4 +1,4 @@
-"""`cachefleet.io/v1alpha1`: SemanticCache, ModelVersion and their shared types."""
+"""`cachefleet.io/v1alpha1`: SemanticCache, ModelVersion, CacheInvalidation, shared types."""
 
 from cachefleet_operator.api.v1alpha1.base import (
     CATEGORY,
@@ -8,6 +8,11 @@ from cachefleet_operator.api.v1alpha1.base import (
     ObjectMeta,
     ResourceDefinition,
     Rule,
+)
+from cachefleet_operator.api.v1alpha1.cacheinvalidation import (
+    CacheInvalidation,
+    CacheInvalidationSpec,
+    CacheInvalidationStatus,
 )
 from cachefleet_operator.api.v1alpha1.modelversion import (
     ModelVersion,
@@ -33,6 +38,9 @@ __all__ = [
     "RESOURCES",
     "VERSION",
     "ApiModel",
+    "CacheInvalidation",
+    "CacheInvalidationSpec",
+    "CacheInvalidationStatus",
     "Condition",
     "ConditionStatus",
     "ModelVersion",
@@ -50,4 +58,8 @@ __all__ = [
 ]
 
 #: The kinds of this API version, in the order the CRDs are generated.
-RESOURCES: tuple[type[SemanticCache] | type[ModelVersion], ...] = (SemanticCache, ModelVersion)
+RESOURCES: tuple[type[SemanticCache] | type[ModelVersion] | type[CacheInvalidation], ...] = (
+    SemanticCache,
+    ModelVersion,
+    CacheInvalidation,
+)

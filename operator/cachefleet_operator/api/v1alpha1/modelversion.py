@@ -23,6 +23,7 @@ __all__ = [
     "ModelVersion",
     "ModelVersionSpec",
     "ModelVersionStatus",
+    "NamespaceIdentity",
     "PreviousNamespace",
     "RolloverPolicy",
     "RolloverSettings",
@@ -117,9 +118,12 @@ class ModelVersionSpec(ApiModel):
     )
     policy: RolloverPolicy = Field(
         "Rollover",
-        description="On an identity change: `Rollover` (new namespace at once, the old one kept "
-        "for `rollover.retainFor`), `Flush` (old namespace purged at once) or `Keep` (declared "
-        "answer-compatible: the namespace stays).",
+        description="On a change of `version`, `promptTemplateHash` or `invalidation.epoch`: "
+        "`Rollover` (a new cache namespace at once on every node, the old one kept read-only "
+        "for `rollover.retainFor`, then purged), `Flush` (the old namespace purged at once) or "
+        "`Keep` (declared answer-compatible: the cache namespace stays; an epoch bump still "
+        "starts a new one, retained like `Rollover`). An `embeddingModel` change never changes "
+        "the namespace: its entries are re-embedded. See docs/lifecycle.md.",
     )
     rollover: RolloverSettings = Field(
         default_factory=RolloverSettings, description="Settings of the `Rollover` policy."
@@ -129,12 +133,34 @@ class ModelVersionSpec(ApiModel):
     )
 
 
+class NamespaceIdentity(ApiModel):
+    """What a cache namespace's answers were produced by: the answer identity of a ModelVersion.
+
+    The embedding model is not part of it: a new embedding model re-embeds the same entries.
+    """
+
+    version: str = Field(max_length=128, description="The ModelVersion's `version`.")
+    prompt_template_hash: str | None = Field(
+        None, max_length=128, description="The ModelVersion's `promptTemplateHash`."
+    )
+    epoch: int = Field(0, ge=0, description="The ModelVersion's `invalidation.epoch`.")
+
+
 class PreviousNamespace(ApiModel):
     """A cache namespace this ModelVersion used before, kept until its retention ends."""
 
     cache_namespace: Identifier = Field(description="The retired cache namespace.")
     version: str = Field(max_length=128, description="The `version` it was serving.")
+    prompt_template_hash: str | None = Field(
+        None, max_length=128, description="The `promptTemplateHash` it was serving."
+    )
+    epoch: int | None = Field(None, ge=0, description="The `invalidation.epoch` it was serving.")
     retired_at: AwareDatetime = Field(description="When it stopped being the active namespace.")
+    purge_after: AwareDatetime | None = Field(
+        None,
+        description="When its retention (`rollover.retainFor`) ends: the caches purge it then. "
+        "Until then, pointing back to its version reactivates it (rollback).",
+    )
 
 
 class ModelVersionStatus(ApiModel):
@@ -149,10 +175,16 @@ class ModelVersionStatus(ApiModel):
         description="Active cache namespace: a slug of the name plus a hash of model, version, "
         "prompt-template hash, embedding model and epoch.",
     )
+    identity: NamespaceIdentity | None = Field(
+        None,
+        description="The answer identity (version, prompt-template hash, epoch) last handled: "
+        "a change of it is a rollover, a rollback or, with policy `Keep`, nothing.",
+    )
     previous_namespaces: list[PreviousNamespace] = Field(
         default_factory=list,
         max_length=16,
-        description="Retired cache namespaces still retained, newest first.",
+        description="Retired cache namespaces still retained (under this ModelVersion's own "
+        "policy), newest first; at most `rollover.retainPrevious`.",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     embedding_space: str | None = Field(

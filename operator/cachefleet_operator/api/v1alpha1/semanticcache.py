@@ -50,6 +50,8 @@ __all__ = [
     "DisruptionBudget",
     "EmbeddedMilvus",
     "Embedding",
+    "EmbeddingMigration",
+    "EmbeddingStatus",
     "ExactTier",
     "ExternalMilvus",
     "ExternalRedis",
@@ -60,6 +62,10 @@ __all__ = [
     "ManagedRedis",
     "ModelVersionRef",
     "Policies",
+    "ReembedCursor",
+    "Reembedding",
+    "RetainedNamespace",
+    "RolloverProgress",
     "Savings",
     "SemanticCache",
     "SemanticCacheSpec",
@@ -68,6 +74,7 @@ __all__ = [
     "Targets",
     "Tenant",
     "Upstream",
+    "WarmProgress",
 ]
 
 REDIS_IMAGE = "docker.io/library/redis:7.4.6-alpine"
@@ -83,6 +90,8 @@ _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 Image = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 FuzzyText = Literal["last_user_turn", "all_user_turns"]
 Ratio = Annotated[str, StringConstraints(pattern=r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$")]
+Decimal = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=32)]
+Threshold = Annotated[float, Field(gt=0, le=1)]
 HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+\S*$", max_length=2048)]
 
 
@@ -374,6 +383,16 @@ class Policies(ApiModel):
                 self.min_threshold <= self.similarity_threshold <= self.max_threshold
             ),
         ),
+        Rule(
+            "!has(self.thresholds) || self.thresholds.all(m, self.minThreshold <= "
+            "self.thresholds[m] && self.thresholds[m] <= self.maxThreshold)",
+            "policies.thresholds: every per-embedding-model threshold must lie within "
+            "[minThreshold, maxThreshold]",
+            check=lambda self: all(
+                self.min_threshold <= value <= self.max_threshold
+                for value in (self.thresholds or {}).values()
+            ),
+        ),
     )
 
     similarity_threshold: float = Field(
@@ -381,6 +400,14 @@ class Policies(ApiModel):
         gt=0,
         le=1,
         description="Cosine similarity in (0, 1] a semantic candidate must reach.",
+    )
+    thresholds: dict[str, Threshold] | None = Field(
+        None,
+        max_length=16,
+        description="Per-embedding-model thresholds, keyed by embedding model (hub id), e.g. "
+        "`{BAAI/bge-small-en-v1.5: 0.86}`: the threshold in force is the one of the model "
+        "that serves lookups (it changes with an `embeddingModel` migration), else "
+        "`similarityThreshold`.",
     )
     min_threshold: float = Field(
         _NAMESPACE_DEFAULTS["min_threshold"].default,
@@ -418,6 +445,18 @@ class Policies(ApiModel):
         _NAMESPACE_DEFAULTS["cache_tool_results"].default,
         description="Cache requests whose last message is a tool result.",
     )
+
+
+class Reembedding(ApiModel):
+    """How an embedding-model migration re-embeds the stored prompts (by the nodes' embedder)."""
+
+    rate_per_second: float = Field(
+        200.0,
+        gt=0,
+        le=100_000,
+        description="Upper bound on entries re-embedded per second, all namespaces together.",
+    )
+    batch_size: int = Field(256, ge=1, le=1000, description="Entries per `/v1/cache/reembed` call.")
 
 
 class Deadlines(ApiModel):
@@ -492,6 +531,10 @@ class SemanticCacheSpec(ApiModel):
     )
     policies: Policies = Field(default_factory=Policies, description="Cache policies.")
     deadlines: Deadlines = Field(default_factory=Deadlines, description="Per-tier deadlines.")
+    reembedding: Reembedding = Field(
+        default_factory=Reembedding,
+        description="Pace of the re-embedding when the ModelVersions' `embeddingModel` changes.",
+    )
     targets: Targets | None = Field(None, description="Objectives reported in status.")
     deletion_policy: Literal["Retain", "Delete"] = Field(
         "Retain",
@@ -529,10 +572,138 @@ class Savings(ApiModel):
 
 
 class ActiveNamespace(ApiModel):
-    """The cache namespace a ModelVersion is served from right now."""
+    """The cache namespace a ModelVersion is served from right now, on every node."""
 
     model_version: str = Field(max_length=MAX_NAME_LENGTH, description="ModelVersion name.")
     cache_namespace: Identifier = Field(description="Its active cache namespace.")
+    version: str | None = Field(
+        None, max_length=128, description="The ModelVersion `version` its answers are for."
+    )
+    prompt_template_hash: str | None = Field(
+        None, max_length=128, description="The `promptTemplateHash` its answers are for."
+    )
+    epoch: int | None = Field(None, ge=0, description="The `invalidation.epoch` it belongs to.")
+    since: AwareDatetime | None = Field(
+        None, description="When every node reported it active (the switch)."
+    )
+
+
+class RetainedNamespace(ApiModel):
+    """A retired cache namespace: read-only (no lookup reaches it), purged at `purgeAfter`."""
+
+    cache_namespace: Identifier = Field(description="The retired cache namespace.")
+    model_version: str = Field(
+        max_length=MAX_NAME_LENGTH, description="The ModelVersion it served."
+    )
+    version: str | None = Field(None, max_length=128, description="The `version` it served.")
+    prompt_template_hash: str | None = Field(
+        None, max_length=128, description="The `promptTemplateHash` it served."
+    )
+    epoch: int | None = Field(None, ge=0, description="The `invalidation.epoch` it served.")
+    retired_at: AwareDatetime = Field(description="When it stopped being active.")
+    purge_after: AwareDatetime = Field(
+        description="When it is purged (with `retired_only`, so never while active); until "
+        "then pointing back to its version reactivates it."
+    )
+
+
+class WarmProgress(ApiModel):
+    """Replay of the previous namespace's most-hit prompts into the new one."""
+
+    total: int | None = Field(
+        None,
+        ge=0,
+        description="Prompts to replay: `warm.topN`, or fewer if the previous "
+        "namespace holds fewer (known after the first batch).",
+    )
+    processed: int = Field(0, ge=0, description="Prompts replayed so far.")
+    stored: int = Field(0, ge=0, description="Answers stored into the new namespace.")
+    skipped: int = Field(0, ge=0, description="Prompts skipped (already cached, not replayable).")
+    failed: int = Field(0, ge=0, description="Prompts whose upstream call failed.")
+    next_offset: int = Field(0, ge=0, description="Where the next batch starts (a cursor).")
+
+
+class RolloverProgress(ApiModel):
+    """A namespace rollover in progress for one ModelVersion (cleared when it completes)."""
+
+    model_version: str = Field(max_length=MAX_NAME_LENGTH, description="ModelVersion name.")
+    from_model_version: str | None = Field(
+        None,
+        max_length=MAX_NAME_LENGTH,
+        description="The ModelVersion served before, when the cache was pointed at another.",
+    )
+    policy: RolloverPolicy = Field(description="The policy in force for this cache.")
+    trigger: Literal[
+        "VersionChanged", "PromptTemplateChanged", "EpochBumped", "ModelVersionChanged"
+    ] = Field(description="What started it.")
+    rollback: bool = Field(False, description="The target is a retained namespace (rollback).")
+    phase: Literal["Switching", "Warming"] = Field(
+        description="`Switching`: nodes are told to use the new namespace and checked until "
+        "every one reports it; `Warming`: the old namespace's hot prompts are replayed."
+    )
+    from_namespace: Identifier | None = Field(None, description="The namespace being retired.")
+    to_namespace: Identifier = Field(description="The namespace becoming active.")
+    version: str = Field(max_length=128, description="The `version` of the new namespace.")
+    prompt_template_hash: str | None = Field(
+        None, max_length=128, description="The `promptTemplateHash` of the new namespace."
+    )
+    epoch: int = Field(0, ge=0, description="The `invalidation.epoch` of the new namespace.")
+    started_at: AwareDatetime = Field(description="When the rollover started.")
+    switched_at: AwareDatetime | None = Field(
+        None, description="When every node reported the new namespace active."
+    )
+    warm: WarmProgress | None = Field(None, description="Warm-up progress (phase Warming).")
+    message: str = Field("", max_length=2048, description="The last thing that happened.")
+
+
+class ReembedCursor(ApiModel):
+    """Re-embedding progress of one cache namespace (a resumable cursor)."""
+
+    cache_namespace: Identifier = Field(description="The cache namespace.")
+    cursor: str = Field("", max_length=1024, description="Where the next batch starts.")
+    processed: int = Field(0, ge=0, description="Entries re-embedded so far.")
+    total: int | None = Field(None, ge=0, description="Entries the node reported in total.")
+    done: bool = Field(False, description="Every entry is re-embedded.")
+
+
+class EmbeddingMigration(ApiModel):
+    """A move of the fleet's vectors to another embedding model."""
+
+    from_model: str = Field(max_length=253, description="Embedding model serving lookups now.")
+    to_model: str = Field(max_length=253, description="Embedding model being migrated to.")
+    from_space: str | None = Field(None, max_length=128, description="Vector space of `fromModel`.")
+    to_space: str | None = Field(
+        None, max_length=128, description="Vector space of `toModel` (known once nodes run it)."
+    )
+    phase: Literal["Preparing", "Reembedding", "Switching"] = Field(
+        description="`Preparing`: nodes restart with the new model as `embedding_next` "
+        "(dual-writing); `Reembedding`: stored prompts are re-embedded batch by batch; "
+        "`Switching`: every node is told to search the new space."
+    )
+    started_at: AwareDatetime = Field(description="When the migration started.")
+    reembed_started_at: AwareDatetime | None = Field(
+        None, description="When the first batch was re-embedded."
+    )
+    namespaces: Annotated[list[ReembedCursor], ListMap("cacheNamespace")] = Field(
+        default_factory=list, max_length=64, description="Progress per cache namespace."
+    )
+    processed: int = Field(0, ge=0, description="Entries re-embedded, all namespaces.")
+    total: int | None = Field(None, ge=0, description="Entries to re-embed, all namespaces.")
+    rate: Decimal | None = Field(None, description="Entries re-embedded per second so far.")
+    eta: Duration | None = Field(None, description="Estimated time left at that rate.")
+    message: str = Field("", max_length=2048, description="The last thing that happened.")
+
+
+class EmbeddingStatus(ApiModel):
+    """The embedding model the fleet's lookups use, and a migration in progress."""
+
+    model: str = Field(max_length=253, description="Embedding model serving lookups.")
+    space: str | None = Field(
+        None, max_length=128, description="Its vector space, as the nodes report it."
+    )
+    migration: EmbeddingMigration | None = Field(
+        None, description="A migration to another model (absent when none is in progress)."
+    )
 
 
 class SemanticCacheStatus(ApiModel):
@@ -553,7 +724,20 @@ class SemanticCacheStatus(ApiModel):
     active_namespaces: Annotated[list[ActiveNamespace], ListMap("modelVersion")] = Field(
         default_factory=list,
         max_length=16,
-        description="Active cache namespace of each ModelVersion.",
+        description="Active cache namespace of each ModelVersion, as every node serves it.",
+    )
+    rollovers: Annotated[list[RolloverProgress], ListMap("modelVersion")] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Namespace rollovers in progress (the `RollingOver` condition sums them up).",
+    )
+    retained_namespaces: Annotated[list[RetainedNamespace], ListMap("cacheNamespace")] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Retired cache namespaces kept read-only until `purgeAfter`, oldest first.",
+    )
+    embedding: EmbeddingStatus | None = Field(
+        None, description="Embedding model in use and a migration in progress."
     )
     ready_nodes: int | None = Field(None, ge=0, description="Cache nodes ready to serve.")
 
