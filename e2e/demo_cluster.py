@@ -553,17 +553,20 @@ def run(args: argparse.Namespace, clock: Clock, workdir: Path, procs: Processes)
     after = poll(new_namespace, "a new cache namespace in ModelVersion status")
     say(f"ModelVersion status.cacheNamespace: {before} -> {after}")
     show(kubectl, "get", "mv", "-n", NAMESPACE)
-    new_hash = poll(
-        lambda: rendered_config(kubectl)[1] if rendered_config(kubectl)[1] != old_hash else None,
-        "the node ConfigMap re-rendered",
-    )
-    config, _ = rendered_config(kubectl)
-    say(f"ConfigMap {CACHE}-node now serves {[n['cache_namespace'] for n in config['namespaces']]}; "
-        f"node Deployment config-hash {old_hash} -> {new_hash} (a rollout)")  # fmt: skip
+
+    def served_namespaces() -> list[str] | None:
+        names = [n["cache_namespace"] for n in rendered_config(kubectl)[0]["namespaces"]]
+        return names if after in names else None
+
+    served = poll(served_namespaces, "the node ConfigMap re-rendered")
+    _, new_hash = rendered_config(kubectl)
+    say(f"ConfigMap {CACHE}-node now serves {served}; node Deployment config-hash "
+        f"{old_hash} -> {new_hash}")  # fmt: skip
     active = _active_namespaces(nodes)
-    if active and all(after in a.values() for a in active):
-        say("the operator switched the running nodes to the new namespace in place (no restart); "
-            "the new pods of the rollout start on the new ConfigMap")  # fmt: skip
+    if new_hash == old_hash and active and all(after in a.values() for a in active):
+        say("the operator switched the running nodes to the new namespace in place: no "
+            "restart, no rollout (the hash leaves out what a node takes live); a pod that "
+            "starts later reads the new ConfigMap")  # fmt: skip
     else:
         say("the node Deployment rolled; restarting the node processes from the new ConfigMap, "
             "as the new pods would start")  # fmt: skip

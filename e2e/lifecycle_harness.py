@@ -2,8 +2,9 @@
 
 - `milvus_process`: a Milvus Lite gRPC server (`milvus-lite server`) shared by the nodes;
 - `NodeFleet`: cache node processes started from the node ConfigMap the operator rendered,
-  on fixed loopback ports, restarted when the ConfigMap changes (what a Deployment rollout
-  does in a cluster), named in the cache's `cachefleet.io/node-endpoints` annotation;
+  on fixed loopback ports, restarted when the node Deployment's pod template changes its
+  `cachefleet.io/config-hash` (what a rollout does in a cluster), named in the cache's
+  `cachefleet.io/node-endpoints` annotation;
 - clients for the proxy and the cache API, and direct reads of Redis keys and Milvus rows.
 """
 
@@ -30,6 +31,7 @@ from cluster.process import ManagedProcess, free_ports, log_tail
 from operator_harness import json_patch
 
 ENDPOINTS_ANNOTATION = "cachefleet.io/node-endpoints"
+CONFIG_HASH_ANNOTATION = "cachefleet.io/config-hash"
 UPSTREAM_KEY = "stub-upstream-key"
 TEST_DEADLINES = {"redis_ms": 1000, "milvus_ms": 3000, "embedder_ms": 3000}
 
@@ -208,7 +210,7 @@ class NodeFleet:
     env: dict[str, str] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    config_text: str = ""
+    config_hash: str = ""
     restarts: int = 0
 
     @property
@@ -220,6 +222,14 @@ class NodeFleet:
             "get", "configmap", f"{self.cache}-node", "-n", self.namespace
         )
         return str(configmap["data"]["node.yaml"])
+
+    def rendered_hash(self) -> str:
+        """The node Deployment's pod-template config hash (a change is a rollout)."""
+        deployment = self.kubectl.json(
+            "get", "deployment", f"{self.cache}-node", "-n", self.namespace
+        )
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+        return str(annotations.get(CONFIG_HASH_ANNOTATION, ""))
 
     def _config(self, text: str, index: int) -> dict[str, Any]:
         config: dict[str, Any] = yaml.safe_load(text)
@@ -239,7 +249,8 @@ class NodeFleet:
         """Start the nodes from the current ConfigMap; annotate the cache with their URLs."""
         if not self.ports:
             self.ports = free_ports(self.size)
-        self.config_text = self.rendered()
+        self.config_hash = self.rendered_hash()
+        config_text = self.rendered()
         env = {
             **os.environ,
             "CACHEFLEET_EMBEDDING_MODEL_DIR": self.model_dir,
@@ -250,7 +261,7 @@ class NodeFleet:
         self.processes = []
         for index in range(self.size):
             path = self.workdir / f"{self.cache}-node-{index}.yaml"
-            path.write_text(yaml.safe_dump(self._config(self.config_text, index)))
+            path.write_text(yaml.safe_dump(self._config(config_text, index)))
             log = self.workdir / f"{self.cache}-node-{index}.log"
             with log.open("ab") as sink:
                 self.processes.append(
@@ -296,10 +307,9 @@ class NodeFleet:
         self.processes = []
 
     def sync(self) -> bool:
-        """Restart the nodes (same ports) when the operator rendered another config: what the
-        Deployment's rollout does in a cluster. True if they were restarted."""
-        text = self.rendered()
-        if text == self.config_text:
+        """Restart the nodes (same ports) from the current ConfigMap when the Deployment's
+        config hash changed: what its rollout does in a cluster. True if they were restarted."""
+        if self.rendered_hash() == self.config_hash:
             return False
         self.stop()
         self.start()

@@ -128,8 +128,10 @@ def start_operator(
     extra: Sequence[str] = (),
     name: str = "operator",
     kubeconfig: Path | None = None,
+    wait_ready: bool = True,
 ) -> OperatorProcess:
-    """Start the operator as a subprocess with the cluster's admin kubeconfig; wait for /readyz.
+    """Start the operator as a subprocess with the cluster's admin kubeconfig; wait for /readyz
+    to say ready (or, with `wait_ready=False`, to answer at all).
 
     Always with `--node-endpoints-from-annotation`: kwok's pods have made-up IPs from the pod
     CIDR (private addresses), so node URLs must never come from EndpointSlices here; a test
@@ -159,7 +161,8 @@ def start_operator(
     def ready() -> bool:
         if process.exited() is not None:
             raise RuntimeError(f"operator exited:\n{operator.tail()}")
-        return operator.get("/readyz")[0] == 200
+        code = operator.get("/readyz")[0]
+        return code == 200 or (not wait_ready and code == 503)
 
     try:
         wait_for(ready, timeout_s=60, what="operator /readyz")
@@ -177,9 +180,15 @@ def running_operator(
     namespaces: Sequence[str],
     extra: Sequence[str] = (),
     kubeconfig: Path | None = None,
+    wait_ready: bool = True,
 ) -> Iterator[OperatorProcess]:
     operator = start_operator(
-        cluster, workdir, namespaces=namespaces, extra=extra, kubeconfig=kubeconfig
+        cluster,
+        workdir,
+        namespaces=namespaces,
+        extra=extra,
+        kubeconfig=kubeconfig,
+        wait_ready=wait_ready,
     )
     try:
         yield operator

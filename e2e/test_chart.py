@@ -576,10 +576,11 @@ def test_operator_with_the_chart_service_account_reconciles_and_fails_when_narro
         # Put back, the stalled cache recovers on its own (retried with backoff).
         _wait_ready(kubectl, "scache/chat2", ns)
 
-    # Without the ClusterRoleBinding the operator can watch nothing: every list is Forbidden
-    # and a new ModelVersion is never resolved.
+    # Without the ClusterRoleBinding the operator can watch nothing: every list is Forbidden,
+    # a new ModelVersion is never resolved, and /readyz says why (the pod shows not ready).
     binding = kubectl.json("get", "clusterrolebinding", RELEASE)
     kubectl("delete", "clusterrolebinding", RELEASE)
+    restored = False
     try:
         wait_for(
             lambda: not _can(kubectl, "list", "modelversions.cachefleet.io", "-A"),
@@ -590,7 +591,7 @@ def test_operator_with_the_chart_service_account_reconciles_and_fails_when_narro
         other["metadata"]["name"] = "other"
         kubectl.apply(other)
         with running_operator(
-            kube_cluster, tmp_path, namespaces=[], kubeconfig=kubeconfig
+            kube_cluster, tmp_path, namespaces=[], kubeconfig=kubeconfig, wait_ready=False
         ) as operator:
             wait_for(
                 lambda: "modelversions.cachefleet.io is forbidden" in operator.log.read_text(),
@@ -598,8 +599,22 @@ def test_operator_with_the_chart_service_account_reconciles_and_fails_when_narro
                 what="the operator's list of ModelVersions to be Forbidden",
             )
             assert "status" not in kubectl.json("get", "mv", "other", "-n", ns)
+            code, body = operator.get("/readyz")
+            assert code == 503, body
+            problems = json.loads(body)["problems"]
+            assert any(
+                "cannot list modelversions.cachefleet.io in all namespaces (403 Forbidden)" in p
+                for p in problems
+            ), problems
+            assert any("deployments.apps" in p for p in problems), problems
+            # Bound again, the same process becomes ready and resolves the ModelVersion.
+            kubectl.create(_recreatable(binding))
+            restored = True
+            wait_for(lambda: operator.get("/readyz")[0] == 200, timeout_s=60, what="/readyz back")
+            wait_condition(kubectl, "mv", "other", ns, "Ready", "True", timeout_s=90)
     finally:
-        kubectl.create(_recreatable(binding))
+        if not restored:
+            kubectl.create(_recreatable(binding))
 
 
 def test_aggregated_roles_give_namespace_users_view_and_edit(

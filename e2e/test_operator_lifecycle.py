@@ -581,7 +581,7 @@ def test_embedding_change_reembeds_resumes_after_an_operator_kill_and_keeps_hits
             done = wait_for(finished, timeout_s=300, interval_s=0.5, what="the migration")
             wait_for(lambda: (fleet.sync() or True) and fleet.restarts == 2, timeout_s=120,
                      what="nodes on the final config")  # fmt: skip
-            final_config = fleet.config_text
+            final_config = fleet.rendered()
             assert "embedding_next" not in final_config
             assert COPY in final_config
             assert condition(done, "RollingOver")["reason"] == "Completed"  # type: ignore[index]

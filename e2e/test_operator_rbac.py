@@ -7,6 +7,7 @@ than needed.)
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,34 @@ def test_the_documented_role_is_enough(
         wait_event(kubectl, ns, "dev", "PurgeFailed")
         log = operator.log.read_text()
     assert "Forbidden" not in log
+
+
+def test_readyz_names_what_the_operator_may_not_list(
+    kube_api: Cluster, kubectl: Kubectl, api_namespace: str, tmp_path: Path
+) -> None:
+    """Watching a namespace the operator holds no Role in: kopf keeps retrying, the process
+    stays alive, and /readyz is 503 naming each kind and the namespace (not a silent 200)."""
+    ns = api_namespace
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{ns}-unbound"}})
+    with running_operator(
+        kube_api,
+        tmp_path,
+        namespaces=[f"{ns}-unbound"],
+        kubeconfig=kube_api.user.kubeconfig,
+        wait_ready=False,
+    ) as operator:
+        wait_for(lambda: operator.get("/readyz")[0] == 503, timeout_s=30, what="/readyz 503")
+        code, body = operator.get("/readyz")
+        answer = json.loads(body)
+        assert code == 503, body
+        assert answer["status"] == "not ready", body
+        listed = " ".join(answer["problems"])
+        for resource in (
+            "semanticcaches.cachefleet.io",
+            "modelversions.cachefleet.io",
+            "configmaps",
+            "statefulsets.apps",
+            "horizontalpodautoscalers.autoscaling",
+        ):
+            assert f"cannot list {resource} in namespace {ns}-unbound (403 Forbidden)" in listed
+        assert operator.get("/healthz")[0] == 200  # alive: a restart would not help

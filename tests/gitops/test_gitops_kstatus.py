@@ -219,10 +219,5 @@ def test_deletion_is_terminating() -> None:
     assert kstatus(obj)[0] == "Terminating"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the operator marks a ModelVersion it cannot use Ready=False/InvalidSpec but not "
-    "Stalled=True, so kstatus (Flux) reports it Current; Argo CD reports Degraded",
-)
 def test_invalid_model_version_is_failed_for_kstatus() -> None:
     assert kstatus(fixture("modelversion-degraded.yaml"))[0] == "Failed"

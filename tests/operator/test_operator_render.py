@@ -26,6 +26,7 @@ from cachefleet_operator.api.v1alpha1 import SemanticCache
 from cachefleet_operator.domain.nodeconfig import SpecError
 from cachefleet_operator.domain.render import (
     CONFIG_HASH_ANNOTATION,
+    FleetView,
     Manifest,
     owned_kinds,
     owner_reference,
@@ -268,6 +269,38 @@ def test_a_config_change_rolls_the_node_pods() -> None:
     assert node_hash(cache("dev")) == base
     assert node_hash(cache("dev", policies={"similarityThreshold": 0.95})) != base
     assert node_hash(cache("dev", nodes={"replicas": 4})) == base  # not a config change
+
+
+def test_a_namespace_switch_changes_the_config_map_but_does_not_roll_the_nodes() -> None:
+    """The lifecycle switches running nodes in place; the ConfigMap follows for pods that
+    start later, and the pods' config hash leaves the cache namespace out (no fleet restart)."""
+    mv = model_version()
+
+    def node_children(served: dict[str, str] | None) -> tuple[str, str]:
+        fleet_view = (
+            FleetView(served=served, embedding=(mv.spec.embedding_model, None))
+            if served is not None
+            else None
+        )
+        children = render_children(cache("dev"), [mv], fleet=fleet_view)
+        deployment = find(children, "Deployment", "dev-node")
+        config_map = find(children, "ConfigMap", "dev-node")
+        return (
+            deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION],
+            config_map["data"]["node.yaml"],
+        )
+
+    base_hash, base_config = node_children(None)
+    switched_hash, switched_config = node_children({mv.metadata.name: "gpt-4o-mini-0123456789"})
+    assert "gpt-4o-mini-0123456789" in switched_config
+    assert switched_config != base_config
+    assert switched_hash == base_hash
+    # Anything else about the namespace still rolls the pods (the node reads it at start).
+    moved = model_version(requestModels=["gpt-4o-mini"])
+    deployment = find(render_children(cache("dev"), [moved]), "Deployment", "dev-node")
+    assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != (
+        base_hash
+    )
 
 
 def test_rendering_is_deterministic_and_leaves_the_input_alone() -> None:

@@ -27,7 +27,9 @@ from cachefleet_operator.domain.status import (
     TierHealth,
     cache_transition_events,
     expected_workloads,
+    invalid_model_version_conditions,
     model_summary,
+    model_version_conditions,
     model_version_status,
     observe_cache,
     referenced_secrets,
@@ -250,6 +252,18 @@ def test_events_for_stalls_pauses_and_hit_rate() -> None:
     ]
 
 
+def test_an_invalid_model_version_is_stalled_until_its_spec_is_fixed() -> None:
+    conditions = {c.type: (c.status, c.reason) for c in invalid_model_version_conditions("bad")}
+    assert conditions == {
+        "Ready": ("False", "InvalidSpec"),
+        "Resolved": ("False", "InvalidSpec"),
+        "Stalled": ("True", "InvalidSpec"),
+    }
+    mv = model_version()  # fixed: the same condition types flip back
+    fixed = {c.type: c.status for c in model_version_conditions(mv.metadata.name)}
+    assert fixed == {"Ready": "True", "Resolved": "True", "Stalled": "False"}
+
+
 def test_model_version_status_names_the_namespace() -> None:
     mv = model_version()
     status = model_version_status(mv, plan_model_version(mv, now=T0), now=T0)
@@ -257,10 +271,11 @@ def test_model_version_status_names_the_namespace() -> None:
     assert status.identity is not None
     assert status.identity.version == mv.spec.version
     assert status.observed_generation == 1
-    assert [(c.type, c.status) for c in status.conditions] == [
-        ("Ready", "True"),
-        ("Resolved", "True"),
-    ]
+    assert {c.type: c.status for c in status.conditions} == {
+        "Ready": "True",
+        "Resolved": "True",
+        "Stalled": "False",
+    }
     stored = mv.model_copy(update={"status": status})
     again = model_version_status(stored, plan_model_version(stored, now=T1), now=T1)
     assert not status_differs(status, again)

@@ -11,7 +11,8 @@ __all__ = ["ProbeServer"]
 
 
 class ProbeServer:
-    """Liveness, readiness and metrics on one port."""
+    """Liveness, readiness (`ready` returns what keeps the process from being ready) and
+    metrics on one port."""
 
     def __init__(
         self,
@@ -19,7 +20,7 @@ class ProbeServer:
         host: str,
         port: int,
         alive: Callable[[], bool],
-        ready: Callable[[], bool],
+        ready: Callable[[], list[str]],
         metrics: Callable[[], bytes],
     ) -> None:
         self._host, self._port = host, port
@@ -32,10 +33,10 @@ class ProbeServer:
         return web.json_response({"status": "ok" if ok else "failing"}, status=200 if ok else 500)
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        ok = self._ready()
-        return web.json_response(
-            {"status": "ready" if ok else "starting"}, status=200 if ok else 503
-        )
+        problems = self._ready()
+        if not problems:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready", "problems": problems}, status=503)
 
     async def _metrics_view(self, _: web.Request) -> web.Response:
         response = web.Response(body=self._metrics())

@@ -51,9 +51,20 @@ class ResourceType:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+    @property
+    def qualified_name(self) -> str:
+        """`plural.group` as RBAC and error messages spell it (`deployments.apps`)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def collection_path(self, namespace: str | None) -> str:
+        """The collection in one namespace, or across all of them (None)."""
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        path = f"{base}/namespaces/{namespace}/{self.plural}"
+        if namespace is None:
+            return f"{base}/{self.plural}"
+        return f"{base}/namespaces/{namespace}/{self.plural}"
+
+    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+        path = self.collection_path(namespace)
         if name is not None:
             path += f"/{name}"
         if subresource is not None:
@@ -205,6 +216,16 @@ class KubeClient:
             if not token:
                 return items
             params["continue"] = token
+
+    async def probe_list(
+        self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None
+    ) -> None:
+        """One page of at most one object, to learn whether listing is allowed (ApiError if
+        not); `namespace=None` lists across all namespaces."""
+        params = {"limit": "1"}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        await self._request("GET", rt.collection_path(namespace), params=params)
 
     async def apply(
         self, manifest: Mapping[str, Any], *, field_manager: str, force: bool = True

@@ -210,6 +210,21 @@ def build_node_config(
     )
 
 
+def restart_relevant(config: NodeConfig) -> NodeConfig:
+    """The config without what running nodes take live: each namespace's `cache_namespace`,
+    which the lifecycle switches on every node in place (and a node that starts later on an
+    older file is switched by the persisted switch and the lifecycle's convergence step). The
+    node pods' config hash covers only this, so a rollover does not restart the fleet."""
+    return config.model_copy(
+        update={
+            "namespaces": [
+                namespace.model_copy(update={"cache_namespace": None})
+                for namespace in config.namespaces
+            ]
+        }
+    )
+
+
 def node_config_yaml(config: NodeConfig) -> str:
     """The config file the node reads (`cachefleet-node serve --config`).
 

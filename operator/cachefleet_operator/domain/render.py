@@ -43,12 +43,14 @@ from cachefleet_operator.domain.nodeconfig import (
     embedding_model,
     node_config_yaml,
     resolve_model_versions,
+    restart_relevant,
     service_host,
     tenant_key_env,
 )
 from cachefleet_operator.domain.quantity import mebibytes, to_bytes
 
 __all__ = [
+    "CHILD_SELECTOR",
     "CONFIG_HASH_ANNOTATION",
     "FIELD_MANAGER",
     "ChildKind",
@@ -90,6 +92,10 @@ quota-backend-bytes: 4294967296
 auto-compaction-mode: revision
 auto-compaction-retention: '1000'
 """
+
+
+#: Every child carries it; the operator's watches of children select on it.
+CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 
 @dataclass(frozen=True)
@@ -553,6 +559,7 @@ def render_nodes(
         embedding=fleet.embedding if fleet else None,
     )
     config_text = node_config_yaml(config)
+    restart_hash = _config_hash(node_config_yaml(restart_relevant(config)))
     model_cache: dict[str, Any] = (
         {"persistentVolumeClaim": {"claimName": nodes.model_cache_claim_name}}
         if nodes.model_cache_claim_name
@@ -611,7 +618,7 @@ def render_nodes(
         "template": {
             "metadata": {
                 "labels": _labels(cache, Component.NODE),
-                "annotations": {CONFIG_HASH_ANNOTATION: _config_hash(config_text)},
+                "annotations": {CONFIG_HASH_ANNOTATION: restart_hash},
             },
             "spec": pod_spec,
         },

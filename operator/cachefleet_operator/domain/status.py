@@ -50,6 +50,7 @@ __all__ = [
     "WorkloadRef",
     "cache_transition_events",
     "expected_workloads",
+    "invalid_model_version_conditions",
     "model_summary",
     "model_version_conditions",
     "model_version_status",
@@ -371,6 +372,17 @@ def model_version_conditions(cache_namespace: str) -> list[ConditionUpdate]:
     return [
         ConditionUpdate("Ready", "True", "Resolved", f"serving cache namespace {cache_namespace}"),
         ConditionUpdate("Resolved", "True", "Resolved", f"cache namespace {cache_namespace}"),
+        ConditionUpdate("Stalled", "False", "NoProblems", ""),
+    ]
+
+
+def invalid_model_version_conditions(message: str) -> list[ConditionUpdate]:
+    """A stored ModelVersion the models reject: not ready and stalled until its spec is fixed
+    (`Stalled=True` is what kstatus, and so Flux, reads as failed)."""
+    return [
+        ConditionUpdate("Ready", "False", "InvalidSpec", message),
+        ConditionUpdate("Resolved", "False", "InvalidSpec", message),
+        ConditionUpdate("Stalled", "True", "InvalidSpec", message),
     ]
 
 

@@ -12,7 +12,7 @@ from cachefleet_operator.adapters.http_server import ProbeServer
 from cachefleet_operator.adapters.kube import KubeClient
 from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.adapters.nodes import NodeClient
-from cachefleet_operator.domain.render import FIELD_MANAGER, MANAGED_BY, owned_kinds
+from cachefleet_operator.domain.render import CHILD_SELECTOR, FIELD_MANAGER, owned_kinds
 from cachefleet_operator.services.controller import Controller
 from cachefleet_operator.settings import OperatorConfig
 
@@ -21,7 +21,6 @@ __all__ = ["FINALIZER", "PREFIX", "configure", "login", "shutdown", "startup"]
 #: kopf's own state (handler progress, diff-base, finalizer) lives under the project's prefix.
 PREFIX = "cachefleet.io"
 FINALIZER = f"{PREFIX}/finalizer"
-CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -91,7 +90,7 @@ async def startup(
         host=config.http_host,
         port=config.http_port,
         alive=controller.alive,
-        ready=lambda: controller.started and bool(memo.get("ready")),
+        ready=lambda: controller.readiness_problems() if memo.get("ready") else ["starting"],
         metrics=metrics.exposition,
     )
     await server.start()

@@ -36,6 +36,7 @@ from cachefleet_operator.services.invalidations import InvalidationReconciler
 from cachefleet_operator.services.lifecycle import LifecycleRunner
 from cachefleet_operator.services.modelversions import ModelVersionReconciler
 from cachefleet_operator.services.nodeaccess import NodeAccess
+from cachefleet_operator.services.permissions import WatchPermissions
 from cachefleet_operator.services.purge import PurgeOutcome, Purger
 from cachefleet_operator.services.semanticcaches import CacheReconciler, Outcome
 from cachefleet_operator.services.stats import StatsCollector
@@ -124,6 +125,7 @@ class Controller:
             metrics=metrics,
             timeout=config.purge_timeout,
         )
+        self.permissions = WatchPermissions(kube, namespaces=config.namespaces)
         self._seen: dict[Key, tuple[Any, ...]] = {}
         self._readiness: dict[tuple[str, str], str] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,12 +139,16 @@ class Controller:
             for index in range(self.config.workers)
         ]
         self._tasks.append(asyncio.create_task(self.collector.run(), name="cachefleet-stats"))
+        self._tasks.append(
+            asyncio.create_task(self.permissions.run(), name="cachefleet-permissions")
+        )
         self.started = True
         self._update_gauges()
 
     async def stop(self) -> None:
         self.queue.shutdown()
         self.collector.shutdown()
+        self.permissions.shutdown()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -153,6 +159,12 @@ class Controller:
     def alive(self) -> bool:
         """Liveness: every worker task is still running."""
         return self.started and all(not task.done() for task in self._tasks)
+
+    def readiness_problems(self) -> list[str]:
+        """Readiness: started, and every watch the operator relies on is allowed (empty)."""
+        if not self.started:
+            return ["starting"]
+        return self.permissions.readiness_problems()
 
     # --- entry points for the handlers --------------------------------------------------------
 

@@ -20,10 +20,14 @@ from cachefleet_operator.adapters.kube import MODELVERSIONS, ApiError, KubeClien
 from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.api.v1alpha1 import ModelVersion
 from cachefleet_operator.api.v1alpha1.modelversion import ModelVersionStatus
-from cachefleet_operator.domain.conditions import ConditionUpdate, merge_conditions
+from cachefleet_operator.domain.conditions import merge_conditions
 from cachefleet_operator.domain.render import FIELD_MANAGER
 from cachefleet_operator.domain.rollover import Transition, plan_model_version
-from cachefleet_operator.domain.status import model_version_status, status_differs
+from cachefleet_operator.domain.status import (
+    invalid_model_version_conditions,
+    model_version_status,
+    status_differs,
+)
 from cachefleet_operator.services.events import EventRecorder, object_reference
 from cachefleet_operator.services.semanticcaches import Outcome
 
@@ -95,10 +99,7 @@ class ModelVersionReconciler:
         generation = int(metadata.get("generation") or 0)
         conditions = merge_conditions(
             existing,
-            [
-                ConditionUpdate("Ready", "False", "InvalidSpec", message),
-                ConditionUpdate("Resolved", "False", "InvalidSpec", message),
-            ],
+            invalid_model_version_conditions(message),
             generation=generation,
             now=self._clock(),
         )

@@ -1,8 +1,9 @@
 -- Argo CD health check for cachefleet.io/ModelVersion (Lua 5.1, as Argo CD runs it).
 -- Installed through argocd-cm (deploy/argocd/argocd-cm.yaml); tested by tests/gitops/.
--- The operator writes observedGeneration and the conditions Ready and Resolved (both False
--- with reason InvalidSpec when it cannot use the spec). The rules are the SemanticCache's, so
--- both kinds read alike (a ModelVersion has no spec.paused, nor Stalled/Reconciling today):
+-- The operator writes observedGeneration and the conditions Ready, Resolved and Stalled
+-- (Ready/Resolved False and Stalled True, reason InvalidSpec, when it cannot use the spec).
+-- The rules are the SemanticCache's, so both kinds read alike (a ModelVersion has no
+-- spec.paused, nor Reconciling today):
 --   1. no status, or observedGeneration < generation  -> Progressing (not observed yet)
 --   2. spec.paused                                      -> Suspended
 --   3. Stalled=True                                     -> Degraded
