@@ -41,6 +41,13 @@ def test_harness_smoke(tmp_path: Path, model_dir: Path) -> None:
     clinc = result["clinc"]
     # the analysis and CacheEngine.lookup made the same decision for every query
     assert clinc["engine_agreement"] == 1.0
+    # ... also at the setting (guards, lexical weight, threshold) matched to GPTCache's error
+    assert clinc["engine_agreement_at_gptcache_error_rate"] == 1.0
+    for peer in ("redisvl_default_rule", "gptcache_default_rule"):
+        equal = clinc["equal_error_rate"][peer]
+        assert equal["cachefleet_hit_ratio"] >= equal["shipped_setting_hit_ratio"]
+        assert equal["cachefleet_setting"]["lexical_weight"] in quality.LEXICAL_WEIGHTS
+        assert len(equal["held_out"]) == 2
     gpt = clinc["rules"]["gptcache_default_rule"]
     assert gpt["implementation"].startswith("gptcache 0.1.44")
     assert gpt["get_agrees_with_rank_rule"] == clinc["queries"]

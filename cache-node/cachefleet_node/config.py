@@ -299,6 +299,15 @@ class NamespaceConfig(_Strict):
     guards: GuardsConfig = Field(
         default_factory=GuardsConfig, description="Guards against confident wrong answers."
     )
+    lexical_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.5,
+        description="Weight of word overlap (Jaccard index of content words) added to the "
+        "cosine similarity before the threshold applies; 0 = cosine only (the default). It "
+        "serves more at loose, high-recall thresholds and fewer at strict ones "
+        "(docs/benchmarks/quality.md); raise the threshold with it.",
+    )
     shadow: bool = Field(
         False,
         description="Compute semantic hits (down to min_threshold) without serving them; "

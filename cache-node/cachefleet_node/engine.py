@@ -28,6 +28,7 @@ from cachefleet_node.core.controls import CacheControls
 from cachefleet_node.core.entry import CacheEntry, completion_usage
 from cachefleet_node.core.guards import CandidateGuard, build_guard
 from cachefleet_node.core.keys import CacheKeys, canonical_request
+from cachefleet_node.core.lexical import blended_score
 from cachefleet_node.core.policy import RequestDecision, response_cacheable
 from cachefleet_node.core.routing import NamespaceRouter
 from cachefleet_node.core.savings import saved_dollars
@@ -295,24 +296,37 @@ class CacheEngine:
             semantic.partition, vector, SEMANTIC_CANDIDATES, now, plan.controls.max_age_s
         )
         self.metrics.tier_latency.labels("l1_ann", "search").observe(time.perf_counter() - started)
+        # Candidates come by similarity; with a lexical weight the best *score* wins, so the
+        # loop goes on while a later candidate could still beat the best one (with weight 0
+        # that ends at the first accepted candidate).
+        weight = plan.ns.lexical_weight
+        best: tuple[float, float, CacheEntry] | None = None  # score, similarity, entry
         for candidate in candidates:
             meta = candidate.meta
             if meta.namespace != plan.namespace or meta.tenant != plan.tenant:
                 continue  # impossible by partitioning; checked anyway
-            if candidate.similarity < threshold:
+            if candidate.similarity + weight < threshold:
                 best_rejected = max(best_rejected, candidate.similarity)
                 break
-            if not self._guard_accepts(plan, semantic.text, meta.prompt):
+            if best is not None and candidate.similarity + weight <= best[0]:
+                break
+            score = blended_score(candidate.similarity, semantic.text, meta.prompt, weight)
+            if score < threshold or not self._guard_accepts(plan, semantic.text, meta.prompt):
                 best_rejected = max(best_rejected, candidate.similarity)
                 continue
             entry = await self._fetch_entry(plan, meta.entry_id, outcome, now)
-            if entry is not None and entry.partition == semantic.partition:
-                if plan.ns.shadow:
-                    self._shadow(plan, outcome, entry, candidate.similarity)
-                    return
-                self._served_similarity(candidate.similarity)
-                self._hit(outcome, "hit-semantic", "l1", entry, plan, candidate.similarity)
+            if entry is None or entry.partition != semantic.partition:
+                continue
+            if best is None or score > best[0]:
+                best = (score, candidate.similarity, entry)
+        if best is not None:
+            _, similarity, entry = best
+            if plan.ns.shadow:
+                self._shadow(plan, outcome, entry, similarity)
                 return
+            self._served_similarity(similarity)
+            self._hit(outcome, "hit-semantic", "l1", entry, plan, similarity)
+            return
 
         vectors = space.vectors
         if vectors is None or not vectors.connected:
@@ -337,6 +351,7 @@ class CacheEngine:
             outcome.reasons.append(found.error)
             self._rejected_similarity(best_rejected)
             return
+        best_l2: tuple[float, float, CacheEntry, Any] | None = None  # score, sim, entry, vector
         for hit in found.value or []:
             if (hit.namespace, hit.tenant, hit.partition) != (
                 plan.namespace,
@@ -344,22 +359,30 @@ class CacheEngine:
                 semantic.partition,
             ):
                 continue
-            if hit.similarity < threshold:
+            if hit.similarity + weight < threshold:
                 best_rejected = max(best_rejected, hit.similarity)
+                break
+            if best_l2 is not None and hit.similarity + weight <= best_l2[0]:
                 break
             entry = await self._fetch_entry(plan, hit.entry_id, outcome, now)
             if entry is None or entry.partition != semantic.partition:
                 continue
-            if not self._guard_accepts(plan, semantic.text, entry.prompt or ""):
+            prompt = entry.prompt or ""
+            score = blended_score(hit.similarity, semantic.text, prompt, weight)
+            if score < threshold or not self._guard_accepts(plan, semantic.text, prompt):
                 best_rejected = max(best_rejected, hit.similarity)
                 continue
-            if hit.vector is not None:
-                l1_semantic.add(semantic.partition, hit.vector, _vector_meta(entry))
+            if best_l2 is None or score > best_l2[0]:
+                best_l2 = (score, hit.similarity, entry, hit.vector)
+        if best_l2 is not None:
+            _, similarity, entry, vector = best_l2
+            if vector is not None:
+                l1_semantic.add(semantic.partition, vector, _vector_meta(entry))
             if plan.ns.shadow:
-                self._shadow(plan, outcome, entry, hit.similarity)
+                self._shadow(plan, outcome, entry, similarity)
                 return
-            self._served_similarity(hit.similarity)
-            self._hit(outcome, "hit-semantic", "l2", entry, plan, hit.similarity)
+            self._served_similarity(similarity)
+            self._hit(outcome, "hit-semantic", "l2", entry, plan, similarity)
             return
         self._rejected_similarity(best_rejected)
 

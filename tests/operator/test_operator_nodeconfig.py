@@ -219,3 +219,24 @@ def test_the_lifecycle_decides_the_served_namespace_and_the_embedding_next() -> 
     plain = node_config_yaml(build_node_config(cache(), [model_version()]))
     assert "embedding_next" not in plain
     assert "thresholds" not in plain
+
+
+def test_guards_and_lexical_weight_reach_the_node_only_when_set() -> None:
+    policies = {"similarityThreshold": 0.6, "minThreshold": 0.5, "lexicalWeight": 0.2}
+    weighted = build_node_config(
+        cache(policies={**policies, "guards": {"numbers": False}}), [model_version()]
+    )
+    [namespace] = weighted.namespaces
+    assert namespace.lexical_weight == 0.2
+    assert namespace.guards.model_dump() == {
+        "negation": True,
+        "opposites": True,
+        "numbers": False,
+        "entities": True,
+    }
+    text = node_config_yaml(weighted)
+    assert "lexical_weight: 0.2" in text
+    assert "numbers: false" in text
+    plain = node_config_yaml(build_node_config(cache(), [model_version()]))
+    assert "lexical_weight" not in plain
+    assert "guards" not in plain

@@ -53,6 +53,7 @@ from cachefleet_node.bench.vectors import TableEmbedder, VectorCache
 from cachefleet_node.config import GuardsConfig, NamespaceConfig, NodeConfig
 from cachefleet_node.core.calibration import Calibration, choose_threshold
 from cachefleet_node.core.guards import GUARD_NAMES, GuardChain
+from cachefleet_node.core.lexical import word_overlap
 from cachefleet_node.core.request import decode_json_object
 from cachefleet_node.engine import SEMANTIC_CANDIDATES, CacheEngine, LookupPlan
 from cachefleet_node.metrics import NodeMetrics
@@ -64,6 +65,8 @@ __all__ = ["SUBSETS", "main", "run"]
 SYSTEM = "You are the assistant of a bank and travel app. Answer the user's request."
 MODEL = "gpt-4o-mini"
 TARGET_ERROR = 0.01
+#: Settings of `lexical_weight` compared at the peers' error rates (0: cosine only).
+LEXICAL_WEIGHTS = (0.0, 0.1, 0.2, 0.3)
 SWEEP = [round(x, 2) for x in np.arange(0.50, 1.0001, 0.01)]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -110,12 +113,15 @@ def _completion(answer: str) -> dict[str, Any]:
     }
 
 
-def _namespace(threshold: float, guards: GuardsConfig, name: str = "bench") -> NamespaceConfig:
+def _namespace(
+    threshold: float, guards: GuardsConfig, name: str = "bench", lexical_weight: float = 0.0
+) -> NamespaceConfig:
     return NamespaceConfig(
         name=name,
         similarity_threshold=threshold,
         min_threshold=min(0.5, threshold),
         guards=guards,
+        lexical_weight=lexical_weight,
     )
 
 
@@ -189,6 +195,10 @@ class Decisions:
         """Largest hit ratio whose error rate is within the target."""
         return choose_threshold(self.samples(), len(self.sim), target_error)
 
+    def subset(self, mask: BoolArray) -> Decisions:
+        """The decisions of some queries only."""
+        return Decisions(self.sim[mask], self.correct[mask], self.oos[mask])
+
 
 def _best_hit(sim: FloatArray, correct: BoolArray, target: float) -> float:
     order = np.argsort(-sim, kind="stable")
@@ -257,11 +267,14 @@ class ClincRun:
 
     queries: list[tuple[str, str]]
     exact: list[str | None]  # label of an exact hit
-    # (sim, label, vetoing guards, same quantities as the query)
-    candidates: list[list[tuple[float, str, frozenset[str], bool]]]
+    # (sim, label, vetoing guards, same quantities as the query, word overlap)
+    candidates: list[list[tuple[float, str, frozenset[str], bool, float]]]
 
-    def decide(self, guards: Sequence[str], *, answer_level: bool = False) -> Decisions:
-        """The engine's rule: exact hit, else first candidate no enabled guard vetoes.
+    def decide(
+        self, guards: Sequence[str], *, answer_level: bool = False, lexical_weight: float = 0.0
+    ) -> Decisions:
+        """The engine's rule: exact hit, else the candidate no enabled guard vetoes with the
+        highest score (similarity + lexical_weight × word overlap; the first one on ties).
 
         `answer_level`: a hit is right only if the intent matches *and* the quantities do.
         """
@@ -272,13 +285,78 @@ class ClincRun:
             if self.exact[i] is not None:
                 sim[i], correct[i] = 1.0, self.exact[i] == label
                 continue
-            for similarity, served, vetoes, same_quantities in self.candidates[i]:
-                if not vetoes & enabled:
+            for similarity, served, vetoes, same_quantities, overlap in self.candidates[i]:
+                score = similarity + lexical_weight * overlap
+                if not vetoes & enabled and score > sim[i]:
                     right = served == label and (same_quantities or not answer_level)
-                    sim[i], correct[i] = similarity, right
-                    break
+                    sim[i], correct[i] = score, right
         oos = np.array([label == OOS for _, label in self.queries])
         return Decisions(sim, correct & ~oos, oos)
+
+
+def _guards_config(enabled: Sequence[str]) -> GuardsConfig:
+    return GuardsConfig(**{name: name in enabled for name in GUARD_NAMES})
+
+
+async def _agreement(
+    bench: Bench, queries: Sequence[tuple[str, str]], decisions: Decisions, ns: NamespaceConfig
+) -> float:
+    """Share of queries on which `CacheEngine.lookup` with `ns` does what the analysis says
+    (hit or miss, and a right or wrong answer)."""
+    agree = 0
+    for i, (text, label) in enumerate(queries):
+        served, _ = await bench.lookup(text, ns)
+        hit = bool(decisions.sim[i] >= ns.similarity_threshold)
+        predicted_right = bool(decisions.correct[i])
+        agree += (served is not None) == hit and (
+            not hit or (served == label and label != OOS) == predicted_right
+        )
+    return agree / len(queries)
+
+
+Setting = tuple[tuple[str, ...], float]  # enabled guards, lexical weight
+
+
+def _best_setting(
+    settings: dict[Setting, Decisions], target_error: float
+) -> tuple[Setting, Calibration]:
+    """The setting (and threshold) with the largest hit ratio within the error target; the
+    first listed on ties."""
+    found = [(key, decisions.best(target_error)) for key, decisions in settings.items()]
+    return max(found, key=lambda item: item[1].hit_ratio)
+
+
+def _halves(n: int, seed: int) -> tuple[BoolArray, BoolArray]:
+    """A seeded two-way split of the queries."""
+    first = np.zeros(n, dtype=bool)
+    first[np.random.default_rng(seed).permutation(n)[: n // 2]] = True
+    return first, ~first
+
+
+def _held_out(
+    settings: dict[Setting, Decisions],
+    peer: Decisions,
+    peer_threshold: float,
+    halves: tuple[BoolArray, BoolArray],
+) -> list[dict[str, Any]]:
+    """Tune setting and threshold at the peer's error rate on one half; on the other half,
+    Cachefleet at that threshold against the peer's default rule."""
+    rows = []
+    for tune, test in (halves, halves[::-1]):
+        target = peer.subset(tune).at(peer_threshold)["error_rate"]
+        tuned = {key: decisions.subset(tune) for key, decisions in settings.items()}
+        (guards, weight), calibration = _best_setting(tuned, target)
+        ours = settings[(guards, weight)].subset(test).at(calibration.threshold)
+        theirs = peer.subset(test).at(peer_threshold)
+        rows.append(
+            {
+                "setting": {"guards": list(guards), "lexical_weight": weight},
+                "threshold": calibration.threshold,
+                "cachefleet": {"hit_ratio": ours["hit_ratio"], "error_rate": ours["error_rate"]},
+                "peer": {"hit_ratio": theirs["hit_ratio"], "error_rate": theirs["error_rate"]},
+            }
+        )
+    return rows
 
 
 async def _clinc_candidates(bench: Bench, embedder: TableEmbedder, data: ClincData) -> ClincRun:
@@ -301,6 +379,7 @@ async def _clinc_candidates(bench: Bench, embedder: TableEmbedder, data: ClincDa
                     bench.labels[c.meta.entry_id],
                     frozenset(chain.reasons(text, c.meta.prompt)),
                     quantities(text) == quantities(c.meta.prompt),
+                    word_overlap(text, c.meta.prompt),
                 )
                 for c in found
             ]
@@ -520,18 +599,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
         # ---- the real path at the chosen setting
-        guards_config = GuardsConfig(**{name: name in chosen for name in GUARD_NAMES})
+        guards_config = _guards_config(chosen)
         chosen_ns = _namespace(threshold, guards_config, name="bench-chosen")
         _say("replaying every query through CacheEngine.lookup at the chosen setting")
-        agree = 0
-        for i, (text, label) in enumerate(clinc.queries):
-            served, _ = await bench.lookup(text, chosen_ns)
-            hit = bool(ours.sim[i] >= threshold)
-            predicted_right = bool(ours.correct[i])
-            agree += (served is not None) == hit and (
-                not hit or (served == label and label != OOS) == predicted_right
-            )
-        await bench.close()
+        agree = await _agreement(bench, clinc.queries, ours, chosen_ns)
 
         # ---- peers
         _say("peers: RedisVL default rule and GPTCache on the same vectors")
@@ -616,26 +687,71 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 gpt_default_cos,
             ),
         }
+        answer_settings = {
+            (tuple(guards), weight): run_.decide(guards, answer_level=True, lexical_weight=weight)
+            for guards in (chosen, [])
+            for weight in LEXICAL_WEIGHTS
+        }
         for peer in ("redisvl_default_rule", "gptcache_default_rule"):
             peer_default = answer_level[peer]["default"]
-            ours_at = ours_answer.best(peer_default["error_rate"])
+            (guards_at, weight_at), ours_at = _best_setting(
+                answer_settings, peer_default["error_rate"]
+            )
             answer_level[peer]["equal_error_rate"] = {
                 "peer_hit_ratio": peer_default["hit_ratio"],
                 "peer_error_rate": peer_default["error_rate"],
                 "cachefleet_hit_ratio": ours_at.hit_ratio,
                 "cachefleet_threshold": ours_at.threshold,
+                "cachefleet_setting": {"guards": list(guards_at), "lexical_weight": weight_at},
+                "shipped_setting_hit_ratio": ours_answer.best(peer_default["error_rate"]).hit_ratio,
             }
 
+        # Cachefleet at each peer's error rate: its best setting (guards as chosen or off,
+        # lexical weight), and a held-out check (setting and threshold tuned on one half of
+        # the queries, judged against the peer on the other half).
+        settings = {
+            (tuple(guards), weight): run_.decide(guards, lexical_weight=weight)
+            for guards in (chosen, [])
+            for weight in LEXICAL_WEIGHTS
+        }
+        halves = _halves(len(clinc.queries), args.seed)
         equal_error = {}
-        for peer in ("redisvl_default_rule", "gptcache_default_rule"):
+        recall_agreement = None
+        peers = {
+            "redisvl_default_rule": (redisvl, 1 - REDISVL_DEFAULT_DISTANCE),
+            "gptcache_default_rule": (gptcache, gpt_default_cos),
+        }
+        for peer, (peer_decisions, peer_threshold) in peers.items():
             peer_default = clinc_rules[peer]["default"]
-            ours_at = ours.best(peer_default["error_rate"])
+            target = peer_default["error_rate"]
+            (guards_at, weight_at), ours_at = _best_setting(settings, target)
+            shipped_at = ours.best(target)
             equal_error[peer] = {
                 "peer_hit_ratio": peer_default["hit_ratio"],
-                "peer_error_rate": peer_default["error_rate"],
+                "peer_error_rate": target,
                 "cachefleet_hit_ratio": ours_at.hit_ratio,
                 "cachefleet_threshold": ours_at.threshold,
+                "cachefleet_setting": {"guards": list(guards_at), "lexical_weight": weight_at},
+                "shipped_setting_hit_ratio": shipped_at.hit_ratio,
+                "shipped_setting_threshold": shipped_at.threshold,
+                "held_out": _held_out(settings, peer_decisions, peer_threshold, halves),
             }
+            if peer == "gptcache_default_rule":
+                _say(
+                    f"replaying every query through CacheEngine.lookup at GPTCache's error rate "
+                    f"(guards {list(guards_at) or 'off'}, lexical weight {weight_at}, "
+                    f"threshold {ours_at.threshold:.4f})"
+                )
+                recall_ns = _namespace(
+                    ours_at.threshold,
+                    _guards_config(guards_at),
+                    name="bench-recall",
+                    lexical_weight=weight_at,
+                )
+                recall_agreement = await _agreement(
+                    bench, clinc.queries, settings[(guards_at, weight_at)], recall_ns
+                )
+        await bench.close()
 
         # ---- QQP
         _say("Quora pairs: hit rate on duplicates at false-hit rate <= 1% / 5%, ROC-AUC")
@@ -681,7 +797,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "rules": clinc_rules,
             "equal_error_rate": equal_error,
             "answer_level": answer_level,
-            "engine_agreement": agree / len(clinc.queries),
+            "lexical_weights_at_1pct": {
+                f"guards {'+'.join(guards) or 'off'}, weight {weight}": decisions.best(
+                    TARGET_ERROR
+                ).hit_ratio
+                for (guards, weight), decisions in settings.items()
+            },
+            "engine_agreement": agree,
+            "engine_agreement_at_gptcache_error_rate": recall_agreement,
         },
         "qqp": {
             "pairs": len(qqp.pairs),
@@ -787,11 +910,20 @@ def _report(result: dict[str, Any]) -> None:
             f"{row['best_hit_ratio_at_1pct']:11.3f} {row['best_hit_ratio_at_2pct']:11.3f}"
         )
     for peer, row in result["clinc"]["equal_error_rate"].items():
+        setting = row["cachefleet_setting"]
         print(
             f"at {peer}'s error rate {row['peer_error_rate']:.4f}: "
             f"peer {row['peer_hit_ratio']:.3f}, "
-            f"Cachefleet {row['cachefleet_hit_ratio']:.3f}"
+            f"Cachefleet {row['cachefleet_hit_ratio']:.3f} (guards {setting['guards'] or 'off'}, "
+            f"lexical weight {setting['lexical_weight']}; shipped setting "
+            f"{row['shipped_setting_hit_ratio']:.3f})"
         )
+        for half in row["held_out"]:
+            print(
+                f"    held-out half: Cachefleet {half['cachefleet']['hit_ratio']:.3f} hits at "
+                f"{half['cachefleet']['error_rate']:.4f} error vs peer "
+                f"{half['peer']['hit_ratio']:.3f} at {half['peer']['error_rate']:.4f}"
+            )
     print("answer level (intent and quantities must match):")
     for key, row in result["clinc"]["answer_level"].items():
         default = row.get("default", {})
@@ -803,9 +935,14 @@ def _report(result: dict[str, Any]) -> None:
             eq = row["equal_error_rate"]
             print(
                 f"    at its error rate {eq['peer_error_rate']:.4f}: peer "
-                f"{eq['peer_hit_ratio']:.3f}, Cachefleet {eq['cachefleet_hit_ratio']:.3f}"
+                f"{eq['peer_hit_ratio']:.3f}, Cachefleet {eq['cachefleet_hit_ratio']:.3f} "
+                f"(lexical weight {eq['cachefleet_setting']['lexical_weight']}; shipped setting "
+                f"{eq['shipped_setting_hit_ratio']:.3f})"
             )
     print(f"engine agreement with the analysis: {result['clinc']['engine_agreement']:.4f}")
+    recall = result["clinc"]["engine_agreement_at_gptcache_error_rate"]
+    if recall is not None:
+        print(f"  ... at the GPTCache-error-rate setting: {recall:.4f}")
     qqp = result["qqp"]["rules"]
     print(
         f"QQP ({result['qqp']['pairs']} pairs): Cachefleet hit@FHR1% "

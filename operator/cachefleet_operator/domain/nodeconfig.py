@@ -16,6 +16,7 @@ from cachefleet_node.config import (
     AuthConfig,
     DeadlinesConfig,
     EmbeddingConfig,
+    GuardsConfig,
     MilvusConfig,
     NamespaceConfig,
     NodeConfig,
@@ -122,6 +123,10 @@ def _namespace(
     extra: dict[str, Any] = {}
     if policies.thresholds:  # only when set: the file says what the operator decided
         extra["thresholds"] = dict(policies.thresholds)
+    if policies.guards is not None:
+        extra["guards"] = GuardsConfig(**policies.guards.model_dump())
+    if policies.lexical_weight is not None:
+        extra["lexical_weight"] = policies.lexical_weight
     return NamespaceConfig(
         name=name,
         cache_namespace=(served or {}).get(name) or active_cache_namespace(model_version),

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field, StringConstraints
 from cachefleet_node import __version__ as node_version
 from cachefleet_node.config import (
     DeadlinesConfig,
+    GuardsConfig,
     Identifier,
     NamespaceConfig,
     TemperaturePolicy,
@@ -84,6 +85,7 @@ NODE_IMAGE = f"ghcr.io/cachefleet/cache-node:{node_version}"
 
 _NAMESPACE_DEFAULTS = NamespaceConfig.model_fields
 _DEADLINE_DEFAULTS = DeadlinesConfig.model_fields
+_GUARD_DEFAULTS = GuardsConfig.model_fields
 MAX_NAME_LENGTH = 63
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
@@ -371,6 +373,30 @@ class Auth(ApiModel):
     )
 
 
+class Guards(ApiModel):
+    """Guards against confident wrong answers: each vetoes a semantic candidate that differs
+    from the request in a way that changes the answer (all on by default)."""
+
+    negation: bool = Field(
+        _GUARD_DEFAULTS["negation"].default,
+        description="One text negated and the other not (is it safe / is it not safe).",
+    )
+    opposites: bool = Field(
+        _GUARD_DEFAULTS["opposites"].default,
+        description="Opposite sides (enable/disable, ascending/descending) or a reversed "
+        "direction (miles to km / km to miles).",
+    )
+    numbers: bool = Field(
+        _GUARD_DEFAULTS["numbers"].default,
+        description="Each text has a number the other lacks (quantities, dates, versions).",
+    )
+    entities: bool = Field(
+        _GUARD_DEFAULTS["entities"].default,
+        description="Each text names something the other does not (names, identifiers, "
+        "quoted strings).",
+    )
+
+
 class Policies(ApiModel):
     """Cache policies of every namespace this fleet serves (defaults are the node's)."""
 
@@ -408,6 +434,20 @@ class Policies(ApiModel):
         "`{BAAI/bge-small-en-v1.5: 0.86}`: the threshold in force is the one of the model "
         "that serves lookups (it changes with an `embeddingModel` migration), else "
         "`similarityThreshold`.",
+    )
+    guards: Guards | None = Field(
+        None,
+        description="Switch single guards off (unset: all on, the setting the quality "
+        "harness chose).",
+    )
+    lexical_weight: float | None = Field(
+        None,
+        ge=0,
+        le=0.5,
+        description="Weight of word overlap (content words, Jaccard) added to the cosine "
+        "similarity before the threshold applies; unset or 0: cosine only. Serves more at "
+        "loose, high-recall thresholds and fewer at strict ones: raise `similarityThreshold` "
+        "with it (docs/benchmarks/quality.md).",
     )
     min_threshold: float = Field(
         _NAMESPACE_DEFAULTS["min_threshold"].default,
