@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -218,41 +218,69 @@ class LifecycleRunner:
                     break
         return error
 
+    async def _coherent_switch(
+        self,
+        urls: Sequence[str],
+        api_key: str | None,
+        reports: Reports,
+        *,
+        tell: Callable[[str], Awaitable[NodeError | None]],
+        late_nodes: Callable[[Reports], list[str]],
+        refused: str,
+        stuck: Callable[[list[str]], str],
+    ) -> tuple[bool, str]:
+        """Tell one node (it persists the switch and publishes it to the fleet), then read every
+        node until none is late. A node that answers but is still late after `SWITCH_NUDGE_S`
+        is told directly, once; after the verify time the pass gives up with `stuck(late)`."""
+        errors: list[str] = []
+        for url in urls:
+            error = await tell(url)
+            if error is None:
+                break
+            errors.append(str(error))
+        else:
+            return False, f"{refused}: {errors[-1]}"
+        started = self._monotonic()
+        nudged: set[str] = set()
+        while True:
+            answers = await self._reports(urls, api_key)
+            reports.update(answers)
+            late = late_nodes(answers)
+            if not late:
+                return True, ""
+            elapsed = self._monotonic() - started
+            if elapsed > self._verify_s:
+                return False, stuck(late)
+            if elapsed > min(SWITCH_NUDGE_S, self._verify_s / 4):
+                for url in late:
+                    if url in answers and url not in nudged:
+                        nudged.add(url)
+                        await tell(url)
+            await asyncio.sleep(0.05)
+
     async def _switch(
         self, record: RolloverProgress, urls: Sequence[str], api_key: str | None, reports: Reports
     ) -> tuple[bool, str]:
         """Tell the fleet, then wait until every node reports the new namespace active."""
         if not urls:
             return True, "no node endpoint: nothing serves the old namespace"
-        errors: list[str] = []
-        for url in urls:
-            error = await self._switch_one(url, record, api_key)
-            if error is None:
-                break
-            errors.append(str(error))
-        else:
-            return False, f"no node accepted the switch: {errors[-1]}"
-        started = self._monotonic()
-        nudged: set[str] = set()
-        while True:
-            answers = await self._reports(urls, api_key)
-            reports.update(answers)
+
+        def late_nodes(answers: Reports) -> list[str]:
             active = {url: _active_map(report) for url, report in answers.items()}
-            late = [url for url in urls if url not in answers] + unswitched_nodes(record, active)
-            if not late:
-                return True, ""
-            elapsed = self._monotonic() - started
-            if elapsed > self._verify_s:
-                return False, (
-                    f"{len(late)}/{len(urls)} node(s) not on {record.to_namespace} after "
-                    f"{self._verify_s:g}s: {', '.join(sorted(late))}"
-                )
-            if elapsed > min(SWITCH_NUDGE_S, self._verify_s / 4):
-                for url in late:
-                    if url in answers and url not in nudged:
-                        nudged.add(url)
-                        await self._switch_one(url, record, api_key)
-            await asyncio.sleep(0.05)
+            return [url for url in urls if url not in answers] + unswitched_nodes(record, active)
+
+        return await self._coherent_switch(
+            urls,
+            api_key,
+            reports,
+            tell=lambda url: self._switch_one(url, record, api_key),
+            late_nodes=late_nodes,
+            refused="no node accepted the switch",
+            stuck=lambda late: (
+                f"{len(late)}/{len(urls)} node(s) not on {record.to_namespace} after "
+                f"{self._verify_s:g}s: {', '.join(sorted(late))}"
+            ),
+        )
 
     async def _switch_namespaces(
         self,
@@ -576,37 +604,29 @@ class LifecycleRunner:
     async def _switch_embedding(
         self, space: str, urls: Sequence[str], api_key: str | None, reports: Reports
     ) -> tuple[bool, str]:
-        errors: list[str] = []
-        for url in urls:
+        async def tell(url: str) -> NodeError | None:
             try:
                 await self._nodes.switch_embedding(url, space, api_key=api_key)
-                break
             except NodeError as error:
-                errors.append(str(error))
-        else:
-            return False, f"no node accepted the embedding switch: {errors[-1]}"
-        started = self._monotonic()
-        nudged: set[str] = set()
-        while True:
-            answers = await self._reports(urls, api_key)
-            reports.update(answers)
-            late = [
+                return error
+            return None
+
+        def late_nodes(answers: Reports) -> list[str]:
+            return [
                 url
                 for url in urls
                 if (_embedding_part(answers.get(url, {}), "active") or {}).get("space") != space
             ]
-            if not late:
-                return True, ""
-            elapsed = self._monotonic() - started
-            if elapsed > self._verify_s:
-                return False, f"{len(late)}/{len(urls)} node(s) not searching {space} yet"
-            if elapsed > min(SWITCH_NUDGE_S, self._verify_s / 4):
-                for url in late:
-                    if url in answers and url not in nudged:
-                        nudged.add(url)
-                        with contextlib.suppress(NodeError):
-                            await self._nodes.switch_embedding(url, space, api_key=api_key)
-            await asyncio.sleep(0.05)
+
+        return await self._coherent_switch(
+            urls,
+            api_key,
+            reports,
+            tell=tell,
+            late_nodes=late_nodes,
+            refused="no node accepted the embedding switch",
+            stuck=lambda late: f"{len(late)}/{len(urls)} node(s) not searching {space} yet",
+        )
 
     async def _converge(
         self, step: LifecycleStep, urls: Sequence[str], api_key: str | None, reports: Reports
