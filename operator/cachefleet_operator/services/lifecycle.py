@@ -104,6 +104,16 @@ class LifecycleStep:
         if any(e.reason in _COMPLETIONS for e in plan.events):
             self.completed = True
 
+    def update_migration(self, **update: Any) -> None:
+        """Set fields (a `message`, cursors) of the embedding migration in progress."""
+        embedding = self.lifecycle.embedding
+        if embedding is None or embedding.migration is None:
+            return
+        migration = embedding.migration.model_copy(update=update)
+        self.lifecycle = replace(
+            self.lifecycle, embedding=embedding.model_copy(update={"migration": migration})
+        )
+
 
 def _active_map(report: Mapping[str, Any]) -> dict[str, str]:
     active = report.get("active")
@@ -516,12 +526,7 @@ class LifecycleRunner:
                     f"waiting for every node to run {migration.to_model} as the next embedding "
                     f"model: {len(ready)}/{len(urls)} do"
                 )
-                step.lifecycle = replace(
-                    step.lifecycle,
-                    embedding=embedding.model_copy(  # type: ignore[union-attr]
-                        update={"migration": migration.model_copy(update={"message": message})}
-                    ),
-                )
+                step.update_migration(message=message)
                 step.soon(RETRY_S)
                 return
             first = answers[ready[0]]
@@ -570,12 +575,7 @@ class LifecycleRunner:
                     update["message"] = (
                         f"the node refused the cursor of {request.namespace}: starting it over"
                     )
-                step.lifecycle = replace(
-                    step.lifecycle,
-                    embedding=embedding.model_copy(  # type: ignore[union-attr]
-                        update={"migration": migration.model_copy(update=update)}
-                    ),
-                )
+                step.update_migration(**update)
                 step.soon(5.0)
                 return
             assert result is not None
@@ -591,12 +591,7 @@ class LifecycleRunner:
         space = migration.to_space or ""
         ok, message = await self._switch_embedding(space, urls, api_key, reports)
         if not ok:
-            step.lifecycle = replace(
-                step.lifecycle,
-                embedding=embedding.model_copy(  # type: ignore[union-attr]
-                    update={"migration": migration.model_copy(update={"message": message})}
-                ),
-            )
+            step.update_migration(message=message)
             step.soon(RETRY_S)
             return
         step.apply(embedding_switched(step.lifecycle, nodes=len(urls), now=self._clock()))
