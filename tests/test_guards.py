@@ -87,6 +87,24 @@ MUST_NOT_MATCH = [
         "opposites",
     ),
     ("Steps to enable SSH login for root", "Steps to disable SSH login for root", "opposites"),
+    # the same number counting the other of the two things both texts name
+    ("How many ounces are in 8 cups?", "How many cups are in 8 ounces?", "numbers"),
+    (
+        "My recipe needs 2 tablespoons of oil; how many teaspoons is that?",
+        "My recipe needs 2 teaspoons of oil; how many tablespoons is that?",
+        "numbers",
+    ),
+    # a name on one side where the other has a different word in the same slot
+    (
+        "Is a Roth 401k better for young workers?",
+        "Is a traditional 401k better for young workers?",
+        "entities",
+    ),
+    (
+        "How do I cancel my Netflix subscription?",
+        "How do I cancel my gym subscription?",
+        "entities",
+    ),
 ]
 
 # Paraphrases that ask for the same answer: no guard may veto them.
@@ -107,6 +125,10 @@ MUST_MATCH = [
         "What should I pack for a 3 day hike? A packing list please",
     ),
     ("Can you recommend a good book?", "Could you recommend a good book?"),
+    ("How far is a 10 km run in miles?", "A 10 km run is how many miles?"),
+    ("Top 10 movies of the decade", "The 10 best movies of the decade"),
+    ("How do I cancel my Netflix subscription?", "How can I cancel a Netflix subscription?"),
+    ("How do I make an S3 bucket?", "How do I create a new Amazon S3 bucket?"),
 ]
 
 

@@ -219,12 +219,15 @@ class GuardsConfig(_Strict):
         "ascending/descending, un-/dis- forms) or reverse a direction (miles to km / km to miles).",
     )
     numbers: bool = Field(
-        True, description="Reject when the numbers differ (quantities, dates, versions)."
+        True,
+        description="Reject when the numbers differ (quantities, dates, versions) or the same "
+        "number counts another thing (5 miles in km / miles in 5 km).",
     )
     entities: bool = Field(
         True,
         description="Reject when each text names something the other does not (names, "
-        "identifiers, quoted strings).",
+        "identifiers, quoted strings), or a name stands where the other text has another "
+        "word (Roth IRA / traditional IRA).",
     )
 
 

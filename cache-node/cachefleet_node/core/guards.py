@@ -10,10 +10,15 @@ prompt and names a reason when such an *answer-determining* token differs:
 - `opposites`: the texts take opposite sides of a contrast (enable/disable, ascending/
   descending, install/uninstall, left/right, ...; a word and its un-/dis-/de-/anti- form), or
   state a direction the other way round ("miles to km" / "km to miles");
-- `numbers`: the numbers differ (digits, number words, versions, dates, amounts), or the
-  same numbers come in another order ("sort [5, 2, 9] as [2, 5, 9]" / "as [9, 5, 2]");
+- `numbers`: the numbers differ (digits, number words, versions, dates, amounts), the
+  same numbers come in another order ("sort [5, 2, 9] as [2, 5, 9]" / "as [9, 5, 2]"), or
+  the same number counts the other thing of the two both texts name ("5 miles in km" /
+  "miles in 5 km");
 - `entities`: each text names something the other does not (capitalised names that do not
-  start a sentence, ALL-CAPS tokens, code identifiers, quoted strings).
+  start a sentence, ALL-CAPS tokens, code identifiers, quoted strings), or, in texts whose
+  content words differ by one swap only, a name on one side stands where the other has
+  another word ("a Roth IRA" / "a traditional IRA": the shared neighbour "IRA" anchors
+  the slot).
 
 Two texts are told apart only by a *substitution*, never by a mere addition: "S3 bucket" and
 "Amazon S3 bucket" still match; "Lisbon" and "Barcelona" do not. Numbers are the exception:
@@ -35,6 +40,7 @@ from typing import Protocol
 from cachefleet_node.config import GuardsConfig, NamespaceConfig
 
 __all__ = [
+    "FUNCTION_WORDS",
     "GUARD_NAMES",
     "CandidateGuard",
     "GuardChain",
@@ -157,6 +163,13 @@ _NUMBER_WORDS.update(
     }
 )
 
+#: Words that say nothing about what is asked (also the lexical score's stop list).
+FUNCTION_WORDS = frozenset(
+    "a an the to of in on for is are am was were be been i im my me you your we our what how "
+    "can could do does did please and or it its with at by this that these those from "
+    "there here will would should shall may might must just about".split()
+)
+
 # Words that start questions or are capitalised for grammar, not because they name something.
 _NOT_NAMES = frozenset("i i'm i've i'd i'll ok okay".split())
 
@@ -189,9 +202,11 @@ class TextFeatures:
 
     negated: bool
     words: frozenset[str]
+    sequence: tuple[str, ...]  # the words in order
     poles: frozenset[tuple[int, int]]  # (contrast index, pole index)
     numbers: frozenset[str]
     number_order: tuple[str, ...]  # the numbers as they appear
+    counted: frozenset[tuple[str, str, int]]  # (number, the word after it, its position)
     entities: frozenset[str]
     directions: frozenset[tuple[str, str]]
 
@@ -247,6 +262,21 @@ def _numbers(text: str, words: list[str]) -> frozenset[str]:
     return frozenset(values)
 
 
+def _counted(words: list[str]) -> frozenset[tuple[str, str, int]]:
+    found = set()
+    for position, (word, following) in enumerate(itertools.pairwise(words)):
+        number = word if word.isdigit() else _NUMBER_WORDS.get(word)
+        if number is not None and following not in FUNCTION_WORDS and not following.isdigit():
+            found.add((number, following, position))
+    return frozenset(found)
+
+
+def _far_from(sequence: tuple[str, ...], word: str, position: int) -> bool:
+    """`word` occurs in the text, and nowhere within two words of `position`."""
+    places = [index for index, other in enumerate(sequence) if other == word]
+    return bool(places) and all(abs(index - position) > 2 for index in places)
+
+
 def _entities(text: str) -> frozenset[str]:
     text = _normalise(text)
     found = {match.strip("`").lower() for match in _IDENTIFIER.findall(text)}
@@ -288,9 +318,11 @@ def text_features(text: str) -> TextFeatures:
     return TextFeatures(
         negated=_negated(words),
         words=frozenset(words),
+        sequence=tuple(words),
         poles=_poles(words),
         numbers=_numbers(text, words),
         number_order=_number_order(text),
+        counted=_counted(words),
         entities=_entities(text),
         directions=_directions(text),
     )
@@ -348,19 +380,69 @@ def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
     )
 
 
-def _numbers_differ(q: TextFeatures, c: TextFeatures) -> bool:
-    """Different numbers, or the same numbers in another order ("[5, 2] -> [2, 5]")."""
-    if _substituted(q.numbers, c.numbers):
-        return True
-    return (
-        len(q.number_order) > 1
-        and sorted(q.number_order) == sorted(c.number_order)
-        and q.number_order != c.number_order
+def _recounted(q: TextFeatures, c: TextFeatures) -> bool:
+    """A number that counts one thing here and another there, each text naming the other
+    thing away from the number ("5 miles in kilometers" / "miles in 5 kilometers"; not
+    "2000 rupee notes" / "rupee 2000 notes")."""
+    return any(
+        number == other_number
+        and thing != other_thing
+        and _far_from(c.sequence, thing, other_at)
+        and _far_from(q.sequence, other_thing, at)
+        for number, thing, at in q.counted
+        for other_number, other_thing, other_at in c.counted
     )
 
 
+def _numbers_differ(q: TextFeatures, c: TextFeatures) -> bool:
+    """Different numbers, the same numbers in another order ("[5, 2] -> [2, 5]"), or the same
+    number counting another thing."""
+    if _substituted(q.numbers, c.numbers):
+        return True
+    if (
+        len(q.number_order) > 1
+        and sorted(q.number_order) == sorted(c.number_order)
+        and q.number_order != c.number_order
+    ):
+        return True
+    return _recounted(q, c)
+
+
+def _slot_filled_otherwise(a: TextFeatures, b: TextFeatures) -> bool:
+    """In texts whose content words differ by one swap only, a name only `a` has stands next
+    to a content word both share, and in `b` that neighbour sits beside the word `a` lacks:
+    "Roth IRA" / "traditional IRA"."""
+    if len((a.words ^ b.words) - FUNCTION_WORDS) > 2:
+        return False
+    for name in a.entities - b.entities:
+        if any(other.startswith(name) or name.startswith(other) for other in b.entities):
+            continue
+        for index, word in enumerate(a.sequence):
+            if word != name:
+                continue
+            for step in (1, -1):
+                anchor_at = index + step
+                if not 0 <= anchor_at < len(a.sequence):
+                    continue
+                anchor = a.sequence[anchor_at]
+                if anchor in FUNCTION_WORDS or anchor not in b.words:
+                    continue
+                for other_at, other in enumerate(b.sequence):
+                    slot = other_at - step
+                    if other != anchor or not 0 <= slot < len(b.sequence):
+                        continue
+                    filler = b.sequence[slot]
+                    if filler not in a.words and filler not in FUNCTION_WORDS:
+                        return True
+    return False
+
+
 def _entities_differ(q: TextFeatures, c: TextFeatures) -> bool:
-    return _substituted(q.entities, c.entities)
+    return (
+        _substituted(q.entities, c.entities)
+        or _slot_filled_otherwise(q, c)
+        or _slot_filled_otherwise(c, q)
+    )
 
 
 _CHECKS = {

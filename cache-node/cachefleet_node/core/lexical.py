@@ -9,16 +9,9 @@ ones (docs/benchmarks/quality.md).
 
 from __future__ import annotations
 
-from cachefleet_node.core.guards import text_features
+from cachefleet_node.core.guards import FUNCTION_WORDS, text_features
 
 __all__ = ["FUNCTION_WORDS", "blended_score", "content_words", "word_overlap"]
-
-#: Words that say nothing about what is asked.
-FUNCTION_WORDS = frozenset(
-    "a an the to of in on for is are am was were be been i im my me you your we our what how "
-    "can could do does did please and or it its with at by this that these those from "
-    "there here will would should shall may might must just about".split()
-)
 
 
 def content_words(text: str) -> frozenset[str]:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -174,8 +175,11 @@ def summarise(
         "exact_hit_rate": sum(s.result == "hit-exact" for s in samples) / len(samples),
         "semantic_hit_rate": sum(s.result == "hit-semantic" for s in samples) / len(samples),
         "wrong_hits": len(wrong),
-        "wrong_examples": [
-            {"asked": s.prompt, "served_answer_for": s.answered_prompt} for s in wrong[:5]
+        "wrong_pairs": [
+            {"asked": asked, "served_answer_for": answered, "count": count}
+            for (asked, answered), count in Counter(
+                (s.prompt, s.answered_prompt) for s in wrong
+            ).most_common()
         ],
         "latency_ms": {
             key: {"count": len(v), "p50": _percentile(v, 50), "p99": _percentile(v, 99)}
@@ -203,6 +207,9 @@ def print_report(summary: dict[str, Any], out: Path) -> None:
     )
     wrong = summary["wrong_hits"]
     print(f"wrong answers served     {wrong}  (hits whose answer belongs to another question)")
+    for pair in summary["wrong_pairs"][:3]:
+        print(f"  {pair['count']}x asked {pair['asked']!r}")
+        print(f"     served the answer to {pair['served_answer_for']!r}")
     print(f"upstream calls           {summary['upstream_calls']}")
     print(f"tokens saved             {summary['tokens_saved']}")
     print(f"dollars saved            ${summary['dollars_saved']:.4f}  (price table: {DEMO_MODEL})")
