@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
 export CACHEFLEET_EMBEDDING_MODEL_DIR
 
-.PHONY: help venv system-deps demo demo-cluster test lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds chart-crds
+.PHONY: help venv system-deps demo demo-cluster test lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds chart-crds train-verifier lexicon
 
 help:
 	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
@@ -27,25 +27,31 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 venv: $(VENV)/.installed
 
-## Debian packages the tests and the demo need (redis-server). Installs them when missing.
+## Debian packages the tests and the demo need (redis-server; wordnet-base, the source `make lint`
+## checks the verifier's lexicon against). Installs them when missing.
 system-deps:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-	  echo "==> installing redis-server (Debian package)"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	test -f /usr/share/wordnet/index.noun || missing="$$missing wordnet-base"; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing$$missing (Debian packages)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; \
 	fi
 	@command -v redis-server >/dev/null || { echo "redis-server is required: apt-get install redis-server"; exit 1; }
+	@test -f /usr/share/wordnet/index.noun || { echo "WordNet is required: apt-get install wordnet-base"; exit 1; }
 
 lock:
 	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-lint: venv lint-images
+lint: venv system-deps lint-images
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m cachefleet_operator.api.crdgen --check
 	$(PY) -m cachefleet_operator.api.docgen --check
 	$(PY) charts/chartgen.py --check
+	$(PY) -m cachefleet_node.bench.lexicon --check
 
 ## Lint the container images' Dockerfiles (hadolint from the dev extra; settings in .hadolint.yaml).
 lint-images: venv
@@ -90,6 +96,15 @@ bench-latency: venv
 ## writes docs/benchmarks/quality.json and PNGs. Data from $$CACHEFLEET_DATA_DIR or ../shared/data.
 bench-quality: venv
 	$(PY) -m cachefleet_node.cli bench quality --subset full --qqp-pairs 0
+
+## Train the verifier head (adversarial dev split + CLINC150; never the frozen split) and choose
+## its operating point: writes cache-node/cachefleet_node/core/data/verifier_head.json.
+train-verifier: venv
+	$(PY) -m cachefleet_node.cli bench train-verifier
+
+## The verifier's WordNet lexicon, from Debian's wordnet-base (`--check` in `make lint`).
+lexicon: venv system-deps
+	$(PY) -m cachefleet_node.bench.lexicon
 
 test: venv system-deps lint typecheck k8s-bins
 	$(PY) -m pytest

@@ -38,7 +38,8 @@ LABEL_VALUES = {
     "`upstream`",
     "operation": "e.g. `embed`, `search`, `get`, `put`, `insert`; `complete`/`stream` upstream",
     "similarity.outcome": "`served`, `rejected`",
-    "guard_rejections.reason": "`negation`, `opposites`, `numbers`, `entities`",
+    "guard_rejections.reason": "`negation`, `opposites`, `numbers`, `entities`, `verifier`",
+    "verifier_score.outcome": "`accepted`, `refused`",
     "verdict": "`right`, `wrong`",
     "bypasses.reason": "e.g. `no-cache`, `temperature`, `tool-result`, `not-cacheable`, "
     "`redis-timeout`, `embedder-timeout`, `milvus-unavailable`",

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cachefleet_node.config import GuardsConfig, NamespaceConfig
-from cachefleet_node.core.guards import GUARD_NAMES, GuardChain, NoGuard, build_guard
+from cachefleet_node.config import GuardsConfig, NamespaceConfig, VerifierConfig
+from cachefleet_node.core.guards import GUARD_NAMES, GuardChain
+from cachefleet_node.core.judging import CandidateJudge
 
 # (query, cached prompt, the guard that must veto)
 MUST_NOT_MATCH = [
@@ -107,6 +108,74 @@ MUST_NOT_MATCH = [
     ),
 ]
 
+# Reported from outside (issue 13): a number that prefixes another is another number.
+MUST_NOT_MATCH += [
+    ("List 4 causes of HTTP status 500", "List 4 causes of HTTP status 429", "numbers"),
+    (
+        "What is the capital of country number 13 in the list?",
+        "What is the capital of country number 131 in the list?",
+        "numbers",
+    ),
+    (
+        "Can I raise my credit limit to 500 dollars",
+        "Can I raise my credit limit to 5000 dollars",
+        "numbers",
+    ),
+    ("What's new in Python 3.1?", "What's new in Python 3.10?", "numbers"),
+    (
+        "Summarize the French revolution in three sentences",
+        "Summarize the French revolution in one sentence",
+        "numbers",
+    ),
+    ("Describe a typical female lion", "Describe a typical male lion", "opposites"),
+    ("Explain recursion for experts", "Explain recursion for beginners", "opposites"),
+    (
+        "Which cooking oils are bad for deep frying?",
+        "Which cooking oils are good for deep frying?",
+        "opposites",
+    ),
+    ("Is Java faster than Go?", "Is Go faster than Java?", "opposites"),
+    (
+        "How do I roll over an IRA into a 401(k)?",
+        "How do I roll over a 401(k) into an IRA?",
+        "opposites",
+    ),
+    (
+        "Is weight gain a cause of hypothyroidism?",
+        "Is hypothyroidism a cause of weight gain?",
+        "opposites",
+    ),
+    (
+        "Write a short fable in which a crow tricks a fox.",
+        "Write a short fable in which a fox tricks a crow.",
+        "opposites",
+    ),
+    (
+        "Replace all underscores with spaces in a string",
+        "Replace all spaces with underscores in a string",
+        "opposites",
+    ),
+    (
+        "Do I have anything on my calendar next Sunday?",
+        "Do I have anything on my calendar next Tuesday?",
+        "opposites",
+    ),
+]
+
+# A negated term takes the other side ("without losing" keeps); deleting is discarding.
+MUST_NOT_MATCH += [
+    (
+        "I committed too early. How do I take the commit back without losing my work?",
+        "How can I undo the last git commit and throw away my changes?",
+        "opposites",
+    ),
+    (
+        "How do I delete the last commit along with all its code changes?",
+        "How can I undo the last commit while keeping my changes?",
+        "opposites",
+    ),
+]
+
 # Paraphrases that ask for the same answer: no guard may veto them.
 MUST_MATCH = [
     ("How do I turn on dark mode?", "How can I switch on dark mode?"),
@@ -129,6 +198,23 @@ MUST_MATCH = [
     ("Top 10 movies of the decade", "The 10 best movies of the decade"),
     ("How do I cancel my Netflix subscription?", "How can I cancel a Netflix subscription?"),
     ("How do I make an S3 bucket?", "How do I create a new Amazon S3 bucket?"),
+    # clauses moved as a whole, symmetric links, compounds turned round, equal times
+    (
+        "Between LEFT JOIN and INNER JOIN, what's the difference?",
+        "What's the difference between INNER JOIN and LEFT JOIN?",
+    ),
+    (
+        "What is the probability of rolling two sixes with two fair dice?",
+        "With two fair dice, what is the probability of rolling two sixes?",
+    ),
+    ("In Rust, how do I read a file line by line?", "How do I read a file line by line in Rust?"),
+    ("ai, coin flip", "flip coin ai"),
+    ("Set up a meeting for 3:00 on Wednesday", "Set up a meeting on Wednesday at 3pm"),
+    ("Which one is better?", "Which is better?"),
+    (
+        "How can I undo the last git commit while keeping my changes?",
+        "I committed too early. How do I take the commit back without losing my work?",
+    ),
 ]
 
 
@@ -151,15 +237,19 @@ def test_identical_texts_always_pass() -> None:
 
 def test_each_guard_is_switchable() -> None:
     query, cached, _ = MUST_NOT_MATCH[0]
-    off = NamespaceConfig(name="n", guards=GuardsConfig(opposites=False))
-    assert build_guard(off).reject_reason(query, cached) is None
-    on = NamespaceConfig(name="n", guards=GuardsConfig(opposites=True))
-    assert build_guard(on).reject_reason(query, cached) == "opposites"
+    verifier_off = VerifierConfig(enabled=False)
+    off = NamespaceConfig(name="n", guards=GuardsConfig(opposites=False), verifier=verifier_off)
+    assert CandidateJudge(off).judge(query, cached, 0.95).veto is None
+    on = NamespaceConfig(name="n", guards=GuardsConfig(opposites=True), verifier=verifier_off)
+    judgement = CandidateJudge(on).judge(query, cached, 0.95)
+    assert judgement.veto == "opposites"
+    assert judgement.guards == GUARD_NAMES
     none = NamespaceConfig(
         name="n",
         guards=GuardsConfig(negation=False, opposites=False, numbers=False, entities=False),
+        verifier=verifier_off,
     )
-    assert isinstance(build_guard(none), NoGuard)
+    assert CandidateJudge(none).judge(query, cached, 0.95).guards == ()
 
 
 def test_question_tags_are_not_negations() -> None:
@@ -184,3 +274,4 @@ def test_shipped_defaults_are_the_ones_the_harness_chose() -> None:
     defaults = NamespaceConfig(name="defaults")
     assert defaults.similarity_threshold == chosen["similarity_threshold"]
     assert defaults.guards.model_dump() == chosen["guards"]
+    assert defaults.verifier.model_dump() == chosen["verifier"]

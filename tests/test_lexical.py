@@ -41,7 +41,12 @@ def test_the_weight_is_bounded() -> None:
 async def test_the_node_serves_the_best_blended_candidate(
     node_factory: NodeFactory, tier: str, weight: float, served: str
 ) -> None:
-    namespace = {"name": "default", "similarity_threshold": 0.75, "lexical_weight": weight}
+    namespace = {
+        "name": "default",
+        "similarity_threshold": 0.75,
+        "lexical_weight": weight,
+        "verifier": {"enabled": False},  # the lexical term alone decides here
+    }
     node = await node_factory({"namespaces": [namespace]})
     for prompt in (NEAREST, WORDIER):
         assert (await node.chat(prompt)).headers["x-cachefleet-cache"] == "miss"

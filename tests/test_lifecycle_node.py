@@ -597,6 +597,7 @@ async def test_thresholds_are_per_embedding_model(
     strict_for_active = {
         "name": "default",
         "thresholds": {ACTIVE_MODEL: 0.999, MIGRATED_MODEL: 0.9},
+        "verifier": {"enabled": False},  # its bonus would lift the paraphrase past 0.999
     }
     node = await node_factory(
         {"milvus": {"uri": None}, "namespaces": [strict_for_active], **migration(model_dir)}

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from cachefleet_node.config import NamespaceConfig
 from node_harness import Node, NodeFactory, Stub
 
 QUESTION = "How do I reset my password?"
@@ -81,9 +82,14 @@ async def test_semantic_hit_from_milvus_when_l1_is_cold(node: Node, stub: Stub) 
 
 
 async def test_threshold_override_is_clamped(node_factory: NodeFactory) -> None:
-    node = await node_factory(
-        {"namespaces": [{"name": "default", "similarity_threshold": 0.85, "min_threshold": 0.8}]}
-    )
+    # the verifier is off: its bonus would lift this paraphrase's score past 0.999
+    namespace = {
+        "name": "default",
+        "similarity_threshold": 0.85,
+        "min_threshold": 0.8,
+        "verifier": {"enabled": False},
+    }
+    node = await node_factory({"namespaces": [namespace]})
     await node.chat(QUESTION)
     await node.settle()
     strict = await node.chat(PARAPHRASE, headers={"x-cachefleet-threshold": "0.999"})
@@ -357,3 +363,34 @@ async def test_metrics_present_and_moving(node: Node) -> None:
     ):
         assert sample(after, name) > sample(before, name), name
     assert "cachefleet_entries" in after
+
+
+async def test_semantic_hits_explain_themselves_and_refusals_are_counted(
+    node: Node, stub: Stub
+) -> None:
+    await node.chat(QUESTION)
+    await node.settle()
+    hit = await node.chat(PARAPHRASE)
+    assert hit.headers["x-cachefleet-cache"] == "hit-semantic"
+    assert (
+        float(hit.headers["x-cachefleet-verifier"]) >= NamespaceConfig(name="d").verifier.min_score
+    )
+    assert hit.headers["x-cachefleet-guards"] == "negation,opposites,numbers,entities"
+
+    await node.chat("Write something short")
+    await node.settle()
+    calls = await stub.calls()
+    # cosine 0.94, no guard objects; the verifier sees one added word in an otherwise
+    # identical request and refuses: the request goes upstream and says why
+    near_miss = await node.chat("Write something else short")
+    assert near_miss.headers["x-cachefleet-cache"] == "miss"
+    assert near_miss.headers["x-cachefleet-vetoes"] == "verifier"
+    assert await stub.calls() == calls + 1
+    metrics = (await node.client.get("/metrics")).text
+    assert 'cachefleet_guard_rejections_total{reason="verifier"} 1.0' in metrics
+    assert 'cachefleet_verifier_score_ratio_count{outcome="refused"} 1.0' in metrics
+    lookup = await node.client.post(
+        "/v1/cache/lookup",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PARAPHRASE}]},
+    )
+    assert lookup.json()["verifier"] >= 0.55

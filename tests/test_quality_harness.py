@@ -65,3 +65,23 @@ def test_harness_smoke(tmp_path: Path, model_dir: Path) -> None:
     low, high = qqp["ci95"]["roc_auc"]
     assert low <= high
     assert set(result["stream"]["policies"]) == {"cachefleet", "redisvl", "gptcache"}
+    assert (tmp_path / "out" / "quality_adversarial.png").stat().st_size > 0
+
+    adversarial = result["adversarial"]
+    # every pair, both splits, replayed through CacheEngine: the same decision as the analysis
+    assert adversarial["engine_agreement"] == 1.0
+    assert (
+        adversarial["by_split"]["frozen"] + adversarial["by_split"]["dev"] == adversarial["pairs"]
+    )
+    assert adversarial["pairs"] >= 600
+    for split in ("dev", "frozen"):
+        tables = adversarial["rules"][split]
+        assert set(tables) == set(quality.ADVERSARIAL_RULES)
+        ours, guards_only = tables["cachefleet"], tables["cachefleet_no_verifier"]
+        # at the same threshold the verifier serves fewer traps than the guards alone
+        assert ours["traps"]["served"] <= guards_only["traps"]["served"]
+        assert ours["traps"]["served"] < tables["cosine_only"]["traps"]["served"]
+        for row in ours.values():
+            low, high = row["ci95"]
+            assert low <= row["served"] <= high
+    assert result["chosen"]["verifier"]["enabled"]

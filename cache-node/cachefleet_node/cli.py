@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from cachefleet_node.bench import calibrate, quality
+from cachefleet_node.bench import calibrate, quality, train_verifier
 from cachefleet_node.config import ConfigError, NodeConfig, load_node_config
 from cachefleet_node.embedders.base import EmbeddingUnavailable
 from cachefleet_node.logging_setup import configure_logging
@@ -92,10 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_arguments(
         bench.add_parser("calibrate", help="pick a threshold for a target error rate")
     )
+    train_verifier.add_arguments(
+        bench.add_parser("train-verifier", help="train the verifier head on shippable data")
+    )
     args = parser.parse_args(argv)
 
     if args.command == "bench":
-        return quality.main(args) if args.bench == "quality" else calibrate.main(args)
+        runners = {
+            "quality": quality.main,
+            "calibrate": calibrate.main,
+            "train-verifier": train_verifier.main,
+        }
+        return runners[args.bench](args)
 
     if args.command == "check-config":
         try:

@@ -41,6 +41,7 @@ __all__ = [
     "ServerConfig",
     "TenantKey",
     "UpstreamConfig",
+    "VerifierConfig",
     "format_validation_error",
     "load_node_config",
 ]
@@ -231,6 +232,33 @@ class GuardsConfig(_Strict):
     )
 
 
+class VerifierConfig(_Strict):
+    """The verifier: a pair classifier that reads the request and the cached prompt together
+    after the threshold and the guards (see `core/verifier.py`).
+
+    Defaults are the operating point `bench train-verifier` chose on the adversarial tuning
+    split and CLINC150 (docs/benchmarks/quality.md).
+    """
+
+    enabled: bool = Field(
+        True, description="Score semantic candidates with the verifier (off: threshold + guards)."
+    )
+    min_score: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="A candidate whose verifier score (probability that the cached answer "
+        "answers the request) is lower is refused.",
+    )
+    weight: float = Field(
+        0.075,
+        ge=0,
+        le=0.2,
+        description="How much the verifier moves the score compared with the threshold: "
+        "score = similarity + weight × (verifier score − 0.5); 0 = refusals only.",
+    )
+
+
 class CalibrationConfig(_Strict):
     """Threshold calibration on live traffic from verified shadow-mode samples."""
 
@@ -310,6 +338,10 @@ class NamespaceConfig(_Strict):
         "cosine similarity before the threshold applies; 0 = cosine only (the default). It "
         "serves more at loose, high-recall thresholds and fewer at strict ones "
         "(docs/benchmarks/quality.md); raise the threshold with it.",
+    )
+    verifier: VerifierConfig = Field(
+        default_factory=VerifierConfig,
+        description="The verifier that reads request and cached prompt together.",
     )
     shadow: bool = Field(
         False,

@@ -26,9 +26,8 @@ from cachefleet_node.config import NamespaceConfig, NodeConfig
 from cachefleet_node.core.calibration import OnlineCalibrator
 from cachefleet_node.core.controls import CacheControls
 from cachefleet_node.core.entry import CacheEntry, completion_usage
-from cachefleet_node.core.guards import CandidateGuard, build_guard
+from cachefleet_node.core.judging import CandidateJudge, Judgement
 from cachefleet_node.core.keys import CacheKeys, canonical_request
-from cachefleet_node.core.lexical import blended_score
 from cachefleet_node.core.policy import RequestDecision, response_cacheable
 from cachefleet_node.core.routing import NamespaceRouter
 from cachefleet_node.core.savings import saved_dollars
@@ -93,6 +92,9 @@ class Outcome:
     vector: Vector | None = None
     vector_space: str | None = None  # embedding space of `vector`
     shadow_similarity: float | None = None  # a would-be semantic hit not served (shadow mode)
+    judgement: Judgement | None = None  # why the semantic hit was served
+    vetoes: list[str] = field(default_factory=list)  # why candidates were refused
+    judged: dict[str, Judgement] = field(default_factory=dict)  # entry id -> judgement
 
     @property
     def hit(self) -> bool:
@@ -183,7 +185,7 @@ class CacheEngine:
         self._pending: set[asyncio.Task[Any]] = set()
         self._dual_pending: set[asyncio.Task[Any]] = set()
         self._evictions_seen: dict[str, int] = {}
-        self._guards: dict[str, CandidateGuard] = {}
+        self._judges: dict[str, CandidateJudge] = {}
         self.calibrators: dict[str, OnlineCalibrator] = {}
         # exact key -> (namespace config name, similarity, cached answer) awaiting verification
         self._shadows: dict[str, tuple[str, float, bytes]] = {}
@@ -296,36 +298,39 @@ class CacheEngine:
             semantic.partition, vector, SEMANTIC_CANDIDATES, now, plan.controls.max_age_s
         )
         self.metrics.tier_latency.labels("l1_ann", "search").observe(time.perf_counter() - started)
-        # Candidates come by similarity; with a lexical weight the best *score* wins, so the
-        # loop goes on while a later candidate could still beat the best one (with weight 0
-        # that ends at the first accepted candidate).
-        weight = plan.ns.lexical_weight
-        best: tuple[float, float, CacheEntry] | None = None  # score, similarity, entry
+        # Candidates come by similarity; the best *score* wins (the lexical term and the
+        # verifier move it by at most `judge.bonus`), so the loop goes on while a later
+        # candidate could still beat the best one.
+        judge = self._judge(plan.ns)
+        best: tuple[Judgement, CacheEntry] | None = None
         for candidate in candidates:
             meta = candidate.meta
             if meta.namespace != plan.namespace or meta.tenant != plan.tenant:
                 continue  # impossible by partitioning; checked anyway
-            if candidate.similarity + weight < threshold:
+            if candidate.similarity + judge.bonus < threshold:
                 best_rejected = max(best_rejected, candidate.similarity)
                 break
-            if best is not None and candidate.similarity + weight <= best[0]:
+            if best is not None and candidate.similarity + judge.bonus <= best[0].score:
                 break
-            score = blended_score(candidate.similarity, semantic.text, meta.prompt, weight)
-            if score < threshold or not self._guard_accepts(plan, semantic.text, meta.prompt):
+            judgement = self._judged(
+                outcome, judge, semantic.text, meta.prompt, candidate.similarity, meta.entry_id
+            )
+            if judgement.score < threshold or not judgement.accepted:
                 best_rejected = max(best_rejected, candidate.similarity)
                 continue
             entry = await self._fetch_entry(plan, meta.entry_id, outcome, now)
             if entry is None or entry.partition != semantic.partition:
                 continue
-            if best is None or score > best[0]:
-                best = (score, candidate.similarity, entry)
+            if best is None or judgement.score > best[0].score:
+                best = (judgement, entry)
         if best is not None:
-            _, similarity, entry = best
+            judgement, entry = best
             if plan.ns.shadow:
-                self._shadow(plan, outcome, entry, similarity)
+                self._shadow(plan, outcome, entry, judgement.similarity)
                 return
-            self._served_similarity(similarity)
-            self._hit(outcome, "hit-semantic", "l1", entry, plan, similarity)
+            self._served(judgement)
+            outcome.judgement = judgement
+            self._hit(outcome, "hit-semantic", "l1", entry, plan, judgement.similarity)
             return
 
         vectors = space.vectors
@@ -351,7 +356,7 @@ class CacheEngine:
             outcome.reasons.append(found.error)
             self._rejected_similarity(best_rejected)
             return
-        best_l2: tuple[float, float, CacheEntry, Any] | None = None  # score, sim, entry, vector
+        best_l2: tuple[Judgement, CacheEntry, Any] | None = None  # judgement, entry, vector
         for hit in found.value or []:
             if (hit.namespace, hit.tenant, hit.partition) != (
                 plan.namespace,
@@ -359,30 +364,34 @@ class CacheEngine:
                 semantic.partition,
             ):
                 continue
-            if hit.similarity + weight < threshold:
+            if hit.similarity + judge.bonus < threshold:
                 best_rejected = max(best_rejected, hit.similarity)
                 break
-            if best_l2 is not None and hit.similarity + weight <= best_l2[0]:
+            if best_l2 is not None and hit.similarity + judge.bonus <= best_l2[0].score:
                 break
+            if hit.entry_id in outcome.judged:
+                continue  # refused in L1 already (an accepted one would have been served)
             entry = await self._fetch_entry(plan, hit.entry_id, outcome, now)
             if entry is None or entry.partition != semantic.partition:
                 continue
-            prompt = entry.prompt or ""
-            score = blended_score(hit.similarity, semantic.text, prompt, weight)
-            if score < threshold or not self._guard_accepts(plan, semantic.text, prompt):
+            judgement = self._judged(
+                outcome, judge, semantic.text, entry.prompt or "", hit.similarity, hit.entry_id
+            )
+            if judgement.score < threshold or not judgement.accepted:
                 best_rejected = max(best_rejected, hit.similarity)
                 continue
-            if best_l2 is None or score > best_l2[0]:
-                best_l2 = (score, hit.similarity, entry, hit.vector)
+            if best_l2 is None or judgement.score > best_l2[0].score:
+                best_l2 = (judgement, entry, hit.vector)
         if best_l2 is not None:
-            _, similarity, entry, vector = best_l2
+            judgement, entry, vector = best_l2
             if vector is not None:
                 l1_semantic.add(semantic.partition, vector, _vector_meta(entry))
             if plan.ns.shadow:
-                self._shadow(plan, outcome, entry, similarity)
+                self._shadow(plan, outcome, entry, judgement.similarity)
                 return
-            self._served_similarity(similarity)
-            self._hit(outcome, "hit-semantic", "l2", entry, plan, similarity)
+            self._served(judgement)
+            outcome.judgement = judgement
+            self._hit(outcome, "hit-semantic", "l2", entry, plan, judgement.similarity)
             return
         self._rejected_similarity(best_rejected)
 
@@ -465,15 +474,38 @@ class CacheEngine:
             self.metrics.estimated_false_hit.labels(plan.namespace).set(calibration.false_hit_rate)
             self.metrics.estimated_error.labels(plan.namespace).set(calibration.error_rate)
 
-    def _guard_accepts(self, plan: LookupPlan, query: str, candidate: str) -> bool:
-        guard = self._guards.get(plan.ns.name)
-        if guard is None:
-            guard = self._guards[plan.ns.name] = build_guard(plan.ns)
-        reason = guard.reject_reason(query, candidate)
-        if reason is None:
-            return True
-        self.metrics.guard_rejections.labels(reason).inc()
-        return False
+    def _judge(self, ns: NamespaceConfig) -> CandidateJudge:
+        judge = self._judges.get(ns.name)
+        if judge is None or judge.config is not ns:
+            judge = self._judges[ns.name] = CandidateJudge(ns)
+        return judge
+
+    def _judged(
+        self,
+        outcome: Outcome,
+        judge: CandidateJudge,
+        query: str,
+        prompt: str,
+        similarity: float,
+        entry_id: str,
+    ) -> Judgement:
+        """Judge a candidate that can reach the threshold, once per entry and request (L1 and
+        Milvus may both return it); count and remember a veto."""
+        known = outcome.judged.get(entry_id)
+        if known is not None:
+            return known
+        started = time.perf_counter()
+        judgement = judge.judge(query, prompt, similarity)
+        self.metrics.judge_latency.observe(time.perf_counter() - started)
+        outcome.judged[entry_id] = judgement
+        if judgement.verifier is not None:
+            self.metrics.verifier_score.labels("refused" if judgement.veto else "accepted").observe(
+                judgement.verifier
+            )
+        if judgement.veto is not None:
+            self.metrics.guard_rejections.labels(judgement.veto).inc()
+            outcome.vetoes.append(judgement.veto)
+        return judgement
 
     async def _fetch_entry(
         self, plan: LookupPlan, entry_id: str, outcome: Outcome, now: float
@@ -493,8 +525,8 @@ class CacheEngine:
             return None
         return entry
 
-    def _served_similarity(self, similarity: float) -> None:
-        self.metrics.similarity.labels("served").observe(similarity)
+    def _served(self, judgement: Judgement) -> None:
+        self.metrics.similarity.labels("served").observe(judgement.similarity)
 
     def _rejected_similarity(self, similarity: float) -> None:
         if similarity > 0:

@@ -26,6 +26,8 @@ _LATENCY_BUCKETS = (
     30.0,
 )
 _SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0)
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95, 1.0)
+_JUDGE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01)
 
 
 class NodeMetrics:
@@ -63,8 +65,22 @@ class NodeMetrics:
         )
         self.guard_rejections = Counter(
             "cachefleet_guard_rejections_total",
-            "Semantic candidates above the threshold that a guard vetoed, by reason.",
+            "Semantic candidates within reach of the threshold that a guard or the verifier "
+            "refused, by reason.",
             ["reason"],
+            registry=r,
+        )
+        self.verifier_score = Histogram(
+            "cachefleet_verifier_score_ratio",
+            "Verifier scores of semantic candidates, by outcome (accepted, refused).",
+            ["outcome"],
+            buckets=_SCORE_BUCKETS,
+            registry=r,
+        )
+        self.judge_latency = Histogram(
+            "cachefleet_semantic_judge_duration_seconds",
+            "Time to judge one semantic candidate (guards and verifier).",
+            buckets=_JUDGE_BUCKETS,
             registry=r,
         )
         self.shadow_hits = Counter(

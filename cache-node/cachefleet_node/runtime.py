@@ -17,6 +17,7 @@ from cachefleet_node import keyspace
 from cachefleet_node.auth import TenantResolver
 from cachefleet_node.coherence import CoherenceBus
 from cachefleet_node.config import EmbeddingConfig, NodeConfig
+from cachefleet_node.core.judging import load_verifier
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.embedders.factory import build_embedder
@@ -94,6 +95,8 @@ class NodeRuntime:
         )
         upstream_key = os.environ.get(config.upstream.api_key_env)
         self.upstream = Upstream(config.upstream, upstream_key)
+        if any(ns.verifier.enabled for ns in config.namespaces):
+            await asyncio.to_thread(load_verifier)  # not on the first request's path
 
         for space in (self.engine.active_space, self.engine.target_space):
             if space is not None and space.vectors is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "default_data_dir",
     "load_clinc",
     "load_qqp",
+    "quantities",
 ]
 
 DATA_DIR_ENV = "CACHEFLEET_DATA_DIR"
@@ -127,3 +129,23 @@ def load_qqp(data_dir: Path, *, pairs: int | None = None, seed: int = 0) -> QqpD
         take = round(pairs * len(positives) / len(rows))
         rows = rng.sample(positives, take) + rng.sample(negatives, pairs - take)
     return QqpData(pairs=rows)
+
+
+_QUANTITY = re.compile(r"\d+(?:[.,:]\d+)*")
+_QUANTITY_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
+    "forty fifty sixty seventy eighty ninety hundred thousand million".split()
+)
+
+
+def quantities(text: str) -> tuple[str, ...]:
+    """The quantities a request states (digits and number words), sorted.
+
+    Answer-level truth on CLINC: an intent label ignores slot values, but an answer cache
+    that serves "transfer $100" for "transfer $400" serves a wrong answer. Deliberately
+    simpler than (and independent of) the numbers guard.
+    """
+    lowered = text.lower()
+    found = [m.replace(",", "") for m in _QUANTITY.findall(lowered)]
+    found += [w for w in re.findall(r"[a-z]+", lowered) if w in _QUANTITY_WORDS]
+    return tuple(sorted(found))

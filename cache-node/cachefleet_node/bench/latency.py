@@ -4,7 +4,9 @@ Measures, inside one node process on embedded defaults, the time from a raw requ
 a cached answer: JSON decoding, validation, keys, policies and the tier lookups. The semantic
 path includes embedding the query with the real model on every iteration (no embedding
 cache), so it is what a never-seen paraphrase costs. Also measures the lookup overhead a miss
-pays before going upstream, and the HTTP round trip over loopback for reference.
+pays before going upstream, the cost of judging semantic candidates (guards and verifier,
+one candidate and a top-4 batch, for a never-seen request), and the HTTP round trip over
+loopback for reference.
 
 Writes `docs/benchmarks/latency.json` and `latency.png`. Timings are for the machine they
 ran on; compare them within one run.
@@ -29,8 +31,10 @@ import numpy as np
 import orjson
 import uvicorn
 
-from cachefleet_node.config import load_node_config
+from cachefleet_node.config import NamespaceConfig, load_node_config
+from cachefleet_node.core.judging import CandidateJudge
 from cachefleet_node.core.request import decode_json_object
+from cachefleet_node.core.verifier import pair_diff
 from cachefleet_node.demo.__main__ import load_workload
 from cachefleet_node.embedders.local import OnnxEmbedder
 from cachefleet_node.logging_setup import configure_logging
@@ -90,6 +94,22 @@ async def _timed(fn: Callable[[], Awaitable[Any]], iterations: int) -> list[floa
     for _ in range(iterations):
         started = time.perf_counter()
         await fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _verifier_samples(pairs: list[tuple[str, str]], iterations: int, batch: int) -> list[float]:
+    """Milliseconds to judge `batch` candidates of one never-seen request (guards, alignment
+    and head; the cached prompts' word features stay memoised, as in a running node)."""
+    judge = CandidateJudge(NamespaceConfig(name="bench"))
+    samples = []
+    for i in range(iterations):
+        query = f"{pairs[i % len(pairs)][0]} (variant {i})"
+        candidates = [pairs[(i + k) % len(pairs)][1] for k in range(batch)]
+        pair_diff.cache_clear()
+        started = time.perf_counter()
+        for candidate in candidates:
+            judge.judge(query, candidate, 0.9)
         samples.append((time.perf_counter() - started) * 1000)
     return samples
 
@@ -165,6 +185,15 @@ async def run(iterations: int, filler: int) -> dict[str, Any]:
                     await _timed(cycling("miss", miss_bodies), iterations // 4)
                 ),
             }
+            workload_pairs = [
+                (paraphrase, g["prompts"][0])
+                for g in workload["groups"]
+                for paraphrase in g["prompts"][1:]
+            ]
+            verifier = {
+                "one_candidate": _summary(_verifier_samples(workload_pairs, iterations, 1)),
+                "top_4_candidates": _summary(_verifier_samples(workload_pairs, iterations, 4)),
+            }
             embed_only = _summary(
                 await _timed(
                     lambda: model.embed([f"one short sentence number {time.perf_counter()}"]),
@@ -222,8 +251,13 @@ async def run(iterations: int, filler: int) -> dict[str, Any]:
         "semantic_queries": len(semantic_hits),
         "inside_node": inside,
         "embedding_only": embed_only,
+        "verifier": verifier,
         "http_loopback": over_http,
-        "targets": {"exact_hit_p50_ms": 1.0, "semantic_hit_p50_ms": 10.0},
+        "targets": {
+            "exact_hit_p50_ms": 1.0,
+            "semantic_hit_p50_ms": 10.0,
+            "verifier_per_candidate_p50_ms": 3.0,
+        },
     }
 
 
@@ -237,6 +271,8 @@ def _plot(result: dict[str, Any], path: Path) -> None:
         ("exact hit (in node)", result["inside_node"]["exact_hit"]),
         ("semantic hit (in node)", result["inside_node"]["semantic_hit"]),
         ("embed one sentence", result["embedding_only"]),
+        ("guards + verifier, 1 candidate", result["verifier"]["one_candidate"]),
+        ("guards + verifier, top 4", result["verifier"]["top_4_candidates"]),
         ("miss: lookup overhead", result["inside_node"]["miss_lookup_overhead"]),
         ("exact hit (HTTP)", result["http_loopback"]["exact_hit"]),
         ("semantic hit (HTTP)", result["http_loopback"]["semantic_hit"]),
@@ -280,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         row = inside[name]
         print(f"{name:13s} p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms")
     print(f"miss overhead p50 {inside['miss_lookup_overhead']['p50_ms']:.3f} ms")
+    for name, row in result["verifier"].items():
+        print(f"guards + verifier, {name}: p50 {row['p50_ms']:.4f} ms  p99 {row['p99_ms']:.4f} ms")
     print(f"written to {args.out}/latency.json and latency.png")
     return 0
 

@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import random
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,7 +38,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cachefleet_node.bench.datasets import OOS, ClincData, QqpData, default_data_dir
+from cachefleet_node.bench.adversarial import AdversarialPair, class_table, load_pairs
+from cachefleet_node.bench.datasets import OOS, ClincData, QqpData, default_data_dir, quantities
 from cachefleet_node.bench.datasets import load_clinc as _load_clinc
 from cachefleet_node.bench.datasets import load_qqp as _load_qqp
 from cachefleet_node.bench.peers import (
@@ -50,11 +50,12 @@ from cachefleet_node.bench.peers import (
     top1_cosine,
 )
 from cachefleet_node.bench.vectors import TableEmbedder, VectorCache
-from cachefleet_node.config import GuardsConfig, NamespaceConfig, NodeConfig
+from cachefleet_node.config import GuardsConfig, NamespaceConfig, NodeConfig, VerifierConfig
 from cachefleet_node.core.calibration import Calibration, choose_threshold
 from cachefleet_node.core.guards import GUARD_NAMES, GuardChain
 from cachefleet_node.core.lexical import word_overlap
 from cachefleet_node.core.request import decode_json_object
+from cachefleet_node.core.verifier import score_lift, verifier_score
 from cachefleet_node.engine import SEMANTIC_CANDIDATES, CacheEngine, LookupPlan
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.server.planning import plan_request
@@ -86,11 +87,11 @@ def _say(message: str) -> None:
 # --------------------------------------------------------------------------- engine
 
 
-def _body(text: str) -> bytes:
+def _body(text: str, system: str = SYSTEM) -> bytes:
     return json.dumps(
         {
             "model": MODEL,
-            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}],
             "temperature": 0,
         }
     ).encode()
@@ -113,8 +114,16 @@ def _completion(answer: str) -> dict[str, Any]:
     }
 
 
+#: The verifier off: the settings compared with the peers before it existed.
+NO_VERIFIER = VerifierConfig(enabled=False)
+
+
 def _namespace(
-    threshold: float, guards: GuardsConfig, name: str = "bench", lexical_weight: float = 0.0
+    threshold: float,
+    guards: GuardsConfig,
+    name: str = "bench",
+    lexical_weight: float = 0.0,
+    verifier: VerifierConfig = NO_VERIFIER,
 ) -> NamespaceConfig:
     return NamespaceConfig(
         name=name,
@@ -122,6 +131,7 @@ def _namespace(
         min_threshold=min(0.5, threshold),
         guards=guards,
         lexical_weight=lexical_weight,
+        verifier=verifier,
     )
 
 
@@ -140,20 +150,26 @@ class Bench:
         )
         self.labels: dict[str, str] = {}  # entry id -> answer label
 
-    def plan(self, text: str, ns: NamespaceConfig | None = None) -> LookupPlan:
-        """The plan the proxy would build for this prompt."""
-        _, plan = plan_request(self.engine.router, {}, decode_json_object(_body(text)), "default")
+    def plan(
+        self, text: str, ns: NamespaceConfig | None = None, system: str = SYSTEM
+    ) -> LookupPlan:
+        """The plan the proxy would build for this prompt (`system`: the system prompt, part
+        of the partition)."""
+        body = decode_json_object(_body(text, system))
+        _, plan = plan_request(self.engine.router, {}, body, "default")
         return plan if ns is None else dataclasses.replace(plan, ns=ns)
 
-    async def store(self, text: str, label: str, vector: Any = None) -> None:
+    async def store(self, text: str, label: str, vector: Any = None, system: str = SYSTEM) -> None:
         """Write an answer through every tier, as a miss would."""
-        plan = self.plan(text)
+        plan = self.plan(text, system=system)
         await self.engine.remember(plan, _completion(label), vector)
         self.labels[plan.keys.exact] = label
 
-    async def lookup(self, text: str, ns: NamespaceConfig) -> tuple[str | None, Any]:
+    async def lookup(
+        self, text: str, ns: NamespaceConfig, system: str = SYSTEM
+    ) -> tuple[str | None, Any]:
         """(served label or None, outcome) through `CacheEngine.lookup`."""
-        outcome = await self.engine.lookup(self.plan(text, ns))
+        outcome = await self.engine.lookup(self.plan(text, ns, system))
         if outcome.hit and outcome.entry is not None:
             return self.labels.get(outcome.entry.entry_id), outcome
         return None, outcome
@@ -241,40 +257,26 @@ def _bootstrap(
 # --------------------------------------------------------------------------- CLINC
 
 
-_QUANTITY = re.compile(r"\d+(?:[.,:]\d+)*")
-_QUANTITY_WORDS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
-    "forty fifty sixty seventy eighty ninety hundred thousand million".split()
-)
-
-
-def quantities(text: str) -> tuple[str, ...]:
-    """The quantities a request states (digits and number words), sorted.
-
-    Answer-level truth on CLINC: an intent label ignores slot values, but an answer cache
-    that serves "transfer $100" for "transfer $400" serves a wrong answer. Deliberately
-    simpler than (and independent of) the numbers guard.
-    """
-    lowered = text.lower()
-    found = [m.replace(",", "") for m in _QUANTITY.findall(lowered)]
-    found += [w for w in re.findall(r"[a-z]+", lowered) if w in _QUANTITY_WORDS]
-    return tuple(sorted(found))
-
-
 @dataclasses.dataclass
 class ClincRun:
     """Per-query candidates from the engine's index, and guard verdicts on them."""
 
     queries: list[tuple[str, str]]
     exact: list[str | None]  # label of an exact hit
-    # (sim, label, vetoing guards, same quantities as the query, word overlap)
-    candidates: list[list[tuple[float, str, frozenset[str], bool, float]]]
+    # (sim, label, vetoing guards, same quantities as the query, word overlap, verifier)
+    candidates: list[list[tuple[float, str, frozenset[str], bool, float, float]]]
 
     def decide(
-        self, guards: Sequence[str], *, answer_level: bool = False, lexical_weight: float = 0.0
+        self,
+        guards: Sequence[str],
+        *,
+        answer_level: bool = False,
+        lexical_weight: float = 0.0,
+        verifier: VerifierConfig = NO_VERIFIER,
     ) -> Decisions:
-        """The engine's rule: exact hit, else the candidate no enabled guard vetoes with the
-        highest score (similarity + lexical_weight × word overlap; the first one on ties).
+        """The engine's rule: exact hit, else the candidate no enabled guard vetoes and the
+        verifier does not refuse with the highest score (similarity + lexical_weight × word
+        overlap + verifier.weight × (verifier score - 0.5); the first one on ties).
 
         `answer_level`: a hit is right only if the intent matches *and* the quantities do.
         """
@@ -285,8 +287,12 @@ class ClincRun:
             if self.exact[i] is not None:
                 sim[i], correct[i] = 1.0, self.exact[i] == label
                 continue
-            for similarity, served, vetoes, same_quantities, overlap in self.candidates[i]:
+            for similarity, served, vetoes, same_quantities, overlap, p in self.candidates[i]:
                 score = similarity + lexical_weight * overlap
+                if verifier.enabled:
+                    if p < verifier.min_score:
+                        continue
+                    score += score_lift(p, verifier.weight)
                 if not vetoes & enabled and score > sim[i]:
                     right = served == label and (same_quantities or not answer_level)
                     sim[i], correct[i] = score, right
@@ -314,7 +320,7 @@ async def _agreement(
     return agree / len(queries)
 
 
-Setting = tuple[tuple[str, ...], float]  # enabled guards, lexical weight
+Setting = tuple[tuple[str, ...], float, bool]  # enabled guards, lexical weight, verifier on
 
 
 def _best_setting(
@@ -345,12 +351,12 @@ def _held_out(
     for tune, test in (halves, halves[::-1]):
         target = peer.subset(tune).at(peer_threshold)["error_rate"]
         tuned = {key: decisions.subset(tune) for key, decisions in settings.items()}
-        (guards, weight), calibration = _best_setting(tuned, target)
-        ours = settings[(guards, weight)].subset(test).at(calibration.threshold)
+        (guards, weight, verified), calibration = _best_setting(tuned, target)
+        ours = settings[(guards, weight, verified)].subset(test).at(calibration.threshold)
         theirs = peer.subset(test).at(peer_threshold)
         rows.append(
             {
-                "setting": {"guards": list(guards), "lexical_weight": weight},
+                "setting": {"guards": list(guards), "lexical_weight": weight, "verifier": verified},
                 "threshold": calibration.threshold,
                 "cachefleet": {"hit_ratio": ours["hit_ratio"], "error_rate": ours["error_rate"]},
                 "peer": {"hit_ratio": theirs["hit_ratio"], "error_rate": theirs["error_rate"]},
@@ -380,6 +386,7 @@ async def _clinc_candidates(bench: Bench, embedder: TableEmbedder, data: ClincDa
                     frozenset(chain.reasons(text, c.meta.prompt)),
                     quantities(text) == quantities(c.meta.prompt),
                     word_overlap(text, c.meta.prompt),
+                    verifier_score(text, c.meta.prompt, c.similarity),
                 )
                 for c in found
             ]
@@ -407,12 +414,18 @@ class QqpRun:
     sim: FloatArray
     label: BoolArray
     vetoes: list[frozenset[str]]
+    verifier: FloatArray  # the verifier's score of each pair
 
-    def scores(self, guards: Sequence[str]) -> FloatArray:
-        """Similarity, or -1 where an enabled guard vetoes the pair."""
+    def scores(self, guards: Sequence[str], verifier: VerifierConfig = NO_VERIFIER) -> FloatArray:
+        """The score (similarity, with the verifier's term when it is on), or -1 where an
+        enabled guard vetoes the pair or the verifier refuses it."""
         enabled = set(guards)
         blocked = np.array([bool(v & enabled) for v in self.vetoes])
-        return np.where(blocked, -1.0, self.sim)
+        score = self.sim
+        if verifier.enabled:
+            blocked |= self.verifier < verifier.min_score
+            score = self.sim + score_lift(self.verifier, verifier.weight)
+        return np.where(blocked, -1.0, score)
 
 
 def _qqp_run(data: QqpData, embedder: TableEmbedder) -> QqpRun:
@@ -421,7 +434,10 @@ def _qqp_run(data: QqpData, embedder: TableEmbedder) -> QqpRun:
     b = np.stack([embedder.vector(y) for _, y, _ in data.pairs])
     sim = np.einsum("ij,ij->i", a, b).astype(np.float64)
     vetoes = [frozenset(chain.reasons(y, x)) for x, y, _ in data.pairs]
-    return QqpRun(sim, np.array([bool(label) for _, _, label in data.pairs]), vetoes)
+    verifier = np.array(
+        [verifier_score(y, x, float(s)) for (x, y, _), s in zip(data.pairs, sim, strict=True)]
+    )
+    return QqpRun(sim, np.array([bool(label) for _, _, label in data.pairs]), vetoes, verifier)
 
 
 def _auc(scores: FloatArray, label: BoolArray) -> float:
@@ -466,6 +482,90 @@ def _qqp_summary(scores: FloatArray, label: BoolArray, rounds: int, seed: int) -
             )
     out["ci95"] = {key: _ci(values) for key, values in rows.items()}
     return out
+
+
+# --------------------------------------------------------------------------- adversarial
+
+
+@dataclasses.dataclass
+class AdversarialRun:
+    """Cosine, guard vetoes and verifier score of every adversarial pair."""
+
+    pairs: list[AdversarialPair]
+    sim: FloatArray
+    vetoes: list[frozenset[str]]
+    verifier: FloatArray
+
+    def served(
+        self, threshold: float, guards: Sequence[str], verifier: VerifierConfig = NO_VERIFIER
+    ) -> BoolArray:
+        """Which pairs the engine's rule serves (each pair alone in its partition)."""
+        enabled = set(guards)
+        allowed = np.array([not v & enabled for v in self.vetoes], dtype=bool)
+        score = self.sim
+        if verifier.enabled:
+            allowed &= self.verifier >= verifier.min_score
+            score = self.sim + score_lift(self.verifier, verifier.weight)
+        return allowed & (score >= threshold)
+
+    def split(self, name: str) -> BoolArray:
+        """The pairs of one split."""
+        return np.array([pair.split == name for pair in self.pairs], dtype=bool)
+
+
+def _adversarial_run(embedder: TableEmbedder) -> AdversarialRun:
+    pairs = load_pairs()
+    chain = GuardChain(GUARD_NAMES)
+    cached = np.stack([embedder.vector(pair.cached) for pair in pairs])
+    asked = np.stack([embedder.vector(pair.asked) for pair in pairs])
+    sim = np.einsum("ij,ij->i", cached, asked).astype(np.float64)
+    vetoes = [frozenset(chain.reasons(pair.asked, pair.cached)) for pair in pairs]
+    verifier = np.array(
+        [
+            verifier_score(pair.asked, pair.cached, float(cos))
+            for pair, cos in zip(pairs, sim, strict=True)
+        ]
+    )
+    return AdversarialRun(pairs, sim, vetoes, verifier)
+
+
+def _adversarial_tables(
+    run: AdversarialRun, rules: dict[str, BoolArray], rounds: int, seed: int
+) -> dict[str, Any]:
+    """Per split, per rule: served shares per class with bootstrap intervals."""
+    tables: dict[str, Any] = {}
+    for split in ("dev", "frozen"):
+        mask = run.split(split)
+        pairs = [pair for pair, keep in zip(run.pairs, mask, strict=True) if keep]
+        tables[split] = {
+            rule: class_table(pairs, served[mask], rounds=rounds, seed=seed)
+            for rule, served in rules.items()
+        }
+    return tables
+
+
+async def _adversarial_agreement(
+    embedder: TableEmbedder, run: AdversarialRun, ns: NamespaceConfig, workdir: Path
+) -> float:
+    """Replay every pair through `CacheEngine` (cached prompt stored, asked prompt looked
+    up, each pair in its own partition through its system prompt): the share of pairs where
+    the engine serves exactly when the analysis says it does."""
+    bench = Bench(embedder, workdir / "adversarial", ns)
+    expected = run.served(ns.similarity_threshold, _enabled(ns.guards), ns.verifier)
+    agree = 0
+    try:
+        for pair, serve in zip(run.pairs, expected, strict=True):
+            system = f"{SYSTEM} (pair {pair.id})"
+            await bench.store(pair.cached, pair.id, embedder.vector(pair.cached), system=system)
+            served, _ = await bench.lookup(pair.asked, ns, system=system)
+            agree += (served == pair.id) == bool(serve)
+    finally:
+        await bench.close()
+    return agree / len(run.pairs)
+
+
+def _enabled(guards: GuardsConfig) -> tuple[str, ...]:
+    return tuple(name for name in GUARD_NAMES if getattr(guards, name))
 
 
 # --------------------------------------------------------------------------- stream
@@ -557,6 +657,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     clinc_embedder = TableEmbedder(vectors, clinc_texts, vectors.embed("clinc", clinc_texts))
     qqp_texts = qqp.texts
     qqp_embedder = TableEmbedder(vectors, qqp_texts, vectors.embed("qqp", qqp_texts))
+    adversarial_pairs = load_pairs()
+    adversarial_texts = list(
+        dict.fromkeys(t for pair in adversarial_pairs for t in (pair.cached, pair.asked))
+    )
+    _say(f"embedding {len(adversarial_texts)} texts of {len(adversarial_pairs)} adversarial pairs")
+    adversarial_embedder = TableEmbedder(
+        vectors, adversarial_texts, vectors.embed("adversarial", adversarial_texts)
+    )
 
     with tempfile.TemporaryDirectory(prefix="cachefleet-quality-") as tmp:
         workdir = Path(tmp)
@@ -569,8 +677,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         _say(f"recording the engine's top-{SEMANTIC_CANDIDATES} candidates per query")
         run_ = await _clinc_candidates(bench, clinc_embedder, clinc)
 
-        _say("Quora pairs: cosine and guard verdicts")
+        _say("Quora pairs: cosine, guard and verifier verdicts")
         qqp_run = _qqp_run(qqp, qqp_embedder)
+        _say("adversarial pairs: cosine, guard and verifier verdicts")
+        adversarial = _adversarial_run(adversarial_embedder)
+        dev = adversarial.split("dev")
+        trap = np.array([not pair.paraphrase for pair in adversarial.pairs])
 
         # ---- guard choice and threshold
         none = run_.decide(())
@@ -586,21 +698,38 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "false_hits_removed": int((vetoed & ~qqp_run.label).sum()),
                 "right_hits_lost": int((vetoed & qqp_run.label).sum()),
             }
-            removed = clinc_effect["false_hits_removed"] + qqp_effect["false_hits_removed"]
-            lost = clinc_effect["right_hits_lost"] + qqp_effect["right_hits_lost"]
-            effects[name] = {"clinc": clinc_effect, "qqp": qqp_effect, "enabled": removed >= lost}
+            adv_vetoed = dev & adversarial.served(t0, ()) & ~adversarial.served(t0, (name,))
+            adversarial_effect = {  # the dev split only: the frozen one is never tuned on
+                "false_hits_removed": int((adv_vetoed & trap).sum()),
+                "right_hits_lost": int((adv_vetoed & ~trap).sum()),
+            }
+            parts = (clinc_effect, qqp_effect, adversarial_effect)
+            removed = sum(part["false_hits_removed"] for part in parts)
+            lost = sum(part["right_hits_lost"] for part in parts)
+            effects[name] = {
+                "clinc": clinc_effect,
+                "qqp": qqp_effect,
+                "adversarial_dev": adversarial_effect,
+                "enabled": removed >= lost,
+            }
             if removed >= lost:
                 chosen.append(name)
-        ours = run_.decide(chosen)
-        best1, best2 = ours.best(0.01), ours.best(0.02)
+        guards_only = run_.decide(chosen)
+        best1, best2 = guards_only.best(0.01), guards_only.best(0.02)
         threshold = math.ceil(best1.threshold * 100) / 100
+        # The verifier's operating point was chosen by `bench train-verifier` (dev split and
+        # CLINC); it ships as the node's default.
+        verifier = VerifierConfig()
+        ours = run_.decide(chosen, verifier=verifier)
         _say(
-            f"chosen: guards {chosen or 'none'}, threshold {threshold} (raw {best1.threshold:.4f})"
+            f"chosen: guards {chosen or 'none'}, threshold {threshold} "
+            f"(raw {best1.threshold:.4f}), verifier min_score {verifier.min_score}, "
+            f"weight {verifier.weight}"
         )
 
         # ---- the real path at the chosen setting
         guards_config = _guards_config(chosen)
-        chosen_ns = _namespace(threshold, guards_config, name="bench-chosen")
+        chosen_ns = _namespace(threshold, guards_config, name="bench-chosen", verifier=verifier)
         _say("replaying every query through CacheEngine.lookup at the chosen setting")
         agree = await _agreement(bench, clinc.queries, ours, chosen_ns)
 
@@ -659,6 +788,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         clinc_rules = {
             "cachefleet": {**rule_row(ours, threshold), "guards": chosen},
+            "cachefleet_no_verifier": rule_row(guards_only, threshold),
             "cachefleet_no_guards": rule_row(none, threshold),
             "redisvl_default_rule": rule_row(redisvl, 1 - REDISVL_DEFAULT_DISTANCE),
             "gptcache_default_rule": {
@@ -674,9 +804,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for j, (text, _) in zip(top_index, clinc.queries, strict=True)
             ]
         )
-        ours_answer = run_.decide(chosen, answer_level=True)
+        ours_answer = run_.decide(chosen, answer_level=True, verifier=verifier)
         answer_level = {
             "cachefleet": rule_row(ours_answer, threshold),
+            "cachefleet_no_verifier": rule_row(run_.decide(chosen, answer_level=True), threshold),
             "cachefleet_no_guards": rule_row(run_.decide((), answer_level=True), threshold),
             "redisvl_default_rule": rule_row(
                 Decisions(redisvl.sim, redisvl.correct & top_same_quantities, oos),
@@ -687,14 +818,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 gpt_default_cos,
             ),
         }
-        answer_settings = {
-            (tuple(guards), weight): run_.decide(guards, answer_level=True, lexical_weight=weight)
+        answer_settings: dict[Setting, Decisions] = {
+            (tuple(guards), weight, False): run_.decide(
+                guards, answer_level=True, lexical_weight=weight
+            )
             for guards in (chosen, [])
             for weight in LEXICAL_WEIGHTS
         }
+        answer_settings[(tuple(chosen), 0.0, True)] = ours_answer
         for peer in ("redisvl_default_rule", "gptcache_default_rule"):
             peer_default = answer_level[peer]["default"]
-            (guards_at, weight_at), ours_at = _best_setting(
+            (guards_at, weight_at, verified_at), ours_at = _best_setting(
                 answer_settings, peer_default["error_rate"]
             )
             answer_level[peer]["equal_error_rate"] = {
@@ -702,18 +836,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "peer_error_rate": peer_default["error_rate"],
                 "cachefleet_hit_ratio": ours_at.hit_ratio,
                 "cachefleet_threshold": ours_at.threshold,
-                "cachefleet_setting": {"guards": list(guards_at), "lexical_weight": weight_at},
+                "cachefleet_setting": {
+                    "guards": list(guards_at),
+                    "lexical_weight": weight_at,
+                    "verifier": verified_at,
+                },
                 "shipped_setting_hit_ratio": ours_answer.best(peer_default["error_rate"]).hit_ratio,
             }
 
         # Cachefleet at each peer's error rate: its best setting (guards as chosen or off,
-        # lexical weight), and a held-out check (setting and threshold tuned on one half of
-        # the queries, judged against the peer on the other half).
-        settings = {
-            (tuple(guards), weight): run_.decide(guards, lexical_weight=weight)
+        # lexical weight, or the shipped setting with the verifier), and a held-out check
+        # (setting and threshold tuned on one half of the queries, judged against the peer
+        # on the other half).
+        settings: dict[Setting, Decisions] = {
+            (tuple(guards), weight, False): run_.decide(guards, lexical_weight=weight)
             for guards in (chosen, [])
             for weight in LEXICAL_WEIGHTS
         }
+        settings[(tuple(chosen), 0.0, True)] = ours
         halves = _halves(len(clinc.queries), args.seed)
         equal_error = {}
         recall_agreement = None
@@ -724,14 +864,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for peer, (peer_decisions, peer_threshold) in peers.items():
             peer_default = clinc_rules[peer]["default"]
             target = peer_default["error_rate"]
-            (guards_at, weight_at), ours_at = _best_setting(settings, target)
+            (guards_at, weight_at, verified_at), ours_at = _best_setting(settings, target)
             shipped_at = ours.best(target)
             equal_error[peer] = {
                 "peer_hit_ratio": peer_default["hit_ratio"],
                 "peer_error_rate": target,
                 "cachefleet_hit_ratio": ours_at.hit_ratio,
                 "cachefleet_threshold": ours_at.threshold,
-                "cachefleet_setting": {"guards": list(guards_at), "lexical_weight": weight_at},
+                "cachefleet_setting": {
+                    "guards": list(guards_at),
+                    "lexical_weight": weight_at,
+                    "verifier": verified_at,
+                },
                 "shipped_setting_hit_ratio": shipped_at.hit_ratio,
                 "shipped_setting_threshold": shipped_at.threshold,
                 "held_out": _held_out(settings, peer_decisions, peer_threshold, halves),
@@ -740,6 +884,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 _say(
                     f"replaying every query through CacheEngine.lookup at GPTCache's error rate "
                     f"(guards {list(guards_at) or 'off'}, lexical weight {weight_at}, "
+                    f"verifier {'on' if verified_at else 'off'}, "
                     f"threshold {ours_at.threshold:.4f})"
                 )
                 recall_ns = _namespace(
@@ -747,21 +892,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     _guards_config(guards_at),
                     name="bench-recall",
                     lexical_weight=weight_at,
+                    verifier=verifier if verified_at else NO_VERIFIER,
                 )
                 recall_agreement = await _agreement(
-                    bench, clinc.queries, settings[(guards_at, weight_at)], recall_ns
+                    bench, clinc.queries, settings[(guards_at, weight_at, verified_at)], recall_ns
                 )
         await bench.close()
+
+        # ---- adversarial pairs
+        _say("adversarial pairs: served per class, every rule, both splits")
+        adversarial_rules = {
+            "cachefleet": adversarial.served(threshold, chosen, verifier),
+            "cachefleet_no_verifier": adversarial.served(threshold, chosen),
+            "cosine_only": adversarial.served(threshold, ()),
+            "redisvl_default_rule": adversarial.sim >= 1 - REDISVL_DEFAULT_DISTANCE,
+            "gptcache_default_rule": adversarial.sim >= gpt_default_cos,
+        }
+        _say("replaying every adversarial pair through CacheEngine at the chosen setting")
+        adversarial_agreement = await _adversarial_agreement(
+            adversarial_embedder, adversarial, chosen_ns, workdir
+        )
 
         # ---- QQP
         _say("Quora pairs: hit rate on duplicates at false-hit rate <= 1% / 5%, ROC-AUC")
         qqp_rules = {
             "cachefleet": {
                 **_qqp_summary(
-                    qqp_run.scores(chosen), qqp_run.label, max(rounds // 5, 50), args.seed
+                    qqp_run.scores(chosen, verifier),
+                    qqp_run.label,
+                    max(rounds // 5, 50),
+                    args.seed,
                 ),
-                "at_chosen_threshold": _qqp_rule(qqp_run.scores(chosen), qqp_run.label, threshold),
+                "at_chosen_threshold": _qqp_rule(
+                    qqp_run.scores(chosen, verifier), qqp_run.label, threshold
+                ),
             },
+            "cachefleet_no_verifier": _qqp_summary(
+                qqp_run.scores(chosen), qqp_run.label, max(rounds // 5, 50), args.seed
+            ),
             "cosine_only": _qqp_summary(
                 qqp_run.scores(()), qqp_run.label, max(rounds // 5, 50), args.seed
             ),
@@ -780,7 +948,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stream = await _stream(
                 clinc_embedder,
                 rows,
-                _namespace(threshold, guards_config, name="bench-stream"),
+                _namespace(threshold, guards_config, name="bench-stream", verifier=verifier),
                 (clinc_texts, clinc_embedder.vectors),
                 workdir,
             )
@@ -798,10 +966,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "equal_error_rate": equal_error,
             "answer_level": answer_level,
             "lexical_weights_at_1pct": {
-                f"guards {'+'.join(guards) or 'off'}, weight {weight}": decisions.best(
-                    TARGET_ERROR
-                ).hit_ratio
-                for (guards, weight), decisions in settings.items()
+                f"guards {'+'.join(guards) or 'off'}, weight {weight}"
+                f"{', verifier' if verified else ''}": decisions.best(TARGET_ERROR).hit_ratio
+                for (guards, weight, verified), decisions in settings.items()
             },
             "engine_agreement": agree,
             "engine_agreement_at_gptcache_error_rate": recall_agreement,
@@ -811,10 +978,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "duplicates": int(qqp_run.label.sum()),
             "rules": qqp_rules,
         },
+        "adversarial": {
+            "pairs": len(adversarial.pairs),
+            "by_split": {split: int(adversarial.split(split).sum()) for split in ("dev", "frozen")},
+            "rules": _adversarial_tables(adversarial, adversarial_rules, rounds, args.seed),
+            "engine_agreement": adversarial_agreement,
+        },
         "guards": {"operating_threshold": t0, "effects": effects},
         "chosen": {
             "similarity_threshold": threshold,
             "guards": {name: name in chosen for name in GUARD_NAMES},
+            "verifier": verifier.model_dump(),
             "target_error_rate": TARGET_ERROR,
             "raw_threshold": best1.threshold,
             "best_2pct_threshold": best2.threshold,
@@ -834,7 +1008,8 @@ def _plots(result: dict[str, Any], out: Path) -> None:
 
     rules = result["clinc"]["rules"]
     names = {
-        "cachefleet": "Cachefleet (threshold + guards)",
+        "cachefleet": "Cachefleet (threshold + guards + verifier)",
+        "cachefleet_no_verifier": "threshold + guards",
         "cachefleet_no_guards": "cosine threshold only",
         "redisvl_default_rule": "RedisVL rule",
         "gptcache_default_rule": "GPTCache rule",
@@ -860,6 +1035,24 @@ def _plots(result: dict[str, Any], out: Path) -> None:
     left.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out / "quality_clinc.png", dpi=110)
+    plt.close(figure)
+
+    tables = result["adversarial"]["rules"]["frozen"]
+    classes = [row for row in tables["cachefleet"] if row not in ("traps", "paraphrases")]
+    figure, axis = plt.subplots(figsize=(12, 4.8))
+    width = 0.8 / len(ADVERSARIAL_RULES)
+    for k, (rule, label) in enumerate(ADVERSARIAL_RULES.items()):
+        values = [tables[rule][row]["served"] for row in classes]
+        axis.bar(np.arange(len(classes)) + k * width, values, width, label=label)
+    axis.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=20)
+    axis.set(
+        ylabel="share served from cache",
+        title="Adversarial pairs, frozen split: paraphrases should be served, traps must not",
+        ylim=(0, 1.3),
+    )
+    axis.legend(fontsize=8, loc="upper center", ncol=3)
+    figure.tight_layout()
+    figure.savefig(out / "quality_adversarial.png", dpi=110)
     plt.close(figure)
 
     stream = result.get("stream")
@@ -949,8 +1142,37 @@ def _report(result: dict[str, Any]) -> None:
         f"{qqp['cachefleet']['hit_rate_at_fhr_1pct']:.3f} hit@FHR5% "
         f"{qqp['cachefleet']['hit_rate_at_fhr_5pct']:.3f} AUC {qqp['cachefleet']['roc_auc']:.3f}"
     )
+    _report_adversarial(result["adversarial"])
     chosen = result["chosen"]
-    print(f"chosen defaults: threshold {chosen['similarity_threshold']}, guards {chosen['guards']}")
+    print(
+        f"chosen defaults: threshold {chosen['similarity_threshold']}, guards {chosen['guards']}, "
+        f"verifier {chosen['verifier']}"
+    )
+
+
+ADVERSARIAL_RULES = {
+    "cachefleet": "Cachefleet (threshold + guards + verifier)",
+    "cachefleet_no_verifier": "threshold + guards",
+    "cosine_only": "cosine threshold only",
+    "redisvl_default_rule": "RedisVL rule (cos >= 0.90)",
+    "gptcache_default_rule": "GPTCache rule (cos >= 0.60)",
+}
+
+
+def _report_adversarial(adversarial: dict[str, Any]) -> None:
+    """Served share per class and rule, frozen split first (never tuned on)."""
+    for split in ("frozen", "dev"):
+        tables = adversarial["rules"][split]
+        rules = list(ADVERSARIAL_RULES)
+        print(
+            f"adversarial pairs, {split} split ({adversarial['by_split'][split]} pairs): "
+            "share served (traps must not be, paraphrases should be)"
+        )
+        print(f"  {'class':16s} {'n':>4s} " + " ".join(f"{rule[:14]:>14s}" for rule in rules))
+        for row in tables["cachefleet"]:
+            cells = " ".join(f"{tables[rule][row]['served']:14.3f}" for rule in rules)
+            print(f"  {row:16s} {tables['cachefleet'][row]['pairs']:4d} {cells}")
+    print(f"  engine agreement with the analysis: {adversarial['engine_agreement']:.4f}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

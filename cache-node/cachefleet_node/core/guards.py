@@ -8,12 +8,16 @@ prompt and names a reason when such an *answer-determining* token differs:
 - `negation`: one text is negated and the other is not (odd number of cues: not, never,
   n't, without, ...);
 - `opposites`: the texts take opposite sides of a contrast (enable/disable, ascending/
-  descending, install/uninstall, left/right, ...; a word and its un-/dis-/de-/anti- form), or
-  state a direction the other way round ("miles to km" / "km to miles");
-- `numbers`: the numbers differ (digits, number words, versions, dates, amounts), the
-  same numbers come in another order ("sort [5, 2, 9] as [2, 5, 9]" / "as [9, 5, 2]"), or
-  the same number counts the other thing of the two both texts name ("5 miles in km" /
-  "miles in 5 km");
+  descending, install/uninstall, male/female, beginner/expert, brief/detailed, ...; a word
+  and its un-/dis-/de-/anti- form; one member of a closed class for another: Monday/Friday,
+  summer/winter, daily/weekly), swap a word for its WordNet antonym (good/bad, high/low),
+  or trade two things around the same words ("USD to EUR" / "EUR to USD", "is X faster
+  than Y" / "is Y faster than X", "a fox tricks a crow" / "a crow tricks a fox");
+- `numbers`: the numbers differ — compared exactly, so 13 is not 131 and 4 is not 429
+  (digits, number words, "one" when it counts something, versions, dates, amounts), a
+  list of the same numbers comes in another order ("sort [5, 2, 9] as [2, 5, 9]" / "as
+  [9, 5, 2]"), or the same number counts the other thing of the two both texts name ("5
+  miles in km" / "miles in 5 km");
 - `entities`: each text names something the other does not (capitalised names that do not
   start a sentence, ALL-CAPS tokens, code identifiers, quoted strings), or, in texts whose
   content words differ by one swap only, a name on one side stands where the other has
@@ -21,8 +25,9 @@ prompt and names a reason when such an *answer-determining* token differs:
   the slot).
 
 Two texts are told apart only by a *substitution*, never by a mere addition: "S3 bucket" and
-"Amazon S3 bucket" still match; "Lisbon" and "Barcelona" do not. Numbers are the exception:
-a number present on one side only changes the answer ("convert 5 miles" / "convert miles").
+"Amazon S3 bucket" still match; "Lisbon" and "Barcelona" do not. Additions that change the
+answer ("a recipe" / "a vegan recipe", "list causes" / "list 4 causes") are the verifier's
+to judge (`core/verifier.py`), with the whole pair in view.
 
 Everything here is pure and deterministic; text features are memoised per string, so a
 check costs a few microseconds once the cached prompt has been seen.
@@ -35,39 +40,18 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
 
-from cachefleet_node.config import GuardsConfig, NamespaceConfig
+from cachefleet_node.core.lexicon import are_antonyms
 
 __all__ = [
     "FUNCTION_WORDS",
     "GUARD_NAMES",
-    "CandidateGuard",
     "GuardChain",
-    "NoGuard",
     "TextFeatures",
-    "build_guard",
-    "build_guard_from",
     "text_features",
 ]
 
 GUARD_NAMES = ("negation", "opposites", "numbers", "entities")
-
-
-class CandidateGuard(Protocol):
-    """Vetoes semantic candidates."""
-
-    def reject_reason(self, query: str, candidate: str) -> str | None:
-        """None to accept, else a short reason such as `negation`."""
-        ...
-
-
-class NoGuard:
-    """Accepts every candidate."""
-
-    def reject_reason(self, query: str, candidate: str) -> str | None:
-        """Always accept."""
-        return None
 
 
 # ------------------------------------------------------------------------------ lexicon
@@ -90,7 +74,8 @@ _CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         "|delete,deleting,deleted,remove,removing,removed,uninstall,uninstalling,disable,"
         "disabling,disabled,deactivate,deactivating,erase,wipe,purge,destroy,turn off,"
         "switch off,get rid,unsubscribe",
-        "keep,keeping,kept,save,retain,preserve|discard,throw away,lose,losing,wipe",
+        "keep,keeping,kept,save,retain,preserve|discard,throw away,lose,losing,wipe,delete,"
+        "deleting,remove,removing",
         "start,begin,resume,restart|pause,suspend|stop,terminate,quit",
         "ascending,increasing order,smallest to largest,lowest to highest"
         "|descending,decreasing order,largest to smallest,highest to lowest",
@@ -104,7 +89,6 @@ _CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         "encode|decode",
         "before|after",
         "first|last",
-        "min,minimum|max,maximum",
         "left|right",
         "upper,uppercase|lower,lowercase",
         "soft,runny|hard,firm",
@@ -130,12 +114,28 @@ _CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         "open|close",
         "lock|unlock",
         "freeze|unfreeze",
+        "male,males,man,men,boy,boys,masculine|female,females,woman,women,girl,girls,feminine",
+        "adult,adults,grown-up,grown-ups|child,children,kid,kids,toddler,toddlers",
+        "beginner,beginners,novice,novices,newbie,newbies|expert,experts,advanced",
+        "brief,briefly,short,concise,summary|detailed,in detail,in depth",
+        "formal|informal,casual",
+        "cheap,cheapest,cheaper|expensive,priciest,pricier",
+        # closed classes: every member is a pole of its own
+        "monday|tuesday|wednesday|thursday|friday|saturday|sunday",
+        "spring|summer|autumn|winter",
+        "morning|afternoon|evening|night",
+        "yesterday|today|tomorrow",
+        "hourly|daily|weekly|monthly|yearly,annually,annual",
+        "per hour,an hour|per day,a day|per week,a week|per month,a month|per year,a year",
+        "north,northern|south,southern|east,eastern|west,western",
+        "minimum,min|average,mean|median|maximum,max",
     )
 )
 
 _OPPOSITE_PREFIXES = ("un", "dis", "de", "anti", "non")
 
-# "one" is left out: it is mostly a pronoun ("a new one").
+# "one" is left out here: it is mostly a pronoun ("a new one"); `_counts_one` tells when it
+# counts something ("in one sentence").
 _NUMBER_WORDS = {
     word: str(value)
     for value, word in enumerate(
@@ -170,6 +170,13 @@ FUNCTION_WORDS = frozenset(
     "there here will would should shall may might must just about".split()
 )
 
+# Words before "one" that make it a pronoun, and words after it that do not make it a count.
+_ONE_AS_PRONOUN_AFTER = frozenset(
+    "a the this that which each every any no another only new old right wrong same other last "
+    "first next no-one someone anyone everyone".split()
+)
+_NOT_AFTER_ONE = frozenset("another more else".split())
+
 # Words that start questions or are capitalised for grammar, not because they name something.
 _NOT_NAMES = frozenset("i i'm i've i'd i'll ok okay".split())
 
@@ -184,6 +191,10 @@ _IDENTIFIER = re.compile(
     r"|\b[A-Za-z]+\(\)"  # call()
 )
 _QUOTED = re.compile(r"(?<!\w)[\"“'‘]([^\"”'’]{1,60})[\"”'’](?!\w)")
+_ZERO_TAIL = re.compile(r":00$")
+_NUMBER_LIST = re.compile(
+    r"(?<![A-Za-z\d.])\d+(?:\.\d+)?(?:[\s,;]*(?:and\s+)?\d+(?:\.\d+)?)+(?![\d.])"
+)
 _SENTENCE_END = re.compile(r"[.!?:;]\s+|\n")
 # "A to B", "from A to B", "A into B": A is the word before the connector, B the last word
 # of the short noun phrase after it.
@@ -205,7 +216,7 @@ class TextFeatures:
     sequence: tuple[str, ...]  # the words in order
     poles: frozenset[tuple[int, int]]  # (contrast index, pole index)
     numbers: frozenset[str]
-    number_order: tuple[str, ...]  # the numbers as they appear
+    number_lists: frozenset[tuple[str, ...]]  # runs of numbers with only separators between
     counted: frozenset[tuple[str, str, int]]  # (number, the word after it, its position)
     entities: frozenset[str]
     directions: frozenset[tuple[str, str]]
@@ -240,25 +251,57 @@ def _stems(word: str) -> set[str]:
 
 
 def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
-    joined = " " + " ".join(words) + " "
-    single = {form for word in words for form in _stems(word)}
+    """The (contrast, pole) pairs a text takes. A term right after a negation cue takes the
+    other side of a two-sided contrast: "without losing my work" keeps it."""
+    forms = [_stems(word) for word in words]
     found = set()
     for contrast_index, poles in enumerate(_CONTRASTS):
         for pole_index, pole in enumerate(poles):
             for term in pole:
-                if (" " in term and f" {term} " in joined) or term in single:
-                    found.add((contrast_index, pole_index))
-                    break
+                parts = term.split()
+                for at in range(len(words) - len(parts) + 1):
+                    if len(parts) == 1:
+                        if term not in forms[at]:
+                            continue
+                    elif words[at : at + len(parts)] != parts:
+                        continue
+                    negated = at > 0 and words[at - 1] in _NEGATION_CUES
+                    side = 1 - pole_index if negated and len(poles) == 2 else pole_index
+                    found.add((contrast_index, side))
     return frozenset(found)
 
 
-def _number_order(text: str) -> tuple[str, ...]:
-    return tuple(match.replace(",", "") for match in _NUMBER.findall(text))
+def _number_lists(text: str) -> frozenset[tuple[str, ...]]:
+    """Runs of two or more numbers separated only by commas, spaces or brackets: "[5, 2, 9]"."""
+    return frozenset(
+        tuple(_NUMBER.findall(run)) for run in _NUMBER_LIST.findall(text) if run.strip()
+    )
+
+
+def _digit_numbers(text: str) -> set[str]:
+    """Numbers written with digits, without thousands separators or zero minutes: "1,000" ->
+    "1000", "3:00" -> "3" (as "3pm" is); "1.10" stays "1.10" (a version is not 1.1)."""
+    return {_ZERO_TAIL.sub("", match.replace(",", "")) for match in _NUMBER.findall(text)}
+
+
+def _counts_one(words: list[str], index: int) -> bool:
+    """`one` at `index` counts something ("in one sentence"), not a pronoun ("a new one",
+    "which one", "one of")."""
+    following = words[index + 1] if index + 1 < len(words) else None
+    before = words[index - 1] if index > 0 else None
+    return (
+        following is not None
+        and following not in FUNCTION_WORDS
+        and following not in _NOT_AFTER_ONE
+        and before not in _ONE_AS_PRONOUN_AFTER
+    )
 
 
 def _numbers(text: str, words: list[str]) -> frozenset[str]:
-    values = set(_number_order(text))
+    values = _digit_numbers(text)
     values.update(_NUMBER_WORDS[word] for word in words if word in _NUMBER_WORDS)
+    if any(word == "one" and _counts_one(words, i) for i, word in enumerate(words)):
+        values.add("1")
     return frozenset(values)
 
 
@@ -321,7 +364,7 @@ def text_features(text: str) -> TextFeatures:
         sequence=tuple(words),
         poles=_poles(words),
         numbers=_numbers(text, words),
-        number_order=_number_order(text),
+        number_lists=_number_lists(text),
         counted=_counted(words),
         entities=_entities(text),
         directions=_directions(text),
@@ -350,7 +393,8 @@ def _prefixed_opposite(a: frozenset[str], b: frozenset[str]) -> bool:
 
 
 def _substituted(a: frozenset[str], b: frozenset[str]) -> bool:
-    """Each side holds an item the other lacks (an item that prefixes another counts as it)."""
+    """Each side holds a name the other lacks (a name that prefixes another counts as it:
+    "S3" / "S3-bucket"). Only for names: numbers compare exactly (13 is not 131)."""
     only_a = [x for x in a - b if not any(y.startswith(x) or x.startswith(y) for y in b)]
     only_b = [y for y in b - a if not any(x.startswith(y) or y.startswith(x) for x in a)]
     return bool(only_a) and bool(only_b)
@@ -367,16 +411,94 @@ def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> b
     return any((target, source) in b for source, target in a)
 
 
+_SYMMETRIC = frozenset("and or vs versus plus times".split())
+_ARTICLES = frozenset("a an the".split())
+_LINKS = FUNCTION_WORDS | frozenset(
+    "into onto than over under via per against toward towards minus given".split()
+)
+_SWAP_MIDDLE = 6  # words between the two things that trade places
+_SHORT_TEXT = 6  # words (articles aside) below which a one-word link may be a compound
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
+
+
+def _swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two things (a word or two each) trade places around the same words: "USD to EUR" /
+    "EUR to USD", "is X faster than Y" / "is Y faster than X", "a 401 k into an IRA" / "an
+    IRA into a 401 k". Articles are ignored; a clause moved as a whole keeps its inner order
+    and does not count, nor does a symmetric link ("between A and B")."""
+    a = tuple(_singular(word) for word in a if word not in _ARTICLES)
+    b = tuple(_singular(word) for word in b if word not in _ARTICLES)
+    in_b = set(b)
+    a_text = " " + " ".join(a) + " "
+    b_text = " " + " ".join(b) + " "
+    n = len(a)
+    for i in range(n):
+        for first_len in (1, 2):
+            first = a[i : i + first_len]
+            if (
+                len(first) < first_len
+                or not in_b.issuperset(first)
+                or all(word in FUNCTION_WORDS for word in first)
+            ):
+                continue
+            for middle_len in range(1, _SWAP_MIDDLE + 1):
+                start = i + first_len + middle_len
+                middle = a[i + first_len : start]
+                if len(middle) < middle_len or _SYMMETRIC.intersection(middle):
+                    break  # a longer middle holds the same word
+                if not in_b.issuperset(middle):
+                    break
+                if middle_len == 1 and middle[0] not in _LINKS and n < _SHORT_TEXT:
+                    continue  # "flip coin" / "coin flip": a short command turned round
+                for second_len in (1, 2):
+                    second = a[start : start + second_len]
+                    if (
+                        len(second) < second_len
+                        or second == first
+                        or not in_b.issuperset(second)
+                        or all(word in FUNCTION_WORDS for word in second)
+                    ):
+                        continue
+                    swapped = " " + " ".join((*second, *middle, *first)) + " "
+                    kept = " " + " ".join((*first, *middle, *second)) + " "
+                    if swapped in b_text and swapped not in a_text and kept not in b_text:
+                        return True
+    return False
+
+
 def _negation(q: TextFeatures, c: TextFeatures) -> bool:
     return q.negated != c.negated and _minimal_pair(q, c)
+
+
+def _antonym_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """A word only one text has is the WordNet antonym of a word only the other has ("good" /
+    "bad", "high" / "low", "male" / "female"); a negated word ("without losing") does not
+    count."""
+    only_a = _plain_words(a) - set(b)
+    only_b = _plain_words(b) - set(a)
+    return any(are_antonyms(left, right) for left in only_a for right in only_b)
+
+
+def _plain_words(sequence: tuple[str, ...]) -> set[str]:
+    """Content words not right after a negation cue."""
+    return {
+        word
+        for at, word in enumerate(sequence)
+        if word not in FUNCTION_WORDS and (at == 0 or sequence[at - 1] not in _NEGATION_CUES)
+    }
 
 
 def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
     return (
         _opposite_sides(q.poles, c.poles)
+        or _antonym_swapped(q.sequence, c.sequence)
         or _prefixed_opposite(q.words, c.words)
         or _prefixed_opposite(c.words, q.words)
         or _reversed(q.directions, c.directions)
+        or _swapped(q.sequence, c.sequence)
     )
 
 
@@ -384,9 +506,13 @@ def _recounted(q: TextFeatures, c: TextFeatures) -> bool:
     """A number that counts one thing here and another there, each text naming the other
     thing away from the number ("5 miles in kilometers" / "miles in 5 kilometers"; not
     "2000 rupee notes" / "rupee 2000 notes")."""
+    mine = {(number, thing) for number, thing, _ in q.counted}
+    theirs = {(number, thing) for number, thing, _ in c.counted}
     return any(
         number == other_number
         and thing != other_thing
+        and (number, thing) not in theirs
+        and (other_number, other_thing) not in mine
         and _far_from(c.sequence, thing, other_at)
         and _far_from(q.sequence, other_thing, at)
         for number, thing, at in q.counted
@@ -395,15 +521,16 @@ def _recounted(q: TextFeatures, c: TextFeatures) -> bool:
 
 
 def _numbers_differ(q: TextFeatures, c: TextFeatures) -> bool:
-    """Different numbers, the same numbers in another order ("[5, 2] -> [2, 5]"), or the same
-    number counting another thing."""
-    if _substituted(q.numbers, c.numbers):
+    """Different numbers, a list of the same numbers in another order ("[5, 2] -> [2, 5]"),
+    or the same number counting another thing."""
+    if q.numbers - c.numbers and c.numbers - q.numbers:
         return True
-    if (
-        len(q.number_order) > 1
-        and sorted(q.number_order) == sorted(c.number_order)
-        and q.number_order != c.number_order
-    ):
+    reordered = any(
+        sorted(mine) == sorted(theirs)
+        for mine in q.number_lists - c.number_lists
+        for theirs in c.number_lists - q.number_lists
+    )
+    if reordered:
         return True
     return _recounted(q, c)
 
@@ -475,14 +602,3 @@ class GuardChain:
         for name in self.enabled:
             if _CHECKS[name](q, c):
                 yield name
-
-
-def build_guard_from(config: GuardsConfig) -> CandidateGuard:
-    """The guard chain for a guard configuration (`NoGuard` when all are off)."""
-    enabled = tuple(name for name in GUARD_NAMES if getattr(config, name))
-    return GuardChain(enabled) if enabled else NoGuard()
-
-
-def build_guard(namespace: NamespaceConfig) -> CandidateGuard:
-    """The guard configured for a namespace."""
-    return build_guard_from(namespace.guards)

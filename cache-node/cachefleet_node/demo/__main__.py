@@ -31,6 +31,9 @@ import numpy as np
 __all__ = ["main"]
 
 DEMO_MODEL = "gpt-4o"
+#: `make demo` of the release before the verifier (commit 31557f1, threshold 0.82 + guards),
+#: printed beside this run's figures.
+PREVIOUS_RELEASE = {"commit": "31557f1", "hit_rate": 0.562, "wrong_hits": 0, "requests": 480}
 _ANSWER_PREFIX = re.compile(r"^Answer to '(.*?)': ", re.DOTALL)
 
 
@@ -192,6 +195,7 @@ def summarise(
         "tokens_saved": namespace["prompt_tokens_saved"] + namespace["completion_tokens_saved"],
         "dollars_saved": namespace["cost_saved_dollars"],
         "upstream_calls": namespace["misses"] + namespace["bypasses"],
+        "previous_release": PREVIOUS_RELEASE,
     }
 
 
@@ -203,10 +207,14 @@ def print_report(summary: dict[str, Any], out: Path) -> None:
     print(f"requests                 {summary['requests']}")
     print(
         f"hit rate                 {summary['hit_rate']:.1%}  "
-        f"(exact {summary['exact_hit_rate']:.1%}, semantic {summary['semantic_hit_rate']:.1%})"
+        f"(exact {summary['exact_hit_rate']:.1%}, semantic {summary['semantic_hit_rate']:.1%}; "
+        f"previous release {PREVIOUS_RELEASE['commit']}: {PREVIOUS_RELEASE['hit_rate']:.1%})"
     )
     wrong = summary["wrong_hits"]
-    print(f"wrong answers served     {wrong}  (hits whose answer belongs to another question)")
+    print(
+        f"wrong answers served     {wrong}  (hits whose answer belongs to another question; "
+        f"previous release: {PREVIOUS_RELEASE['wrong_hits']} of {PREVIOUS_RELEASE['requests']})"
+    )
     for pair in summary["wrong_pairs"][:3]:
         print(f"  {pair['count']}x asked {pair['asked']!r}")
         print(f"     served the answer to {pair['served_answer_for']!r}")

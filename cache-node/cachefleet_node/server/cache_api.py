@@ -106,6 +106,8 @@ async def lookup(http_request: Request) -> Response:
         similarity=outcome.similarity,
         age_s=age,
         reasons=outcome.reasons,
+        judgement=outcome.judgement,
+        vetoes=outcome.vetoes,
     )
     return json_response(
         {
@@ -113,6 +115,8 @@ async def lookup(http_request: Request) -> Response:
             "result": outcome.result,
             "tier": outcome.tier,
             "similarity": outcome.similarity,
+            "verifier": None if outcome.judgement is None else outcome.judgement.verifier,
+            "vetoes": outcome.vetoes,
             "namespace": plan.namespace,
             "age_s": None if age is None else round(age, 3),
             "reasons": outcome.reasons,

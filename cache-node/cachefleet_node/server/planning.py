@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cachefleet_node.config import NamespaceConfig
 from cachefleet_node.core.controls import parse_controls
 from cachefleet_node.core.errors import RequestError
+from cachefleet_node.core.judging import Judgement
 from cachefleet_node.core.keys import compute_keys
 from cachefleet_node.core.policy import decide_request
 from cachefleet_node.core.request import ChatRequest, parse_chat_request
@@ -72,13 +73,22 @@ def response_headers_for(
     similarity: float | None = None,
     age_s: float | None = None,
     reasons: list[str] | None = None,
+    judgement: Judgement | None = None,
+    vetoes: Sequence[str] = (),
 ) -> dict[str, str]:
-    """Provenance headers carried by every proxied response."""
+    """Provenance headers carried by every proxied response; a semantic hit explains itself
+    (verifier score, guards that ran), and any response names what refused candidates."""
     headers = {"x-cachefleet-cache": result, "x-cachefleet-namespace": plan.namespace}
     if tier is not None:
         headers["x-cachefleet-tier"] = tier
     if similarity is not None:
         headers["x-cachefleet-similarity"] = f"{similarity:.4f}"
+    if judgement is not None:
+        headers["x-cachefleet-guards"] = ",".join(judgement.guards) or "none"
+        if judgement.verifier is not None:
+            headers["x-cachefleet-verifier"] = f"{judgement.verifier:.4f}"
+    if vetoes:
+        headers["x-cachefleet-vetoes"] = ",".join(dict.fromkeys(vetoes))
     if age_s is not None:
         headers["age"] = str(max(0, int(age_s)))
     if reasons:

@@ -101,6 +101,10 @@ def _log_request(
     }
     if outcome.reasons:
         fields["reasons"] = outcome.reasons
+    if outcome.judgement is not None and outcome.judgement.verifier is not None:
+        fields["verifier"] = round(outcome.judgement.verifier, 4)
+    if outcome.vetoes:
+        fields["vetoes"] = outcome.vetoes
     if runtime.config.logging.log_prompts and plan.keys.semantic is not None:
         fields["prompt"] = plan.keys.semantic.text
     log.info("request", **fields)
@@ -115,6 +119,8 @@ def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> R
         tier=outcome.tier,
         similarity=outcome.similarity,
         age_s=time.time() - outcome.entry.created_at,
+        judgement=outcome.judgement,
+        vetoes=outcome.vetoes,
     )
     if not request.stream:
         return Response(outcome.answer, media_type="application/json", headers=headers)
@@ -166,7 +172,9 @@ async def chat_completions(http_request: Request) -> Response:
     runtime.metrics.upstream_responses.labels(f"{upstream.status_code // 100}xx").inc()
     out_headers = {
         **response_headers(upstream.headers),
-        **response_headers_for(plan, outcome.result, reasons=outcome.reasons),
+        **response_headers_for(
+            plan, outcome.result, reasons=outcome.reasons, vetoes=outcome.vetoes
+        ),
     }
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if request.stream and upstream.is_success and is_sse:

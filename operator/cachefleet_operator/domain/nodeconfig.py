@@ -24,6 +24,7 @@ from cachefleet_node.config import (
     ServerConfig,
     TenantKey,
     UpstreamConfig,
+    VerifierConfig,
 )
 from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
 from cachefleet_operator.domain.naming import (
@@ -125,6 +126,8 @@ def _namespace(
         extra["thresholds"] = dict(policies.thresholds)
     if policies.guards is not None:
         extra["guards"] = GuardsConfig(**policies.guards.model_dump())
+    if policies.verifier is not None:
+        extra["verifier"] = VerifierConfig(**policies.verifier.model_dump(by_alias=False))
     if policies.lexical_weight is not None:
         extra["lexical_weight"] = policies.lexical_weight
     return NamespaceConfig(

@@ -15,6 +15,7 @@ from cachefleet_node.config import (
     NamespaceConfig,
     TemperaturePolicy,
     UpstreamConfig,
+    VerifierConfig,
 )
 from cachefleet_operator.api.v1alpha1.base import (
     ApiModel,
@@ -86,6 +87,7 @@ NODE_IMAGE = f"ghcr.io/cachefleet/cache-node:{node_version}"
 _NAMESPACE_DEFAULTS = NamespaceConfig.model_fields
 _DEADLINE_DEFAULTS = DeadlinesConfig.model_fields
 _GUARD_DEFAULTS = GuardsConfig.model_fields
+_VERIFIER_DEFAULTS = VerifierConfig.model_fields
 MAX_NAME_LENGTH = 63
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
@@ -397,6 +399,31 @@ class Guards(ApiModel):
     )
 
 
+class Verifier(ApiModel):
+    """The verifier: a pair classifier that reads the request and the cached prompt together
+    after the threshold and the guards (on by default, at the operating point the quality
+    harness chose)."""
+
+    enabled: bool = Field(
+        _VERIFIER_DEFAULTS["enabled"].default,
+        description="Score semantic candidates with the verifier.",
+    )
+    min_score: float = Field(
+        _VERIFIER_DEFAULTS["min_score"].default,
+        ge=0,
+        le=1,
+        description="Refuse a candidate whose verifier score (probability that the cached "
+        "answer answers the request) is lower.",
+    )
+    weight: float = Field(
+        _VERIFIER_DEFAULTS["weight"].default,
+        ge=0,
+        le=0.2,
+        description="score = similarity + weight × (verifier score − 0.5) is compared with "
+        "the threshold; 0 = refusals only.",
+    )
+
+
 class Policies(ApiModel):
     """Cache policies of every namespace this fleet serves (defaults are the node's)."""
 
@@ -439,6 +466,10 @@ class Policies(ApiModel):
         None,
         description="Switch single guards off (unset: all on, the setting the quality "
         "harness chose).",
+    )
+    verifier: Verifier | None = Field(
+        None,
+        description="Verifier settings (unset: on, at the node's defaults).",
     )
     lexical_weight: float | None = Field(
         None,
