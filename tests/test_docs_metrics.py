@@ -40,6 +40,8 @@ LABEL_VALUES = {
     "similarity.outcome": "`served`, `rejected`",
     "guard_rejections.reason": "`negation`, `opposites`, `numbers`, `entities`, `verifier`",
     "verifier_score.outcome": "`accepted`, `refused`",
+    "key_checks.outcome": "`accepted` (a recent verdict), `verified` (asked the upstream), "
+    "`rejected`, `undecided` (the request went upstream)",
     "verdict": "`right`, `wrong`",
     "bypasses.reason": "e.g. `no-cache`, `temperature`, `tool-result`, `not-cacheable`, "
     "`redis-timeout`, `embedder-timeout`, `milvus-unavailable`",

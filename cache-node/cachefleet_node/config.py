@@ -407,9 +407,38 @@ class TenantKey(_Strict):
 
 
 class AuthConfig(_Strict):
-    """Tenancy. Without keys every caller is tenant `default` and may use the admin API."""
+    """Tenancy. Without keys every caller is tenant `default` and may use the admin API, the
+    caller's `Authorization` goes upstream, and a cached answer is served only to a
+    credential the upstream accepted recently (see `cachefleet_node/key_check.py`)."""
 
     api_keys: list[TenantKey] = Field(default_factory=list)
+    serve_hits_without_key_check: bool = Field(
+        False,
+        description="Without api_keys: serve cached answers to any caller, whatever its "
+        "credential (an internal, key-less shared cache). Off: a hit needs a credential the "
+        "upstream accepted within key_verdict_ttl_s. The node warns at start when it is on.",
+    )
+    key_verdict_ttl_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="How long the upstream's acceptance of a credential lets it read hits "
+        "(a revoked key reads them at most this long).",
+    )
+    rejected_key_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        le=3_600,
+        description="How long a credential the upstream refused is answered with its refusal "
+        "without asking again.",
+    )
+    key_check_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Deadline of the upstream call (GET /models) that checks an unknown "
+        "credential; past it the request goes upstream like a miss.",
+    )
 
 
 class ModelPrice(_Strict):

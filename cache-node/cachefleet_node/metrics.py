@@ -70,6 +70,13 @@ class NodeMetrics:
             ["reason"],
             registry=r,
         )
+        self.key_checks = Counter(
+            "cachefleet_key_checks_total",
+            "Credentials checked before serving a hit without tenant keys, by outcome "
+            "(accepted, verified, rejected, undecided).",
+            ["outcome"],
+            registry=r,
+        )
         self.verifier_score = Histogram(
             "cachefleet_verifier_score_ratio",
             "Verifier scores of semantic candidates, by outcome (accepted, refused).",

@@ -22,6 +22,7 @@ from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.embedders.factory import build_embedder
 from cachefleet_node.engine import CacheEngine, UnknownSpaceError, VectorSpace
+from cachefleet_node.key_check import KeyVerdicts
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore
@@ -52,6 +53,7 @@ class NodeRuntime:
         self.bus: CoherenceBus | None = None
         self.engine: CacheEngine
         self.upstream: Upstream
+        self.key_verdicts: KeyVerdicts
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -95,6 +97,13 @@ class NodeRuntime:
         )
         upstream_key = os.environ.get(config.upstream.api_key_env)
         self.upstream = Upstream(config.upstream, upstream_key)
+        self.key_verdicts = KeyVerdicts(config.auth, self.upstream, self.metrics)
+        if not self.tenants.enabled and config.auth.serve_hits_without_key_check:
+            log.warning(
+                "hits_served_without_key_check",
+                detail="auth.serve_hits_without_key_check is on: any caller reads cached "
+                "answers whatever its credential; only for an internal, key-less shared cache",
+            )
         if any(ns.verifier.enabled for ns in config.namespaces):
             await asyncio.to_thread(load_verifier)  # not on the first request's path
 

@@ -38,7 +38,8 @@ def response_headers(headers: httpx.Headers) -> dict[str, str]:
 
 
 class Upstream:
-    """Pooled HTTP client for `POST {base_url}/chat/completions`."""
+    """Pooled HTTP client for `POST {base_url}/chat/completions` (and `GET /models` to check a
+    credential)."""
 
     def __init__(self, config: UpstreamConfig, api_key: str | None) -> None:
         self._api_key = api_key
@@ -68,6 +69,14 @@ class Upstream:
         elif self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
+
+    async def check_credential(self, authorization: str | None, timeout_s: float) -> httpx.Response:
+        """`GET {base_url}/models` with the caller's credential: the cheapest authenticated call
+        of an OpenAI-compatible API (read, closed)."""
+        headers = {"accept-encoding": "identity"}
+        if authorization:
+            headers["authorization"] = authorization
+        return await self._client.get("/models", headers=headers, timeout=timeout_s)
 
     async def send(self, body: bytes, headers: dict[str, str], stream: bool) -> httpx.Response:
         """POST the body; with `stream`, the caller must read and close the response."""

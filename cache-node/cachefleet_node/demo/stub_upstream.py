@@ -3,10 +3,12 @@
 It answers deterministically from the prompt, reports token usage, streams when asked, and
 can be told to be slow, to fail, or to break a stream half-way:
 
-- `GET  /_stub/stats`     -> {"calls": N, "streamed": M}
+- `GET  /v1/models`       -> a one-model list (401 like OpenAI's when keys are enforced)
+- `GET  /_stub/stats`     -> {"calls": N, "streamed": M, "model_calls": K}
 - `GET  /_stub/last`      -> the last request body and its Authorization header
 - `POST /_stub/behaviour` -> {"latency_ms", "fail_status", "fail_next", "break_stream_after",
-  "temperature_noise"}; fields left out keep their value
+  "temperature_noise", "valid_keys", "models_status"}; fields left out keep their value;
+  `valid_keys` (a list of bearer keys) makes every other key, or none, get OpenAI's 401
 - `POST /_stub/reset`     -> calls = 0, default behaviour
 """
 
@@ -44,6 +46,8 @@ class StubBehaviour:
     fail_next: int = 0  # fail this many upcoming calls
     break_stream_after: int = 0  # cut streams after N chunks (0: never)
     temperature_noise: bool = True  # temperature > 0 varies the answer per call
+    valid_keys: list[str] | None = None  # accepted bearer keys (None: any or none)
+    models_status: int = 200  # status of GET /models for an accepted key (404: no such route)
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -79,19 +83,58 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
 
     @app.post("/_stub/reset")
     async def reset() -> Response:
-        state.update(behaviour=StubBehaviour(**asdict(start)), calls=0, streamed=0)
+        state.update(behaviour=StubBehaviour(**asdict(start)), calls=0, streamed=0, model_calls=0)
         return Response(b"{}", media_type="application/json")
 
     @app.get("/_stub/stats")
     async def stats() -> Response:
-        return Response(
-            orjson.dumps({"calls": state["calls"], "streamed": state["streamed"]}),
-            media_type="application/json",
-        )
+        counts = {
+            "calls": state["calls"],
+            "streamed": state["streamed"],
+            "model_calls": state.get("model_calls", 0),
+        }
+        return Response(orjson.dumps(counts), media_type="application/json")
 
     @app.get("/_stub/last")
     async def last() -> Response:
         return Response(orjson.dumps(state.get("last", {})), media_type="application/json")
+
+    def refused(request: Request) -> Response | None:
+        """OpenAI's 401 when keys are enforced and the request's is missing or unknown."""
+        keys = state["behaviour"].valid_keys
+        authorization = request.headers.get("authorization") or ""
+        if keys is None or (
+            authorization.startswith("Bearer ") and authorization[7:].strip() in keys
+        ):
+            return None
+        message = (
+            "You didn't provide an API key." if not authorization else "Incorrect API key provided."
+        )
+        error = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+                "param": None,
+            }
+        }
+        return Response(orjson.dumps(error), status_code=401, media_type="application/json")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        state["model_calls"] = state.get("model_calls", 0) + 1
+        refusal = refused(request)
+        if refusal is not None:
+            return refusal
+        status = state["behaviour"].models_status
+        if status != 200:
+            error = {"error": {"message": "not available", "type": "server_error", "code": None}}
+            return Response(orjson.dumps(error), status_code=status, media_type="application/json")
+        listing = {
+            "object": "list",
+            "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "stub"}],
+        }
+        return Response(orjson.dumps(listing), media_type="application/json")
 
     @app.post("/v1/chat/completions")
     async def completions(request: Request) -> Response:
@@ -99,6 +142,9 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
         state["last"] = {"body": body, "authorization": request.headers.get("authorization")}
         behaviour: StubBehaviour = state["behaviour"]
         state["calls"] += 1
+        refusal = refused(request)
+        if refusal is not None:
+            return refusal
         if behaviour.latency_ms:
             await asyncio.sleep(behaviour.latency_ms / 1000)
         if behaviour.fail_next > 0:

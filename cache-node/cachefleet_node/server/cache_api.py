@@ -20,11 +20,14 @@ from cachefleet_node.config import Identifier
 from cachefleet_node.core.errors import RequestError
 from cachefleet_node.core.request import ChatRequestModel, decode_json_object
 from cachefleet_node.core.scope import InvalidationScope
+from cachefleet_node.engine import Outcome
+from cachefleet_node.key_check import Rejection
 from cachefleet_node.lifecycle import invalidate_similar
 from cachefleet_node.runtime import NodeRuntime
 from cachefleet_node.server.common import (
     StrictBody,
     caller_of,
+    may_read_hits,
     openapi_body,
     parse_body,
     require_admin,
@@ -97,6 +100,14 @@ async def lookup(http_request: Request) -> Response:
     )
     _, plan = plan_request(runtime.engine.router, http_request.headers, body, caller.tenant)
     outcome = await runtime.engine.lookup(plan)
+    if outcome.hit:
+        allowed = await may_read_hits(runtime, caller, http_request.headers.get("authorization"))
+        if isinstance(allowed, Rejection):
+            return Response(
+                allowed.body, status_code=allowed.status, media_type=allowed.content_type
+            )
+        if not allowed:  # undecided, and this route never calls upstream: no answer
+            outcome = Outcome("miss", reasons=["key-unverified"], vetoes=outcome.vetoes)
     runtime.engine.record(plan.namespace, plan.model, outcome)
     age = None if outcome.entry is None else time.time() - outcome.entry.created_at
     headers = response_headers_for(

@@ -1,4 +1,5 @@
-"""Helpers shared by the cache API routes: runtime, caller, validated bodies, admin checks."""
+"""Helpers shared by the routes: runtime, caller, validated bodies, admin checks, who may read
+cached answers."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from cachefleet_node.auth import Caller
 from cachefleet_node.core.errors import RequestError
 from cachefleet_node.core.request import decode_json_object, validation_error_to_request_error
+from cachefleet_node.key_check import Rejection
 from cachefleet_node.runtime import NodeRuntime
 from cachefleet_node.server.http import read_body
 
 __all__ = [
     "StrictBody",
     "caller_of",
+    "may_read_hits",
     "openapi_body",
     "parse_body",
     "require_admin",
@@ -84,3 +87,15 @@ def unavailable(what: str, exc: BaseException) -> RequestError:
         code="tier_unavailable",
         error_type="server_error",
     )
+
+
+async def may_read_hits(
+    runtime: NodeRuntime, caller: Caller, authorization: str | None
+) -> Rejection | bool:
+    """Whether a cached answer may go to this caller: always with tenant keys (the key chose
+    the tenant) or for a key-less shared cache; otherwise only to a credential the upstream
+    accepts (`key_check.KeyVerdicts`): True, a `Rejection` to answer with, or False when
+    undecided (the request then goes upstream)."""
+    if not caller.forward_auth or runtime.config.auth.serve_hits_without_key_check:
+        return True
+    return await runtime.key_verdicts.check(authorization)

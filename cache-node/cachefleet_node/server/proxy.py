@@ -16,7 +16,9 @@ from cachefleet_node.core.errors import error_body
 from cachefleet_node.core.request import ChatRequest, ChatRequestModel, decode_json_object
 from cachefleet_node.core.stream import StreamRecorder, replay_chunks
 from cachefleet_node.engine import LookupPlan, Outcome
+from cachefleet_node.key_check import Rejection
 from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server.common import may_read_hits
 from cachefleet_node.server.http import json_response, read_body
 from cachefleet_node.server.planning import plan_request, response_headers_for
 from cachefleet_node.upstream import response_headers
@@ -132,6 +134,28 @@ def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> R
     )
 
 
+def _unverified(outcome: Outcome, reason: str) -> Outcome:
+    """A hit that may not be served to this caller: a bypass that keeps the query vector."""
+    return Outcome(
+        "bypass",
+        reasons=[reason],
+        vector=outcome.vector,
+        vector_space=outcome.vector_space,
+        vetoes=outcome.vetoes,
+    )
+
+
+def _rejection_response(plan: LookupPlan, outcome: Outcome, rejection: Rejection) -> Response:
+    """The upstream's own refusal of the caller's credential, as it sent it."""
+    headers = response_headers_for(plan, outcome.result, reasons=outcome.reasons)
+    return Response(
+        rejection.body,
+        status_code=rejection.status,
+        media_type=rejection.content_type,
+        headers=headers,
+    )
+
+
 def _upstream_unreachable(plan: LookupPlan, outcome: Outcome, exc: Exception) -> Response:
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
     headers = response_headers_for(plan, outcome.result, reasons=outcome.reasons)
@@ -152,12 +176,22 @@ async def chat_completions(http_request: Request) -> Response:
     body = decode_json_object(raw)
     request, plan = plan_request(runtime.engine.router, http_request.headers, body, caller.tenant)
 
+    authorization = http_request.headers.get("authorization")
     outcome = await runtime.engine.lookup(plan)
     if outcome.hit:
-        runtime.engine.record(plan.namespace, plan.model, outcome)
-        response = _hit_response(request, plan, outcome)
-        _log_request(runtime, plan, outcome, started, status=200, stream=request.stream)
-        return response
+        allowed = await may_read_hits(runtime, caller, authorization)
+        if isinstance(allowed, Rejection):
+            outcome = _unverified(outcome, "key-rejected")
+            runtime.engine.record(plan.namespace, plan.model, outcome)
+            _log_request(runtime, plan, outcome, started, status=allowed.status, stream=False)
+            return _rejection_response(plan, outcome, allowed)
+        if allowed:
+            runtime.engine.record(plan.namespace, plan.model, outcome)
+            response = _hit_response(request, plan, outcome)
+            _log_request(runtime, plan, outcome, started, status=200, stream=request.stream)
+            return response
+        # undecided: the upstream checks the credential itself, as on a miss
+        outcome = _unverified(outcome, "key-unverified")
 
     headers = runtime.upstream.headers(http_request.headers, caller.forward_auth)
     upstream_started = time.perf_counter()
@@ -170,6 +204,8 @@ async def chat_completions(http_request: Request) -> Response:
         return _upstream_unreachable(plan, outcome, exc)
 
     runtime.metrics.upstream_responses.labels(f"{upstream.status_code // 100}xx").inc()
+    if caller.forward_auth and upstream.is_success:
+        runtime.key_verdicts.learn_accepted(authorization)
     out_headers = {
         **response_headers(upstream.headers),
         **response_headers_for(
@@ -194,6 +230,11 @@ async def chat_completions(http_request: Request) -> Response:
         await upstream.aclose()
     upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
     runtime.metrics.tier_latency.labels("upstream", "complete").observe(upstream_ms / 1000)
+    if caller.forward_auth and upstream.status_code in (401, 403):
+        content_type = upstream.headers.get("content-type", "application/json")
+        runtime.key_verdicts.learn_rejected(
+            authorization, Rejection(upstream.status_code, content, content_type)
+        )
     if upstream.is_success and not request.stream:
         try:
             completion = orjson.loads(content)
