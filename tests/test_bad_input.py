@@ -123,6 +123,12 @@ async def test_unknown_model_is_404_naming_the_model(node_factory: NodeFactory) 
         ("/v1/cache/invalidate", {"namespace": "Bad Name!"}, "namespace"),
         ("/v1/cache/invalidate", {"older_than_s": -5}, "older_than_s"),
         ("/v1/cache/invalidate", {"tags": "pricing"}, "tags"),
+        ("/v1/cache/invalidate", {"older_than_s": 1e300}, "older_than_s"),
+        (
+            "/v1/cache/warm",
+            {"name": "default", "from_namespace": "old", "offset": 2**63, "limit": 10},
+            "offset",
+        ),
         ("/v1/cache/namespaces/switch", {"name": "default"}, "namespace"),
     ],
 )
@@ -150,12 +156,72 @@ async def test_unknown_route_and_method_are_json(node: Node) -> None:
         ({"x-cachefleet-ttl": "forever"}, "x-cachefleet-ttl"),
         ({"x-cachefleet-threshold": "1.5"}, "x-cachefleet-threshold"),
         ({"cache-control": "max-age=-3"}, "cache-control"),
+        ({"cache-control": "max-age=1e3"}, "cache-control"),
+        ({"x-cachefleet-ttl": "9" * 5000}, None),  # huge: capped like the namespace TTL
     ],
 )
 async def test_bad_cache_headers(
-    node: Node, stub: Stub, headers: dict[str, str], param: str
+    node: Node, stub: Stub, headers: dict[str, str], param: str | None
 ) -> None:
     response = await node.client.post("/v1/chat/completions", json=GOOD, headers=headers)
+    if param is None:
+        assert response.status_code == 200
+        return
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
     assert await stub.calls() == 0
+
+
+async def test_huge_max_age_counts_as_2_to_the_31(node: Node) -> None:
+    # RFC 9111 5.2: a delta-seconds too large to represent is 2^31, never an error
+    headers = {"cache-control": "max-age=" + "9" * 400}
+    first = await node.client.post("/v1/chat/completions", json=GOOD, headers=headers)
+    assert first.status_code == 200
+    await node.settle()
+    again = await node.client.post("/v1/chat/completions", json=GOOD, headers=headers)
+    assert again.headers["x-cachefleet-cache"] == "hit-exact"
+
+
+async def test_deep_json_is_400_naming_the_field(node: Node, stub: Stub) -> None:
+    deep = b"[" * 300 + b"]" * 300
+    body = (
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "x": '
+        + deep
+        + b"}"
+    )
+    response = await post_raw(node, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"].startswith("x[0][0]")
+    assert "deeper than 64" in error["message"]
+    assert await stub.calls() == 0
+    # the connection is still usable after the error
+    assert (await node.client.post("/v1/chat/completions", json=GOOD)).status_code == 200
+
+
+async def test_the_served_openapi_has_no_dangling_references(node: Node) -> None:
+    document = (await node.client.get("/openapi.json")).json()
+
+    def references(value: Any) -> list[str]:
+        if isinstance(value, dict):
+            own = [value["$ref"]] if isinstance(value.get("$ref"), str) else []
+            return own + [ref for item in value.values() for ref in references(item)]
+        if isinstance(value, list):
+            return [ref for item in value for ref in references(item)]
+        return []
+
+    found = references(document)
+    for reference in found:
+        target: Any = document
+        for part in reference.removeprefix("#/").split("/"):
+            assert isinstance(target, dict), reference
+            assert part in target, reference
+            target = target[part]
+    bodies = [
+        operation["requestBody"]["content"]["application/json"]["schema"]
+        for path in document["paths"].values()
+        for operation in path.values()
+        if "requestBody" in operation
+    ]
+    assert bodies, "the request bodies are described"
+    assert all("$defs" not in body for body in bodies)

@@ -6,6 +6,8 @@ import hashlib
 import time
 from typing import Any
 
+import pytest
+
 from node_harness import Node, NodeFactory, RedisServer, Stub
 
 QUESTION = "What is the refund policy for annual plans?"
@@ -64,6 +66,23 @@ async def test_store_rejects_incomplete_answers(node: Node) -> None:
     assert (await node.client.post("/v1/cache/lookup", json=request(QUESTION))).json()[
         "hit"
     ] is False
+
+
+@pytest.mark.parametrize(
+    "tool_calls", ["call me", [1, 2], [{"function": "f"}], [{"function": {"name": 3}}]]
+)
+async def test_store_rejects_answers_that_cannot_be_replayed(node: Node, tool_calls: Any) -> None:
+    odd = completion("")
+    odd["choices"][0]["message"]["tool_calls"] = tool_calls
+    response = await node.client.post(
+        "/v1/cache/store", json={"request": request(QUESTION), "response": odd}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "response"
+    # nothing stored: a streamed request for the prompt still goes upstream and succeeds
+    streamed = await node.chat(QUESTION, stream=True)
+    assert streamed.status_code == 200
+    assert streamed.headers["x-cachefleet-cache"] == "miss"
 
 
 async def test_invalidate_by_tag_and_age_and_dry_run(node: Node) -> None:

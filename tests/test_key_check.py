@@ -130,3 +130,13 @@ async def test_a_keyless_shared_cache_serves_every_caller_when_told_to(
     assert anyone.status_code == 200
     assert anyone.headers["x-cachefleet-cache"] == "hit-exact"
     assert await model_calls(stub) == 0
+
+
+async def test_the_upstream_password_never_reaches_the_log(
+    node_factory: NodeFactory, stub: Stub, capsys: Any
+) -> None:
+    with_password = stub.base_url.replace("http://", "http://svc:hunter2-secret@")
+    await node_factory({"upstream": {"base_url": with_password}})
+    out = capsys.readouterr()
+    assert "node_started" in out.out + out.err
+    assert "hunter2-secret" not in out.out + out.err

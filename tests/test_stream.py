@@ -228,6 +228,18 @@ def test_keep_alive_comments_are_ignored() -> None:
         ("no-finish-reason", [*UPSTREAM[:10], UPSTREAM[11], *UPSTREAM[12:]]),
         ("only-done", [b"data: [DONE]\n\n"]),
         ("empty", []),
+        # shapes a real upstream never sends, seen from broken proxies in front of one
+        ("null-index", [*UPSTREAM[:3], b'data: {"choices": [{"index": null}]}\n\n', *UPSTREAM[3:]]),
+        ("choices-object", [*UPSTREAM[:3], b'data: {"choices": {}}\n\n', *UPSTREAM[3:]]),
+        ("choices-strings", [*UPSTREAM[:3], b'data: {"choices": ["x"]}\n\n', *UPSTREAM[3:]]),
+        (
+            "tool-calls-object",
+            [
+                *UPSTREAM[:3],
+                b'data: {"choices": [{"delta": {"tool_calls": {}}}]}\n\n',
+                *UPSTREAM[3:],
+            ],
+        ),
     ],
 )
 def test_failed_or_partial_streams_are_not_cacheable(name: str, parts: list[bytes]) -> None:
@@ -363,3 +375,36 @@ def test_replay_splits_long_content_into_pieces() -> None:
     assert len(contents) > 30
     assert all(len(p) <= 24 for p in contents)
     assert "".join(contents) == text
+
+
+_ODD_VALUES: list[Any] = [None, 0, -1, 1.5, "", "x", [], {}, [1], {"a": 1}, True]
+
+
+def _mutations(value: Any, rng: random.Random) -> Any:
+    """`value` with one nested field replaced by a value of another JSON type."""
+    if isinstance(value, dict) and value:
+        key = rng.choice(sorted(value))
+        return {
+            **value,
+            key: _mutations(value[key], rng) if rng.random() < 0.6 else rng.choice(_ODD_VALUES),
+        }
+    if isinstance(value, list) and value:
+        at = rng.randrange(len(value))
+        return [*value[:at], _mutations(value[at], rng), *value[at + 1 :]]
+    return rng.choice(_ODD_VALUES)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_no_chunk_shape_makes_the_recorder_raise(seed: int) -> None:
+    """Whatever shape an upstream chunk has, recording never raises (the relay goes on) and a
+    stream with a chunk it cannot read is never cached."""
+    rng = random.Random(seed)
+    parts = list(UPSTREAM)
+    at = rng.choice([i for i, part in enumerate(parts) if part.startswith(b"data: {")])
+    payload = orjson.loads(parts[at].removeprefix(b"data: "))
+    parts[at] = b"data: " + orjson.dumps(_mutations(payload, rng)) + b"\n\n"
+    result = record(parts)  # must not raise
+    if result is not None:
+        assert result["choices"], "a recorded stream has choices"
+        for choice in result["choices"]:
+            assert isinstance(choice["message"], dict)

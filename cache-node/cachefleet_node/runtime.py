@@ -19,7 +19,7 @@ from cachefleet_node.coherence import CoherenceBus
 from cachefleet_node.config import EmbeddingConfig, NodeConfig
 from cachefleet_node.core.judging import load_verifier
 from cachefleet_node.core.scope import InvalidationScope
-from cachefleet_node.embedders.base import Embedder
+from cachefleet_node.embedders.base import Embedder, redact_url
 from cachefleet_node.embedders.factory import build_embedder
 from cachefleet_node.engine import CacheEngine, UnknownSpaceError, VectorSpace
 from cachefleet_node.key_check import KeyVerdicts
@@ -130,7 +130,7 @@ class NodeRuntime:
             milvus="embedded" if config.milvus.uri is None else "remote",
             embedder=self.engine.active_space.model_id,
             embedding_next=None if next_embedder is None else next_embedder.model_id,
-            upstream=config.upstream.base_url,
+            upstream=redact_url(config.upstream.base_url),
         )
 
     async def _embedder(self, config: EmbeddingConfig) -> Embedder:

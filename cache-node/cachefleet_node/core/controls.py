@@ -39,21 +39,21 @@ def _parse_cache_control(value: str) -> tuple[bool, bool, float | None]:
         elif name == "no-store":
             write = False
         elif name == "max-age":
-            try:
-                max_age = float(int(argument.strip().strip('"')))
-            except ValueError as exc:
-                raise RequestError(
-                    400,
-                    "cache-control max-age must be a non-negative integer",
-                    param="cache-control",
-                ) from exc
-            if max_age < 0:
+            digits = argument.strip().strip('"')
+            if not digits.isascii() or not digits.isdigit():
                 raise RequestError(
                     400,
                     "cache-control max-age must be a non-negative integer",
                     param="cache-control",
                 )
+            # RFC 9111 5.2: a delta-seconds too large to represent counts as 2^31
+            max_age = float(
+                min(int(digits), _MAX_DELTA_SECONDS) if len(digits) <= 10 else _MAX_DELTA_SECONDS
+            )
     return read, write, max_age
+
+
+_MAX_DELTA_SECONDS = 2**31
 
 
 def parse_controls(
@@ -93,10 +93,9 @@ def parse_controls(
     ttl = None
     raw_ttl = headers.get(TTL_HEADER)
     if raw_ttl is not None:
-        try:
-            ttl = int(raw_ttl)
-        except ValueError as exc:
-            raise RequestError(400, f"{TTL_HEADER} must be an integer", param=TTL_HEADER) from exc
+        if not raw_ttl.strip().isascii() or not raw_ttl.strip().lstrip("-").isdigit():
+            raise RequestError(400, f"{TTL_HEADER} must be an integer", param=TTL_HEADER)
+        ttl = int(raw_ttl) if len(raw_ttl.strip()) <= 12 else max_ttl_s
         if not ttl >= 1:
             raise RequestError(400, f"{TTL_HEADER} must be >= 1", param=TTL_HEADER)
         ttl = min(ttl, max_ttl_s)

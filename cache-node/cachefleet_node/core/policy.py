@@ -45,8 +45,34 @@ def response_cacheable(completion: Any, size: int, namespace: NamespaceConfig) -
     if not isinstance(choices, list) or not choices:
         return "no-choices"
     for choice in choices:
-        if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+        if not isinstance(choice, dict) or not _replayable_message(choice.get("message")):
+            return "malformed"
+        if not isinstance(choice.get("index", 0), int):
             return "malformed"
         if choice.get("finish_reason") not in CACHEABLE_FINISH_REASONS:
             return "unfinished"
     return None
+
+
+def _replayable_message(message: Any) -> bool:
+    """The shape a hit is served and replayed from: text or null content and refusal, tool
+    calls as objects with a function name and string arguments."""
+    if not isinstance(message, dict):
+        return False
+    for key in ("content", "refusal"):
+        if message.get(key) is not None and not isinstance(message[key], str):
+            return False
+    calls = message.get("tool_calls")
+    if calls is None:
+        return True
+    if not isinstance(calls, list):
+        return False
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+            return False
+        function = call["function"]
+        if not isinstance(function.get("name"), str):
+            return False
+        if not isinstance(function.get("arguments", ""), str):
+            return False
+    return True

@@ -96,7 +96,38 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         ) from exc
     if not isinstance(value, dict):
         raise RequestError(400, "request body must be a JSON object", code="invalid_json")
+    too_deep = _deeper_than(value, MAX_JSON_DEPTH)
+    if too_deep is not None:
+        raise RequestError(
+            400,
+            f"request body nests deeper than {MAX_JSON_DEPTH} levels at {too_deep}",
+            param=too_deep,
+            code="invalid_json",
+        )
     return value
+
+
+#: Deepest nesting of objects and arrays a request body may have (OpenAI's own bodies need
+#: under 10; tool schemas a few more).
+MAX_JSON_DEPTH = 64
+
+
+def _deeper_than(value: Any, limit: int) -> str | None:
+    """The path of the first value nested deeper than `limit`, or None (iterative: a deep
+    body cannot exhaust the stack here or later)."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > limit:
+            return path or "body"
+        if isinstance(node, dict):
+            stack.extend(
+                (child, depth + 1, f"{path}.{key}" if path else str(key))
+                for key, child in node.items()
+            )
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(node))
+    return None
 
 
 def _param_path(loc: tuple[int | str, ...]) -> str:

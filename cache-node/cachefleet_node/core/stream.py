@@ -40,9 +40,14 @@ class StreamRecorder:
             return
         # Normalise on the whole buffer: a CRLF may be split across two reads.
         self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
-        while b"\n\n" in self._buffer:
+        while b"\n\n" in self._buffer and not self.failed:
             event, self._buffer = self._buffer.split(b"\n\n", 1)
-            self._event(event)
+            try:
+                self._event(event)
+            except (TypeError, ValueError, AttributeError, KeyError):
+                # a chunk of an unexpected shape ("index": null, "choices": {}): the stream
+                # still reaches the client byte for byte; it is just not recorded
+                self.failed = "malformed-chunk"
 
     def _event(self, event: bytes) -> None:
         lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
@@ -65,7 +70,8 @@ class StreamRecorder:
                 self._meta[key] = chunk[key]
         if chunk.get("usage"):
             self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
+        choices = _list_or_none(chunk.get("choices"), "choices")
+        for choice in choices:
             self._choice(choice)
 
     def _choice(self, choice: dict[str, Any]) -> None:
@@ -74,11 +80,13 @@ class StreamRecorder:
             index, {"content": [], "refusal": [], "tool_calls": {}, "finish_reason": None}
         )
         delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise TypeError("delta is not an object")
         if isinstance(delta.get("content"), str):
             state["content"].append(delta["content"])
         if isinstance(delta.get("refusal"), str):
             state["refusal"].append(delta["refusal"])
-        for call in delta.get("tool_calls") or []:
+        for call in _list_or_none(delta.get("tool_calls"), "tool_calls"):
             slot = state["tool_calls"].setdefault(
                 int(call.get("index", 0)),
                 {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
@@ -129,6 +137,15 @@ class StreamRecorder:
             "choices": choices,
             "usage": self._usage,
         }
+
+
+def _list_or_none(value: Any, name: str) -> list[Any]:
+    """A list field of a chunk (absent or null: empty); anything else is malformed."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{name} is not a list")
+    return value
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:

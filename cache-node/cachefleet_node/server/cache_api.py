@@ -68,7 +68,9 @@ class InvalidateRequest(StrictBody):
     namespace: Identifier | None = Field(None, description="Cache namespace (as in responses).")
     tenant: Identifier | None = Field(None, description="Only this tenant's entries.")
     tags: list[Identifier] = Field(default_factory=list, max_length=16)
-    older_than_s: float | None = Field(None, ge=0, description="Only entries at least this old.")
+    older_than_s: float | None = Field(
+        None, ge=0, le=3_153_600_000, description="Only entries at least this old (≤ 100 years)."
+    )
     dry_run: bool = Field(False, description="Count, do not delete.")
     retired_only: bool = Field(
         False,

@@ -42,13 +42,30 @@ def runtime_of(request: Request) -> NodeRuntime:
 
 
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` describing a JSON request body (routes read bodies themselves)."""
+    """`openapi_extra` describing a JSON request body (routes read bodies themselves). The
+    model's `$defs` are inlined: a `#/$defs/...` reference would point at the root of the
+    OpenAPI document, where nothing is."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": _inlined(schema, definitions)}},
         }
     }
+
+
+def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            target = definitions[reference.removeprefix("#/$defs/")]
+            rest = {key: value for key, value in node.items() if key != "$ref"}
+            return {**_inlined(target, definitions), **_inlined(rest, definitions)}
+        return {key: _inlined(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inlined(item, definitions) for item in node]
+    return node
 
 
 async def parse_body(request: Request, runtime: NodeRuntime, model: type[M]) -> M:

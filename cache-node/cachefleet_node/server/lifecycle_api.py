@@ -45,7 +45,9 @@ class WarmRequest(StrictBody):
     name: Identifier = Field(
         description="Configured namespace to refill (its active cache namespace is written)."
     )
-    offset: int = Field(ge=0, description="First position in the ranking by hits (0: top).")
+    offset: int = Field(
+        ge=0, le=2**31, description="First position in the ranking by hits (0: top)."
+    )
     limit: int = Field(ge=1, le=500, description="Positions to process in this batch.")
     rate_per_s: float | None = Field(
         None, gt=0, description="Most upstream calls started per second within the batch."

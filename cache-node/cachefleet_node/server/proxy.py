@@ -18,7 +18,7 @@ from cachefleet_node.core.stream import StreamRecorder, replay_chunks
 from cachefleet_node.engine import LookupPlan, Outcome
 from cachefleet_node.key_check import Rejection
 from cachefleet_node.runtime import NodeRuntime
-from cachefleet_node.server.common import may_read_hits
+from cachefleet_node.server.common import may_read_hits, openapi_body
 from cachefleet_node.server.http import json_response, read_body
 from cachefleet_node.server.planning import plan_request, response_headers_for
 from cachefleet_node.upstream import response_headers
@@ -36,40 +36,7 @@ _STREAM_INTERRUPTED = (
     + b"\n\n"
 )
 
-_OPENAPI_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ChatRequestModel.model_json_schema()}},
-    },
-    "parameters": [
-        {
-            "name": "cache-control",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "`no-cache` (skip lookup, still store), `no-store` (do not store), "
-            "`max-age=N` (only entries younger than N seconds).",
-        },
-        {
-            "name": "x-cachefleet-threshold",
-            "in": "header",
-            "schema": {"type": "number"},
-            "description": "Similarity threshold for this request, clamped to the namespace's "
-            "allowed range.",
-        },
-        {
-            "name": "x-cachefleet-tags",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "Comma-separated tags stored with the entry (for invalidation).",
-        },
-        {
-            "name": "x-cachefleet-ttl",
-            "in": "header",
-            "schema": {"type": "integer"},
-            "description": "TTL in seconds for the stored entry (at most the namespace TTL).",
-        },
-    ],
-}
+_OPENAPI_BODY = openapi_body(ChatRequestModel)
 
 
 def _runtime(request: Request) -> NodeRuntime:
@@ -112,7 +79,9 @@ def _log_request(
     log.info("request", **fields)
 
 
-def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> Response:
+def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> Response | None:
+    """The cached answer as JSON or a replayed stream; None when the stored answer cannot be
+    replayed (an entry of another shape: the request then goes upstream)."""
     assert outcome.answer is not None
     assert outcome.entry is not None
     headers = response_headers_for(
@@ -126,9 +95,15 @@ def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> R
     )
     if not request.stream:
         return Response(outcome.answer, media_type="application/json", headers=headers)
-    completion = orjson.loads(outcome.answer)
+    try:
+        chunks = list(
+            replay_chunks(orjson.loads(outcome.answer), include_usage=request.include_usage)
+        )
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+        log.warning("unreplayable_entry", namespace=plan.namespace, entry_id=outcome.entry.entry_id)
+        return None
     return StreamingResponse(
-        iter(list(replay_chunks(completion, include_usage=request.include_usage))),
+        iter(chunks),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache"},
     )
@@ -185,13 +160,14 @@ async def chat_completions(http_request: Request) -> Response:
             runtime.engine.record(plan.namespace, plan.model, outcome)
             _log_request(runtime, plan, outcome, started, status=allowed.status, stream=False)
             return _rejection_response(plan, outcome, allowed)
-        if allowed:
+        served = _hit_response(request, plan, outcome) if allowed else None
+        if served is not None:
             runtime.engine.record(plan.namespace, plan.model, outcome)
-            response = _hit_response(request, plan, outcome)
             _log_request(runtime, plan, outcome, started, status=200, stream=request.stream)
-            return response
-        # undecided: the upstream checks the credential itself, as on a miss
-        outcome = _unverified(outcome, "key-unverified")
+            return served
+        # undecided credential (the upstream checks it itself, as on a miss) or an entry that
+        # cannot be replayed (counted, never served as an error)
+        outcome = _unverified(outcome, "key-unverified" if not allowed else "bad-entry")
 
     headers = runtime.upstream.headers(http_request.headers, caller.forward_auth)
     upstream_started = time.perf_counter()
@@ -268,7 +244,11 @@ async def _relay_stream(
     completed = False
     try:
         async for chunk in upstream.aiter_raw():
-            recorder.feed(chunk)
+            try:
+                recorder.feed(chunk)
+            except Exception:  # the recorder never breaks a relay; record nothing then
+                log.exception("stream_recorder_failed")
+                recorder.failed = "recorder-error"
             yield chunk
         completed = True
     except httpx.HTTPError:
