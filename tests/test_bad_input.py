@@ -141,12 +141,16 @@ async def test_cache_api_validation(
 
 
 async def test_unknown_route_and_method_are_json(node: Node) -> None:
-    missing = await node.client.get("/v1/nope")
+    missing = await node.client.get("/v1/cache/nope")  # the node's own API: never upstream
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+    outside = await node.client.get("/nope")
+    assert outside.status_code == 404
+    assert outside.json()["error"]["code"] == "not_found"
     wrong = await node.client.get("/v1/chat/completions")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in wrong.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(

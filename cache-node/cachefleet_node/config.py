@@ -64,7 +64,11 @@ class ServerConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 picks a free port).")
     max_request_bytes: int = Field(
-        1_048_576, ge=1024, description="Largest accepted request body; larger bodies get 413."
+        33_554_432,
+        ge=1024,
+        description="Largest chat-completion body the node reads (default 32 MiB: room for "
+        "images sent inline as base64); larger ones get 413. Bodies of routes that pass "
+        "through to the upstream are streamed and not limited here.",
     )
 
 

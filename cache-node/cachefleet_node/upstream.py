@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
@@ -77,6 +77,21 @@ class Upstream:
         if authorization:
             headers["authorization"] = authorization
         return await self._client.get("/models", headers=headers, timeout=timeout_s)
+
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: AsyncIterator[bytes] | None,
+    ) -> httpx.Response:
+        """Send any request to `{base_url}/{path}?{query}`; the caller reads and closes the
+        streamed response."""
+        request = self._client.build_request(
+            method, f"/{path}", params=httpx.QueryParams(query), headers=headers, content=body
+        )
+        return await self._client.send(request, stream=True)
 
     async def send(self, body: bytes, headers: dict[str, str], stream: bool) -> httpx.Response:
         """POST the body; with `stream`, the caller must read and close the response."""

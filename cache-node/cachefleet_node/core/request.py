@@ -46,7 +46,7 @@ class ChatRequestModel(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1, max_length=256)
     messages: list[Message] = Field(min_length=1, max_length=10_000)
-    stream: bool = False
+    stream: bool | None = False  # null is accepted, as by the OpenAI API
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     n: int | None = Field(None, ge=1, le=128)
@@ -171,7 +171,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     return ChatRequest(
         body=body,
         model=model.model,
-        stream=model.stream,
+        stream=bool(model.stream),
         temperature=model.temperature,
         n=model.n or 1,
     )

@@ -11,7 +11,7 @@ from cachefleet_node import __version__
 from cachefleet_node.config import NodeConfig
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.runtime import NodeRuntime
-from cachefleet_node.server import cache_api, lifecycle_api, ops, proxy
+from cachefleet_node.server import cache_api, lifecycle_api, ops, passthrough, proxy
 from cachefleet_node.server.http import install_error_handlers
 
 __all__ = ["create_app"]
@@ -61,4 +61,5 @@ def create_app(
     app.include_router(cache_api.router)
     app.include_router(lifecycle_api.router)
     app.include_router(ops.router)
+    app.include_router(passthrough.router)  # last: every other /v1 route goes upstream
     return app
