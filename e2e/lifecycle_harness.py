@@ -362,19 +362,35 @@ def redis_keys(redis_url: str, pattern: str = "*") -> list[str]:
 
 
 def milvus_rows(uri: str, collection: str, namespace: str) -> int:
-    """Rows of `namespace` in a collection (0 if the collection does not exist)."""
-    from pymilvus import MilvusClient
+    """Rows of `namespace` in a collection (0 if the collection does not exist).
 
-    client = MilvusClient(uri=uri)
-    try:
-        if not client.has_collection(collection):
-            return 0
-        rows = client.query(
-            collection, filter=f'namespace == "{namespace}"', output_fields=["count(*)"]
-        )
-        return int(rows[0]["count(*)"]) if rows else 0
-    finally:
-        client.close()
+    Connects the way the nodes do (no keepalive pings on idle connections: the server answers
+    them with GOAWAY "too many pings") and tries a refused connection again, twice."""
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    for attempt in range(3):
+        try:
+            client = MilvusClient(
+                uri=uri,
+                timeout=10,
+                grpc_options={"grpc.keepalive_permit_without_calls": False},
+            )
+        except MilvusException:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
+            continue
+        try:
+            if not client.has_collection(collection):
+                return 0
+            rows = client.query(
+                collection, filter=f'namespace == "{namespace}"', output_fields=["count(*)"]
+            )
+            return int(rows[0]["count(*)"]) if rows else 0
+        finally:
+            client.close()
+    raise AssertionError("unreachable")
 
 
 def shared_tier_manifests(

@@ -92,7 +92,10 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> float
 
 
 def milvus_count(uri: str, collection: str, expression: str) -> int:
-    client = MilvusClient(uri=uri)
+    # as the nodes connect: no keepalive pings on idle connections (GOAWAY "too many pings")
+    client = MilvusClient(
+        uri=uri, timeout=10, grpc_options={"grpc.keepalive_permit_without_calls": False}
+    )
     try:
         rows = client.query(collection, filter=expression, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0

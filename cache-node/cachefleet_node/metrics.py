@@ -70,6 +70,11 @@ class NodeMetrics:
             ["reason"],
             registry=r,
         )
+        self.coalesced = Counter(
+            "cachefleet_coalesced_requests_total",
+            "Misses answered from an identical request's upstream call in flight (single flight).",
+            registry=r,
+        )
         self.key_checks = Counter(
             "cachefleet_key_checks_total",
             "Credentials checked before serving a hit without tenant keys, by outcome "

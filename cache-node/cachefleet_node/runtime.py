@@ -22,6 +22,7 @@ from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.embedders.base import Embedder, redact_url
 from cachefleet_node.embedders.factory import build_embedder
 from cachefleet_node.engine import CacheEngine, UnknownSpaceError, VectorSpace
+from cachefleet_node.flights import Flights
 from cachefleet_node.key_check import KeyVerdicts
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
@@ -54,6 +55,7 @@ class NodeRuntime:
         self.engine: CacheEngine
         self.upstream: Upstream
         self.key_verdicts: KeyVerdicts
+        self.flights = Flights()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 

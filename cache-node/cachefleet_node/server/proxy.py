@@ -11,8 +11,11 @@ import orjson
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 
+from cachefleet_node.auth import Caller
 from cachefleet_node.core.errors import error_body
+from cachefleet_node.core.policy import response_cacheable
 from cachefleet_node.core.request import ChatRequest, ChatRequestModel, decode_json_object
 from cachefleet_node.core.stream import StreamRecorder, replay_chunks
 from cachefleet_node.engine import LookupPlan, Outcome
@@ -109,6 +112,15 @@ def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> R
     )
 
 
+def _land(runtime: NodeRuntime, flight: str | None, completion: dict[str, Any] | None) -> None:
+    if flight is not None:
+        runtime.flights.land(flight, completion)
+
+
+def _storable(completion: dict[str, Any], plan: LookupPlan) -> bool:
+    return response_cacheable(completion, len(orjson.dumps(completion)), plan.ns) is None
+
+
 def _unverified(outcome: Outcome, reason: str) -> Outcome:
     """A hit that may not be served to this caller: a bypass that keeps the query vector."""
     return Outcome(
@@ -169,6 +181,92 @@ async def chat_completions(http_request: Request) -> Response:
         # cannot be replayed (counted, never served as an error)
         outcome = _unverified(outcome, "key-unverified" if not allowed else "bad-entry")
 
+    flight = plan.keys.exact if _coalescible(plan) else None
+    if flight is not None:
+        airborne = runtime.flights.take(flight)
+        if airborne is not None:  # an identical request is upstream now: share its answer
+            shared = await runtime.flights.wait(airborne, runtime.config.upstream.timeout_s)
+            if shared is not None:
+                response = await _shared(runtime, request, plan, caller, authorization, shared)
+                if response is not None:
+                    _log_request(runtime, plan, outcome, started, status=200, stream=request.stream)
+                    return response
+            flight = None  # nothing shared: call the upstream, not as a leader
+    relayed = False
+    try:
+        response = await _from_upstream(
+            runtime,
+            http_request,
+            raw,
+            request,
+            plan,
+            outcome,
+            caller,
+            authorization,
+            started,
+            flight,
+        )
+        relayed = isinstance(response, StreamingResponse)  # its stream lands the flight
+        return response
+    finally:
+        if flight is not None and not relayed:
+            runtime.flights.land(flight, None)  # no-op when the answer landed already
+
+
+def _coalescible(plan: LookupPlan) -> bool:
+    """Whether identical concurrent misses may share one upstream call: cacheable, read and
+    written, one answer per entry."""
+    return (
+        plan.decision.cacheable
+        and plan.controls.read
+        and plan.controls.write
+        and plan.decision.sample_size == 1
+    )
+
+
+async def _shared(
+    runtime: NodeRuntime,
+    request: ChatRequest,
+    plan: LookupPlan,
+    caller: Caller,
+    authorization: str | None,
+    completion: dict[str, Any],
+) -> Response | None:
+    """A follower's answer from the leader's completion (None: go upstream after all)."""
+    allowed = await may_read_hits(runtime, caller, authorization)
+    if isinstance(allowed, Rejection):
+        outcome = Outcome("bypass", reasons=["key-rejected"])
+        return _rejection_response(plan, outcome, allowed)
+    if not allowed:
+        return None
+    answer = orjson.dumps(completion)
+    outcome = Outcome("hit-exact", tier="inflight", answer=answer)
+    runtime.engine.record(plan.namespace, plan.model, outcome)
+    runtime.metrics.coalesced.inc()
+    headers = response_headers_for(plan, outcome.result, tier="inflight")
+    if not request.stream:
+        return Response(answer, media_type="application/json", headers=headers)
+    chunks = list(replay_chunks(completion, include_usage=request.include_usage))
+    return StreamingResponse(
+        iter(chunks),
+        media_type="text/event-stream",
+        headers={**headers, "cache-control": "no-cache"},
+    )
+
+
+async def _from_upstream(
+    runtime: NodeRuntime,
+    http_request: Request,
+    raw: bytes,
+    request: ChatRequest,
+    plan: LookupPlan,
+    outcome: Outcome,
+    caller: Caller,
+    authorization: str | None,
+    started: float,
+    flight: str | None,
+) -> Response:
+    """The upstream's answer, relayed; written back when cacheable; landed for followers."""
     headers = runtime.upstream.headers(http_request.headers, caller.forward_auth)
     upstream_started = time.perf_counter()
     try:
@@ -191,10 +289,12 @@ async def chat_completions(http_request: Request) -> Response:
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if request.stream and upstream.is_success and is_sse:
         return StreamingResponse(
-            _relay_stream(runtime, plan, outcome, upstream, started, upstream_started),
+            _relay_stream(runtime, plan, outcome, upstream, started, upstream_started, flight),
             status_code=upstream.status_code,
             headers=out_headers,
             media_type="text/event-stream",
+            # lands the flight even when the client left before the stream began
+            background=BackgroundTask(_land, runtime, flight, None),
         )
 
     try:
@@ -218,6 +318,8 @@ async def chat_completions(http_request: Request) -> Response:
             completion = None
         if isinstance(completion, dict):
             runtime.engine.remember_later(plan, completion, outcome.vector, outcome.vector_space)
+            if response_cacheable(completion, len(content), plan.ns) is None:
+                _land(runtime, flight, completion)
     runtime.engine.record(plan.namespace, plan.model, outcome)
     _log_request(
         runtime,
@@ -238,8 +340,10 @@ async def _relay_stream(
     upstream: httpx.Response,
     started: float,
     upstream_started: float,
+    flight: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """Pass the upstream stream through while recording it; store it only if it completed."""
+    """Pass the upstream stream through while recording it; store it (and land it for the
+    followers of its flight) only if it completed."""
     recorder = StreamRecorder(max_bytes=plan.ns.max_entry_bytes * 8)
     completed = False
     try:
@@ -263,6 +367,8 @@ async def _relay_stream(
             runtime.engine.remember_later(plan, completion, outcome.vector, outcome.vector_space)
         else:
             runtime.metrics.writes.labels("skipped-partial-stream").inc()
+        shareable = completion is not None and _storable(completion, plan)
+        _land(runtime, flight, completion if shareable else None)
         runtime.engine.record(plan.namespace, plan.model, outcome)
         _log_request(
             runtime,

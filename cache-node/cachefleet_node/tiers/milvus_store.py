@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
 
 from cachefleet_node.core.scope import InvalidationScope
 
@@ -155,12 +156,32 @@ class MilvusVectorStore:
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
             index = client.prepare_index_params()
             index.add_index("vector", index_type="AUTOINDEX", metric_type="IP")
-            client.create_collection(self.collection, schema=schema, index_params=index)
+            try:
+                client.create_collection(self.collection, schema=schema, index_params=index)
+            except MilvusException:
+                # another node of the fleet creates the same collection at the same moment
+                # (its index may not exist yet): wait for its work rather than fail
+                self._wait_for_index(client)
         client.load_collection(self.collection)
         # The first search on a freshly loaded collection is slow; pay for it here, not on a
         # request with a deadline.
         client.search(self.collection, data=[[0.0] * self.dim], limit=1, filter='namespace == ""')
         return client
+
+    def _wait_for_index(self, client: MilvusClient, timeout_s: float = 30.0) -> None:
+        """Return once the collection has its vector index (created elsewhere), or re-raise."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if client.has_collection(self.collection) and client.list_indexes(self.collection):
+                    return
+            except MilvusException:
+                pass
+            if time.monotonic() > deadline:
+                raise ConnectionError(
+                    f"collection {self.collection} has no index after {timeout_s}s"
+                )
+            time.sleep(0.2)
 
     async def connect(self) -> None:
         """Open the client and create/load the collection (raises on failure)."""
