@@ -394,3 +394,51 @@ async def test_semantic_hits_explain_themselves_and_refusals_are_counted(
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PARAPHRASE}]},
     )
     assert lookup.json()["verifier"] >= 0.55
+
+
+async def test_every_hit_is_a_new_response_that_names_the_answer_it_reuses(node: Node) -> None:
+    first = await node.chat(QUESTION)
+    await node.settle()
+    original = first.json()
+    hits = [await node.chat(QUESTION), await node.chat(PARAPHRASE)]
+    ids = {hit.json()["id"] for hit in hits}
+    assert len(ids) == 2
+    assert original["id"] not in ids
+    request_ids = {hit.headers["x-request-id"] for hit in hits}
+    assert len(request_ids) == 2
+    for hit in hits:
+        body = hit.json()
+        assert hit.headers["x-cachefleet-original-id"] == original["id"]
+        assert body["created"] >= original["created"]
+        assert body["choices"] == original["choices"]
+        usage = body["usage"]
+        assert usage["prompt_tokens"] == original["usage"]["prompt_tokens"]
+        # every prompt token reported as cached, the way OpenAI reports its prompt cache
+        assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"]
+    streamed = await node.chat(QUESTION, stream=True)
+    events = parse_sse(streamed.content)
+    stream_ids = {event["id"] for event in events if isinstance(event, dict)}
+    assert len(stream_ids) == 1  # one response, one id across its chunks
+    assert original["id"] not in stream_ids
+
+
+async def test_a_streamed_miss_is_stored_with_usage_the_client_did_not_ask_for(
+    node: Node, stub: Stub
+) -> None:
+    streamed = await node.chat(QUESTION, stream=True)
+    events = [event for event in parse_sse(streamed.content) if isinstance(event, dict)]
+    assert events
+    assert all(event["choices"] for event in events)  # no usage-only chunk for this client
+    last = (await stub.client.get(f"{stub.url}/_stub/last")).json()
+    assert last["body"]["stream_options"] == {"include_usage": True}  # asked on its behalf
+    await node.settle()
+    hit = await node.chat(QUESTION)
+    assert hit.headers["x-cachefleet-cache"] == "hit-exact"
+    assert hit.json()["usage"]["completion_tokens"] > 0  # the replay reports real usage
+    asked = await node.chat(
+        "A different question, streamed with usage",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage_events = [e for e in parse_sse(asked.content) if isinstance(e, dict) and not e["choices"]]
+    assert len(usage_events) == 1  # a client that asks still gets it

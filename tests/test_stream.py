@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from cachefleet_node.core.stream import StreamRecorder, replay_chunks
+from cachefleet_node.core.stream import StreamRecorder, UsageChunkFilter, replay_chunks
 
 BIG = 10_000_000
 HEAD = {
@@ -408,3 +408,16 @@ def test_no_chunk_shape_makes_the_recorder_raise(seed: int) -> None:
         assert result["choices"], "a recorded stream has choices"
         for choice in result["choices"]:
             assert isinstance(choice["message"], dict)
+
+
+def test_the_usage_filter_drops_only_the_usage_chunk() -> None:
+    usage = sse({**HEAD, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
+    stream = [*UPSTREAM[:-1], usage, UPSTREAM[-1]]
+    raw = b"".join(stream)
+    for cut in (1, 7, 64, len(raw)):
+        usage_filter = UsageChunkFilter()
+        out = b"".join(usage_filter.feed(raw[i : i + cut]) for i in range(0, len(raw), cut))
+        out += usage_filter.flush()
+        kept = [part for part in stream if b'"choices":[]' not in part]
+        assert len(kept) < len(stream)  # there was a usage chunk to drop
+        assert out == b"".join(kept)

@@ -43,6 +43,8 @@ class Upstream:
 
     def __init__(self, config: UpstreamConfig, api_key: str | None) -> None:
         self._api_key = api_key
+        # False once the upstream refused `stream_options` (an older OpenAI-compatible server)
+        self.accepts_stream_options = True
         self.base_url = config.base_url
         self._client = httpx.AsyncClient(
             base_url=config.base_url,

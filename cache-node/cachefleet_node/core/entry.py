@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["CacheEntry", "EntryFormatError", "completion_usage"]
+__all__ = ["CacheEntry", "EntryFormatError", "as_served_hit", "completion_usage"]
 
 FORMAT_VERSION = 2
 # Versions `from_bytes` reads: 1 (before entries remembered their request), 2 (adds `request`).
@@ -29,6 +29,26 @@ def completion_usage(completion: dict[str, Any]) -> tuple[int, int]:
         prompt if isinstance(prompt, int) and prompt >= 0 else 0,
         output if isinstance(output, int) and output >= 0 else 0,
     )
+
+
+def as_served_hit(completion: dict[str, Any], *, response_id: str, created: int) -> dict[str, Any]:
+    """A cached chat.completion as one hit serves it: its own `id` and `created` (each response
+    is a new one), and the usage of the answer it reuses with every prompt token reported as
+    cached (`prompt_tokens_details.cached_tokens`), the way OpenAI reports its prompt cache,
+    so cost tools see a cached call rather than a fresh one."""
+    served = {**completion, "id": response_id, "created": created}
+    usage = completion.get("usage")
+    if isinstance(usage, dict):
+        prompt, _ = completion_usage(completion)
+        details = usage.get("prompt_tokens_details")
+        served["usage"] = {
+            **usage,
+            "prompt_tokens_details": {
+                **(details if isinstance(details, dict) else {}),
+                "cached_tokens": prompt,
+            },
+        }
+    return served
 
 
 @dataclass(frozen=True, slots=True)

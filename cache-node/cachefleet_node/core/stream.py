@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["StreamRecorder", "replay_chunks"]
+__all__ = ["StreamRecorder", "UsageChunkFilter", "replay_chunks"]
 
 DONE = b"data: [DONE]\n\n"
 _OPTIONAL_META = ("system_fingerprint", "service_tier")  # kept when the upstream sends them
@@ -137,6 +137,42 @@ class StreamRecorder:
             "choices": choices,
             "usage": self._usage,
         }
+
+
+class UsageChunkFilter:
+    """Passes an SSE stream on event by event, leaving out the usage-only chunk
+    (`"choices": []` with `usage`) that the node asked the upstream for to record the answer's
+    token counts, when the client itself did not ask for it. Every other event goes on as it
+    came (line endings as LF)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete events of the stream so far, minus a usage-only chunk."""
+        self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
+        out = []
+        while b"\n\n" in self._buffer:
+            event, self._buffer = self._buffer.split(b"\n\n", 1)
+            if not _usage_only(event):
+                out.append(event + b"\n\n")
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """Whatever is left at the end (an unterminated event goes on unchanged)."""
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def _usage_only(event: bytes) -> bool:
+    lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return False
+    try:
+        chunk = orjson.loads(b"\n".join(lines))
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and chunk.get("choices") == [] and "usage" in chunk
 
 
 def _list_or_none(value: Any, name: str) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,10 +15,11 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from cachefleet_node.auth import Caller
+from cachefleet_node.core.entry import as_served_hit
 from cachefleet_node.core.errors import error_body
 from cachefleet_node.core.policy import response_cacheable
 from cachefleet_node.core.request import ChatRequest, ChatRequestModel, decode_json_object
-from cachefleet_node.core.stream import StreamRecorder, replay_chunks
+from cachefleet_node.core.stream import StreamRecorder, UsageChunkFilter, replay_chunks
 from cachefleet_node.engine import LookupPlan, Outcome
 from cachefleet_node.key_check import Rejection
 from cachefleet_node.runtime import NodeRuntime
@@ -83,33 +85,63 @@ def _log_request(
 
 
 def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> Response | None:
-    """The cached answer as JSON or a replayed stream; None when the stored answer cannot be
-    replayed (an entry of another shape: the request then goes upstream)."""
+    """The cached answer as JSON or a replayed stream, as a new response (`as_served_hit`);
+    None when the stored answer cannot be replayed (an entry of another shape: the request
+    then goes upstream)."""
     assert outcome.answer is not None
     assert outcome.entry is not None
-    headers = response_headers_for(
-        plan,
-        outcome.result,
-        tier=outcome.tier,
-        similarity=outcome.similarity,
-        age_s=time.time() - outcome.entry.created_at,
-        judgement=outcome.judgement,
-        vetoes=outcome.vetoes,
-    )
-    if not request.stream:
-        return Response(outcome.answer, media_type="application/json", headers=headers)
     try:
-        chunks = list(
-            replay_chunks(orjson.loads(outcome.answer), include_usage=request.include_usage)
+        stored = orjson.loads(outcome.answer)
+        if not isinstance(stored, dict):
+            raise TypeError("not a chat.completion")
+        served, fresh = _served_hit(stored)
+        chunks = (
+            list(replay_chunks(served, include_usage=request.include_usage))
+            if request.stream
+            else None
         )
     except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
         log.warning("unreplayable_entry", namespace=plan.namespace, entry_id=outcome.entry.entry_id)
         return None
+    headers = {
+        **response_headers_for(
+            plan,
+            outcome.result,
+            tier=outcome.tier,
+            similarity=outcome.similarity,
+            age_s=time.time() - outcome.entry.created_at,
+            judgement=outcome.judgement,
+            vetoes=outcome.vetoes,
+        ),
+        **fresh,
+    }
+    if chunks is None:
+        return Response(orjson.dumps(served), media_type="application/json", headers=headers)
     return StreamingResponse(
         iter(chunks),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache"},
     )
+
+
+def _served_hit(stored: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A stored completion as a new response, and the headers naming both: a fresh
+    `x-request-id`, and the id and creation time of the answer it reuses."""
+    token = uuid.uuid4().hex
+    served = as_served_hit(stored, response_id=f"chatcmpl-cf{token[:24]}", created=int(time.time()))
+    headers = {
+        "x-request-id": f"req_{token}",
+        "x-cachefleet-original-id": str(stored.get("id", "")),
+        "x-cachefleet-original-created": str(stored.get("created", "")),
+    }
+    return served, headers
+
+
+def _with_usage(request: ChatRequest) -> bytes:
+    """The request body asking for the usage chunk of a stream."""
+    options = request.body.get("stream_options")
+    merged = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return orjson.dumps({**request.body, "stream_options": merged})
 
 
 def _land(runtime: NodeRuntime, flight: str | None, completion: dict[str, Any] | None) -> None:
@@ -239,14 +271,14 @@ async def _shared(
         return _rejection_response(plan, outcome, allowed)
     if not allowed:
         return None
-    answer = orjson.dumps(completion)
-    outcome = Outcome("hit-exact", tier="inflight", answer=answer)
+    served, fresh = _served_hit(completion)
+    outcome = Outcome("hit-exact", tier="inflight", answer=orjson.dumps(served))
     runtime.engine.record(plan.namespace, plan.model, outcome)
     runtime.metrics.coalesced.inc()
-    headers = response_headers_for(plan, outcome.result, tier="inflight")
+    headers = {**response_headers_for(plan, outcome.result, tier="inflight"), **fresh}
     if not request.stream:
-        return Response(answer, media_type="application/json", headers=headers)
-    chunks = list(replay_chunks(completion, include_usage=request.include_usage))
+        return Response(outcome.answer, media_type="application/json", headers=headers)
+    chunks = list(replay_chunks(served, include_usage=request.include_usage))
     return StreamingResponse(
         iter(chunks),
         media_type="text/event-stream",
@@ -269,8 +301,27 @@ async def _from_upstream(
     """The upstream's answer, relayed; written back when cacheable; landed for followers."""
     headers = runtime.upstream.headers(http_request.headers, caller.forward_auth)
     upstream_started = time.perf_counter()
+    # A streamed answer is stored with its token counts: ask for them, hide them from a client
+    # that did not (an upstream that refuses `stream_options` is asked without from then on).
+    ask_usage = (
+        request.stream
+        and not request.include_usage
+        and plan.decision.cacheable
+        and plan.controls.write
+        and runtime.upstream.accepts_stream_options
+    )
     try:
-        upstream = await runtime.upstream.send(raw, headers, stream=request.stream)
+        upstream = await runtime.upstream.send(
+            _with_usage(request) if ask_usage else raw, headers, stream=request.stream
+        )
+        if ask_usage and upstream.status_code == 400:
+            refusal = await upstream.aread()  # kept by the response: relayed below if final
+            if b"stream_options" in refusal:
+                await upstream.aclose()
+                runtime.upstream.accepts_stream_options = False
+                log.warning("upstream_refuses_stream_options")
+                upstream = await runtime.upstream.send(raw, headers, stream=request.stream)
+            ask_usage = False
     except httpx.HTTPError as exc:
         runtime.engine.record(plan.namespace, plan.model, outcome)
         runtime.metrics.upstream_responses.labels("unreachable").inc()
@@ -289,7 +340,9 @@ async def _from_upstream(
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if request.stream and upstream.is_success and is_sse:
         return StreamingResponse(
-            _relay_stream(runtime, plan, outcome, upstream, started, upstream_started, flight),
+            _relay_stream(
+                runtime, plan, outcome, upstream, started, upstream_started, flight, ask_usage
+            ),
             status_code=upstream.status_code,
             headers=out_headers,
             media_type="text/event-stream",
@@ -341,10 +394,12 @@ async def _relay_stream(
     started: float,
     upstream_started: float,
     flight: str | None = None,
+    hide_usage: bool = False,
 ) -> AsyncIterator[bytes]:
     """Pass the upstream stream through while recording it; store it (and land it for the
     followers of its flight) only if it completed."""
     recorder = StreamRecorder(max_bytes=plan.ns.max_entry_bytes * 8)
+    usage_filter = UsageChunkFilter() if hide_usage else None
     completed = False
     try:
         async for chunk in upstream.aiter_raw():
@@ -353,7 +408,11 @@ async def _relay_stream(
             except Exception:  # the recorder never breaks a relay; record nothing then
                 log.exception("stream_recorder_failed")
                 recorder.failed = "recorder-error"
-            yield chunk
+            out = chunk if usage_filter is None else usage_filter.feed(chunk)
+            if out:
+                yield out
+        if usage_filter is not None and (rest := usage_filter.flush()):
+            yield rest
         completed = True
     except httpx.HTTPError:
         recorder.failed = "upstream-broken"
