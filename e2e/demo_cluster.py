@@ -481,7 +481,8 @@ def run(args: argparse.Namespace, clock: Clock, workdir: Path, procs: Processes)
     say(f"$ kubectl create token {RELEASE} -n {RELEASE_NAMESPACE}  -> {sa_config.name}")
     operator: OperatorProcess = start_operator(
         cluster, workdir, namespaces=[], kubeconfig=sa_config,
-        extra=[f"--stats-interval={args.stats_interval}", "--hit-rate-window=10m"],
+        extra=[f"--stats-interval={args.stats_interval}", "--hit-rate-window=10m",
+               f"--lease-namespace={RELEASE_NAMESPACE}", f"--lease-name={RELEASE}"],
     )  # fmt: skip
     procs.add("operator", operator.process)
     say(f"operator (pid {operator.process.popen.pid}) ready on 127.0.0.1:{operator.http_port} as "

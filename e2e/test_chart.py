@@ -57,6 +57,9 @@ VALUE_SETS = sorted(p.name.removesuffix(".values.yaml") for p in GOLDEN.glob("*.
 UPDATE = os.environ.get("CACHEFLEET_UPDATE_GOLDEN") == "1"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SERVICE_ACCOUNT = f"system:serviceaccount:{RELEASE_NAMESPACE}:{RELEASE}"
+#: In a pod the chart's operator finds its Lease through $POD_NAMESPACE and --lease-name; a
+#: local process with the chart's ServiceAccount is told the same.
+LEASE_AS_THE_CHART = [f"--lease-namespace={RELEASE_NAMESPACE}", f"--lease-name={RELEASE}"]
 
 #: Rules the chart grants for the operator's CacheInvalidation controller; allowed to be
 #: missing from docs/operator.md's table only while the table lists no CacheInvalidation rule
@@ -159,10 +162,15 @@ def test_operator_arguments_parse_with_its_cli(helm: Helm, value_set: str) -> No
     docs = documents(helm.template(values=[_values(value_set)]).stdout)
     deployment = _deployment(docs)
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # several pods, one leader (the Lease), so pods may overlap in a rolling update
+    assert spec["replicas"] == values.get("replicaCount", 2)
+    assert spec["strategy"]["type"] == "RollingUpdate"
     (container,) = spec["template"]["spec"]["containers"]
     config = parse_config(container["args"])
+    assert config.leader_election is True
+    assert config.lease_name == deployment["metadata"]["name"]
+    downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"][:2]}
+    assert downward == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
     watched = values.get("watchNamespaces", [])
     assert config.namespaces == watched
     assert config.all_namespaces is (not watched)
@@ -227,14 +235,38 @@ def test_rbac_is_exactly_the_documented_rules(helm: Helm) -> None:
 
     namespaced = documents(helm.template(values=[_values("namespaced")]).stdout)
     assert not [d for d in namespaced if d["kind"].startswith("Cluster")]
-    roles = [d for d in namespaced if d["kind"] == "Role"]
+    roles = [
+        d
+        for d in namespaced
+        if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")
+    ]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-chat", "team-search"]
     assert all(_rules(role) == granted for role in roles)
-    bindings = [d for d in namespaced if d["kind"] == "RoleBinding"]
+    bindings = [
+        d
+        for d in namespaced
+        if d["kind"] == "RoleBinding" and not d["metadata"]["name"].endswith("-leader-election")
+    ]
     assert all(
         b["subjects"][0]["name"] == "cachefleet-operator" and b["roleRef"]["kind"] == "Role"
         for b in bindings
     )
+
+
+def test_leader_election_may_touch_only_its_lease(helm: Helm) -> None:
+    for value_set in (None, "namespaced"):
+        docs = documents(helm.template(values=[_values(value_set)] if value_set else []).stdout)
+        role = find(docs, "Role", f"{RELEASE}-leader-election")
+        assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+        create, use = role["rules"]
+        assert (create["resources"], create["verbs"]) == (["leases"], ["create"])
+        assert (use["resourceNames"], use["verbs"]) == ([RELEASE], ["get", "update"])
+        binding = find(docs, "RoleBinding", f"{RELEASE}-leader-election")
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        budget = find(docs, "PodDisruptionBudget", RELEASE)
+        assert budget["spec"]["minAvailable"] == 1
+    single = documents(helm.template(set_values=["replicaCount=1"]).stdout)
+    assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]
 
 
 def test_aggregated_roles_render(helm: Helm) -> None:
@@ -432,12 +464,12 @@ def test_install_runs_the_operator_pod_on_a_kwok_node(kube_cluster: Cluster, rel
     pods = kubectl.json(
         "get", "pods", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=operator"
     )["items"]
-    assert len(pods) == 1
-    (pod,) = pods
-    assert pod["spec"]["nodeName"].startswith("kwok-cpu-")
-    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
-    assert ready["status"] == "True"
-    assert pod["spec"]["serviceAccountName"] == RELEASE
+    assert len(pods) == 2  # replicaCount: one leads, one stands by
+    for pod in pods:
+        assert pod["spec"]["nodeName"].startswith("kwok-cpu-")
+        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"  # kwok runs no process: it marks pods ready
+        assert pod["spec"]["serviceAccountName"] == RELEASE
     # The namespace enforces `restricted`: the pod was admitted, so it satisfies it.
     labels = kubectl.json("get", "namespace", RELEASE_NAMESPACE)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -543,7 +575,9 @@ def test_operator_with_the_chart_service_account_reconciles_and_fails_when_narro
     assert whoami["status"]["userInfo"]["username"] == SERVICE_ACCOUNT
     model_version = documents((EXAMPLES / "modelversion.yaml").read_text())[0]
     kubectl.apply([in_namespace(model_version, ns), *_gpu_example(ns, "chat")])
-    with running_operator(kube_cluster, tmp_path, namespaces=[], kubeconfig=kubeconfig) as operator:
+    with running_operator(
+        kube_cluster, tmp_path, namespaces=[], kubeconfig=kubeconfig, extra=LEASE_AS_THE_CHART
+    ) as operator:
         _wait_ready(kubectl, "scache/chat", ns)
         wait_condition(kubectl, "mv", "gpt-4o-mini", ns, "Ready", "True")
         assert "Forbidden" not in operator.log.read_text()
@@ -591,7 +625,12 @@ def test_operator_with_the_chart_service_account_reconciles_and_fails_when_narro
         other["metadata"]["name"] = "other"
         kubectl.apply(other)
         with running_operator(
-            kube_cluster, tmp_path, namespaces=[], kubeconfig=kubeconfig, wait_ready=False
+            kube_cluster,
+            tmp_path,
+            namespaces=[],
+            kubeconfig=kubeconfig,
+            wait_ready=False,
+            extra=LEASE_AS_THE_CHART,
         ) as operator:
             wait_for(
                 lambda: "modelversions.cachefleet.io is forbidden" in operator.log.read_text(),

@@ -51,6 +51,41 @@ RULES: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+#: docs/operator.md, "Leader election": the Lease `cachefleet-operator` and nothing else.
+LEADER_ELECTION_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "resourceNames": ["cachefleet-operator"], "verbs": ["get", "update"]},
+]  # fmt: skip
+
+
+def grant(kubectl: Kubectl, namespace: str, user: str, rules: list[dict[str, Any]]) -> None:
+    """A Role `cachefleet-operator` with `rules` in `namespace`, bound to `user`."""
+    kubectl.apply(
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "cachefleet-operator", "namespace": namespace},
+                "rules": rules,
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "cachefleet-operator", "namespace": namespace},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "cachefleet-operator",
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+                ],
+            },
+        ]
+    )
+
+
 @pytest.fixture(scope="module")
 def kubectl(kube_api: Cluster) -> Kubectl:
     install_crds(kube_api.kubectl)
@@ -62,29 +97,8 @@ def test_the_documented_role_is_enough(
 ) -> None:
     ns = api_namespace
     user = kube_api.user
-    kubectl.apply(
-        [
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": {"name": "cachefleet-operator", "namespace": ns},
-                "rules": RULES,
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": "cachefleet-operator", "namespace": ns},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": "cachefleet-operator",
-                },
-                "subjects": [
-                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user.user}
-                ],
-            },
-        ]
-    )
+    # the Lease lives in the first watched namespace here (no $POD_NAMESPACE)
+    grant(kubectl, ns, user.user, [*RULES, *LEADER_ELECTION_RULES])
     with running_operator(
         kube_api,
         tmp_path,
@@ -136,14 +150,16 @@ def test_readyz_names_what_the_operator_may_not_list(
     stays alive, and /readyz is 503 naming each kind and the namespace (not a silent 200)."""
     ns = api_namespace
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{ns}-unbound"}})
+    grant(kubectl, ns, kube_api.user.user, LEADER_ELECTION_RULES)
     with running_operator(
         kube_api,
         tmp_path,
         namespaces=[f"{ns}-unbound"],
+        extra=[f"--lease-namespace={ns}"],  # it leads (its Role in `ns` grants the Lease)
         kubeconfig=kube_api.user.kubeconfig,
         wait_ready=False,
     ) as operator:
-        wait_for(lambda: operator.get("/readyz")[0] == 503, timeout_s=30, what="/readyz 503")
+        wait_for(lambda: "cannot list" in operator.get("/readyz")[1], timeout_s=30, what="/readyz")
         code, body = operator.get("/readyz")
         answer = json.loads(body)
         assert code == 503, body
@@ -158,3 +174,26 @@ def test_readyz_names_what_the_operator_may_not_list(
         ):
             assert f"cannot list {resource} in namespace {ns}-unbound (403 Forbidden)" in listed
         assert operator.get("/healthz")[0] == 200  # alive: a restart would not help
+
+
+def test_readyz_names_a_lease_the_operator_may_not_take(
+    kube_api: Cluster, kubectl: Kubectl, api_namespace: str, tmp_path: Path
+) -> None:
+    """No right to the Lease: the operator never acts, stays alive, and /readyz says why."""
+    ns = api_namespace
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{ns}-unbound"}})
+    with running_operator(
+        kube_api,
+        tmp_path,
+        namespaces=[ns],
+        extra=[f"--lease-namespace={ns}-unbound"],
+        kubeconfig=kube_api.user.kubeconfig,
+        wait_ready=False,
+    ) as operator:
+        wait_for(lambda: "Lease" in operator.get("/readyz")[1], timeout_s=30, what="/readyz")
+        code, body = operator.get("/readyz")
+        assert code == 503, body
+        problems = " ".join(json.loads(body)["problems"])
+        assert f"Lease {ns}-unbound/cachefleet-operator" in problems, body
+        assert "403" in problems, body
+        assert operator.get("/healthz")[0] == 200

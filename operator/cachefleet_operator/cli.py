@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import kopf
 import prometheus_client
@@ -13,8 +19,11 @@ import structlog
 from pydantic import ValidationError
 
 from cachefleet_operator import handlers
-from cachefleet_operator.adapters.credentials import CredentialsError, load_access
+from cachefleet_operator.adapters.credentials import ClusterAccess, CredentialsError, load_access
+from cachefleet_operator.adapters.http_server import ProbeServer
+from cachefleet_operator.adapters.kube import KubeClient
 from cachefleet_operator.adapters.logging_setup import configure_logging
+from cachefleet_operator.services.leadership import LeaderElection
 from cachefleet_operator.settings import OperatorConfig
 
 __all__ = ["main", "parse_config"]
@@ -51,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hit-rate-window", help="window of status.hitRate (e.g. 15m)")
     parser.add_argument("--purge-timeout", help="deletion waits this long for a purge (e.g. 10m)")
     parser.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="act only while holding the Lease (default on; --no-leader-election for one "
+        "process you know is alone)",
+    )
+    parser.add_argument("--lease-namespace", help="namespace of the leader-election Lease")
+    parser.add_argument("--lease-name", help="name of the leader-election Lease")
+    parser.add_argument("--identity", help="this process in the Lease (default $POD_NAME)")
+    parser.add_argument(
         "--node-endpoints-from-annotation",
         action="store_true",
         default=None,
@@ -70,9 +89,108 @@ def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
     return OperatorConfig(**overrides)
 
 
-async def run(config: OperatorConfig) -> None:
-    """Run until SIGTERM/SIGINT (kopf handles both and runs the cleanup handlers)."""
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def lease_namespace(config: OperatorConfig, access: ClusterAccess) -> str:
+    """Where the leader-election Lease lives (see `OperatorConfig.lease_namespace`)."""
+    if config.lease_namespace:
+        return config.lease_namespace
+    own = os.environ.get("POD_NAMESPACE")
+    if not own and _SERVICE_ACCOUNT_NAMESPACE.is_file():
+        own = _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    if own:
+        return own
+    if config.namespaces:
+        return config.namespaces[0]
+    return access.default_namespace or "default"
+
+
+def identity(config: OperatorConfig) -> str:
+    """This process's name in the Lease."""
+    return (
+        config.identity
+        or os.environ.get("POD_NAME")
+        or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    )
+
+
+async def run(config: OperatorConfig) -> int:
+    """Run until SIGTERM/SIGINT (kopf handles both and runs the cleanup handlers); with leader
+    election, stand by until this process leads, and stop (exit code 1, the pod restarts and
+    stands by) the moment it no longer does."""
     access = load_access(config.kubeconfig)
+    if not config.leader_election:
+        await _operate(config, access)
+        return 0
+    kube = KubeClient(access, user_agent="cachefleet-operator")
+    election = LeaderElection(
+        kube,
+        namespace=lease_namespace(config, access),
+        name=config.lease_name,
+        identity=identity(config),
+        lease_duration_s=config.lease_duration,
+        renew_deadline_s=config.renew_deadline,
+        retry_period_s=config.retry_period,
+    )
+    standby = ProbeServer(
+        host=config.http_host,
+        port=config.http_port,
+        alive=lambda: True,
+        ready=lambda: [election.problem or "standing by"],
+        metrics=lambda: b"# standing by: this operator process is not the leader\n",
+    )
+    await standby.start()
+    try:
+        if not await _stand_by(election):
+            await kube.aclose()
+            return 0  # stopped (SIGTERM) before leading
+    finally:
+        await standby.stop()
+    lost = False
+    holding = asyncio.create_task(election.hold())
+    operating = asyncio.create_task(_operate(config, access))
+    try:
+        done, _ = await asyncio.wait({holding, operating}, return_when=asyncio.FIRST_COMPLETED)
+        if holding in done:
+            lost = True  # stop acting at once: another process may lead already
+            operating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await operating
+        else:
+            operating.result()
+    finally:
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+        if not lost:
+            await election.release()
+        await kube.aclose()
+    return 1 if lost else 0
+
+
+async def _stand_by(election: LeaderElection) -> bool:
+    """Wait to lead; False when SIGTERM/SIGINT came first (kopf handles them once it runs)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    acquiring = asyncio.create_task(election.acquire())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if acquiring.done():
+            acquiring.result()  # an error in the election is raised, not swallowed
+            return True
+        return False
+    finally:
+        for task in (acquiring, stopping):
+            task.cancel()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _operate(config: OperatorConfig, access: ClusterAccess) -> None:
     memo = kopf.Memo(config=config, access=access, ready=False)
     ready = asyncio.Event()
 
@@ -117,11 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # No `*_created` series next to each counter (the function is untyped upstream).
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
-        asyncio.run(run(config))
+        return asyncio.run(run(config))
     except CredentialsError as error:
         log.error("no_credentials", error=str(error))
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -70,10 +70,44 @@ class OperatorConfig(BaseSettings):
     node_timeout: Seconds = Field(5.0, gt=0, description="Timeout of one request to a node.")
     stats_concurrency: int = Field(8, ge=1, le=256, description="Caches collected at once.")
 
+    leader_election: bool = Field(
+        True,
+        description="Run only while holding the Lease `lease_name`: of several operator "
+        "processes exactly one acts, the others stand by (and take over when it stops).",
+    )
+    lease_name: str = Field(
+        "cachefleet-operator",
+        min_length=1,
+        max_length=253,
+        description="Name of the coordination.k8s.io Lease the operators elect a leader on.",
+    )
+    lease_namespace: str | None = Field(
+        None,
+        description="Namespace of the Lease; default: the pod's own ($POD_NAMESPACE or the "
+        "in-cluster service account's), else the first watched namespace, else the "
+        "kubeconfig context's, else `default`.",
+    )
+    lease_duration: Seconds = Field(
+        15.0, gt=0, description="A leader that stops renewing is replaced after this long."
+    )
+    renew_deadline: Seconds = Field(
+        10.0, gt=0, description="The leader stops acting when it could not renew for this long."
+    )
+    retry_period: Seconds = Field(
+        2.0, gt=0, description="How often the leader renews and a standby tries to take over."
+    )
+    identity: str | None = Field(
+        None,
+        max_length=128,
+        description="This process in the Lease; default: $POD_NAME, else host name and pid.",
+    )
+
     @model_validator(mode="after")
     def _one_scope(self) -> OperatorConfig:
         if self.all_namespaces and self.namespaces:
             raise ValueError("give either namespaces or all_namespaces, not both")
+        if not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("need retry_period < renew_deadline < lease_duration")
         return self
 
     @property

@@ -25,6 +25,7 @@ __all__ = [
     "ENDPOINTSLICES",
     "EVENTS",
     "HORIZONTALPODAUTOSCALERS",
+    "LEASES",
     "MODELVERSIONS",
     "PODDISRUPTIONBUDGETS",
     "SECRETS",
@@ -88,6 +89,7 @@ MODELVERSIONS = ResourceType("cachefleet.io", "v1alpha1", "modelversions", "Mode
 CACHEINVALIDATIONS = ResourceType(
     "cachefleet.io", "v1alpha1", "cacheinvalidations", "CacheInvalidation"
 )
+LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease")
 
 _BY_KIND = {
     (rt.api_version, rt.kind): rt
@@ -264,6 +266,23 @@ class KubeClient:
             params={"fieldManager": field_manager, "force": "true"},
             body=body,
             content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    async def create(
+        self, rt: ResourceType, namespace: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Create an object (409 `ApiError` when one by that name exists)."""
+        result: dict[str, Any] = await self._request("POST", rt.path(namespace), body=dict(body))
+        return result
+
+    async def replace(
+        self, rt: ResourceType, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Replace an object; with `metadata.resourceVersion` set, only if nobody changed it
+        since (409 `ApiError` otherwise)."""
+        result: dict[str, Any] = await self._request(
+            "PUT", rt.path(namespace, name), body=dict(body)
         )
         return result
 
