@@ -272,6 +272,7 @@ async def test_an_unverified_switch_holds_the_node_config() -> None:
     assert step.hold_nodes
     assert step.lifecycle.served_namespaces() == {"gpt-4o-mini": ns(v1[0])}
     assert "1/2 node(s) not on" in step.lifecycle.rollovers[0].message
+    assert step.failure == "SwitchNotVerified"  # retried with backoff, not every 2 s
 
 
 async def test_the_full_rollover_ends_the_same_without_a_crash() -> None:

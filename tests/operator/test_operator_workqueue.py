@@ -72,6 +72,17 @@ async def test_backoff_grows_to_the_cap_and_resets() -> None:
     assert queue.retry_delay("a") == 2.0
 
 
+async def test_jitter_shortens_each_delay_by_at_most_its_fraction() -> None:
+    draws = iter([0.0, 1.0, 0.5])
+    queue: WorkQueue[str] = WorkQueue(
+        base_delay=10.0, max_delay=100.0, jitter=0.2, rand=lambda: next(draws)
+    )
+    assert [queue.retry_delay("a") for _ in range(3)] == [10.0, 16.0, 36.0]
+    assert queue.failures("a") == 3
+    queue.forget("a")
+    assert queue.failures("a") == 0
+
+
 async def test_shutdown_wakes_getters() -> None:
     queue: WorkQueue[str] = WorkQueue()
     waiting = asyncio.create_task(queue.get())

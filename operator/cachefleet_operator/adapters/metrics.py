@@ -28,6 +28,13 @@ class OperatorMetrics:
             ["kind", "reason"],
             registry=r,
         )
+        self.retries = Counter(
+            "cachefleet_operator_reconcile_retries",
+            "Passes retried with exponential backoff (2 s doubling to 5 min, jittered), by kind "
+            "and reason (a switch not verified, nodes unreachable, an apiserver error, …).",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.duration = Histogram(
             "cachefleet_operator_reconcile_duration_seconds",
             "Time of one reconcile pass.",

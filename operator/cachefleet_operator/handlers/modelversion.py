@@ -25,4 +25,4 @@ async def on_model_version_event(
     dependents: kopf.Index[tuple[str, str], str] = kwargs["model_version_dependents"]
     if controller.model_version_event(event.get("type"), body):
         for cache in dependents.get((namespace or "", name), []):
-            controller.enqueue_cache(namespace or "", cache)
+            controller.enqueue_cache(namespace or "", cache, reset=True)

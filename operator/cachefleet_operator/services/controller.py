@@ -52,6 +52,9 @@ MODEL_VERSION = "ModelVersion"
 INVALIDATION = "CacheInvalidation"
 #: Child events come in bursts (apply, then status updates): coalesce them.
 CHILD_EVENT_DELAY_S = 0.5
+#: Backoff of a failed pass, per object: 2 s, 4 s, 8 s, … capped at 5 min, each up to 20%
+#: shorter at random; reset by a success or a new spec.
+RETRY_BASE_S, RETRY_MAX_S, RETRY_JITTER = 2.0, 300.0, 0.2
 Key = tuple[str, str, str]
 
 
@@ -81,7 +84,9 @@ class Controller:
         self.kube = kube
         self.nodes = nodes
         self.metrics = metrics
-        self.queue: WorkQueue[Key] = WorkQueue(base_delay=2.0, max_delay=300.0)
+        self.queue: WorkQueue[Key] = WorkQueue(
+            base_delay=RETRY_BASE_S, max_delay=RETRY_MAX_S, jitter=RETRY_JITTER
+        )
         self.events = EventRecorder(kube, metrics)
         self.discovery = NodeDiscovery(kube, from_annotation=config.node_endpoints_from_annotation)
         self.access = NodeAccess(kube, self.discovery)
@@ -168,8 +173,15 @@ class Controller:
 
     # --- entry points for the handlers --------------------------------------------------------
 
-    def enqueue_cache(self, namespace: str, name: str, *, after: float = 0.0) -> None:
-        self.queue.add((CACHE, namespace, name), after=after)
+    def enqueue_cache(
+        self, namespace: str, name: str, *, after: float = 0.0, reset: bool = False
+    ) -> None:
+        """A pass over a SemanticCache; `reset` (its spec, or a ModelVersion it uses, changed)
+        ends its backoff: the new spec gets a pass now and a fresh 2 s first retry."""
+        key: Key = (CACHE, namespace, name)
+        if reset:
+            self.queue.forget(key)
+        self.queue.add(key, after=after)
         self.metrics.queue_depth.set(self.queue.due())
 
     def cache_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -183,7 +195,7 @@ class Controller:
         fingerprint = _fingerprint(body, ENDPOINTS_ANNOTATION)
         if self._seen.get(key) != fingerprint:
             self._seen[key] = fingerprint
-            self.enqueue_cache(key[1], key[2])
+            self.enqueue_cache(key[1], key[2], reset=True)
 
     def model_version_event(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """A ModelVersion watch event. True when its dependants must look again (it appeared,
@@ -201,6 +213,7 @@ class Controller:
         previous = self._seen.get(key)
         self._seen[key] = fingerprint
         if previous is None or previous[:3] != fingerprint[:3]:
+            self.queue.forget(key)
             self.queue.add(key)
             return True
         return bool(previous[-1] != active)
@@ -291,6 +304,7 @@ class Controller:
                     reason = error.reason or f"HTTP{error.status}"
                 self.metrics.reconciles.labels(kind, "error").inc()
                 self.metrics.errors.labels(kind, reason).inc()
+                self.metrics.retries.labels(kind, reason).inc()
                 log.warning(
                     "reconcile_failed",
                     kind=kind,
@@ -312,8 +326,21 @@ class Controller:
             else:
                 result = "stalled" if outcome.retry else "success"
                 self.metrics.reconciles.labels(kind, result).inc()
-                if outcome.retry:
-                    self.queue.add(key, after=self.queue.retry_delay(key))
+                if outcome.failure is not None:
+                    delay = self.queue.retry_delay(key)
+                    if outcome.requeue_after is not None:
+                        delay = min(delay, outcome.requeue_after)
+                    self.metrics.retries.labels(kind, outcome.failure).inc()
+                    log.info(
+                        "reconcile_retry",
+                        kind=kind,
+                        namespace=namespace,
+                        name=name,
+                        reason=outcome.failure,
+                        failures=self.queue.failures(key),
+                        retry_in_s=round(delay, 2),
+                    )
+                    self.queue.add(key, after=delay)
                 else:
                     self.queue.forget(key)
                     self.events.clear_error(kind, namespace, name)

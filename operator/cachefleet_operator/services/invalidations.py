@@ -53,7 +53,6 @@ from cachefleet_operator.services.semanticcaches import Outcome
 __all__ = ["InvalidationReconciler"]
 
 log = structlog.get_logger("cachefleet.invalidation")
-RETRY_S = 5.0
 
 
 class _Retry(Exception):
@@ -165,7 +164,7 @@ class InvalidationReconciler:
             )
             await self._write(namespace, name, status)
             await self._events.post_error_once(object_reference(body), "Retrying", str(error))
-            return Outcome(retry=True)
+            return Outcome(failure="NodesUnreachable")
         done, event = completed_status(invalidation, status, now=self._clock())
         await self._write(namespace, name, done)
         await self._audit(body, cache_body, event)

@@ -66,7 +66,6 @@ log = structlog.get_logger("cachefleet.lifecycle")
 SWITCH_VERIFY_S = 5.0
 #: After this long, a node that has not switched is told directly (missed pub/sub, no Redis).
 SWITCH_NUDGE_S = 0.5
-RETRY_S = 2.0
 Reports = dict[str, dict[str, Any]]
 _NO_WARM = Warmup(top_n=1)
 _COMPLETIONS = frozenset(
@@ -91,12 +90,19 @@ class LifecycleStep:
     requeue_after: float | None = None
     events: list[EventSpec] = field(default_factory=list)
     completed: bool = False  # a switch, warm-up or migration finished in this pass
+    failure: str | None = None  # why a step could not go on (the pass retries with backoff)
 
     def soon(self, seconds: float) -> None:
+        """Look again in `seconds`: work in progress (a next batch, a purge that falls due)."""
         seconds = max(0.05, seconds)
         self.requeue_after = (
             seconds if self.requeue_after is None else min(self.requeue_after, seconds)
         )
+
+    def retry(self, reason: str) -> None:
+        """A step failed for `reason` (nodes unreachable, a switch not verified): the pass is
+        retried with the object's exponential backoff, not at a fixed pace."""
+        self.failure = self.failure or reason
 
     def apply(self, plan: Plan) -> None:
         self.lifecycle = plan.lifecycle
@@ -196,7 +202,7 @@ class LifecycleRunner:
                     for r in step.lifecycle.rollovers
                 ),
             )
-            step.soon(30.0)
+            step.retry("NoAdminKey")
 
     async def _reports(self, urls: Sequence[str], api_key: str | None) -> Reports:
         """`GET /v1/cache/namespaces` of every node that answers, by URL."""
@@ -305,7 +311,7 @@ class LifecycleRunner:
             ok, message = await self._switch(record, urls, api_key, reports)
             if not ok:
                 step.hold_nodes = True
-                step.soon(RETRY_S)
+                step.retry("SwitchNotVerified")
                 step.lifecycle = replace(
                     step.lifecycle,
                     rollovers=tuple(
@@ -378,7 +384,7 @@ class LifecycleRunner:
                 )
                 continue
             if not urls:
-                step.soon(5.0)
+                step.retry("NoNodeEndpoint")
                 continue
             try:
                 result = await self._nodes.warm(
@@ -416,7 +422,7 @@ class LifecycleRunner:
                         for r in step.lifecycle.rollovers
                     ),
                 )
-                step.soon(5.0)
+                step.retry("WarmupBatchFailed")
                 continue
             step.apply(
                 warmed(
@@ -438,7 +444,7 @@ class LifecycleRunner:
         now = self._clock()
         due = due_purges(step.lifecycle, now)
         if due and not urls:
-            step.soon(10.0)
+            step.retry("NoNodeEndpoint")
             return
         reports = await self._reports(urls, api_key) if due else {}
         for entry in due:
@@ -472,7 +478,7 @@ class LifecycleRunner:
                     f"cache namespace {entry.cache_namespace} is still active on "
                     f"{', '.join(blocked)}: not purged (retrying)",
                 )
-                step.soon(30.0)
+                step.retry("PurgeBlocked")
                 continue
             if not answered:
                 await self._events.post_error_once(
@@ -481,7 +487,7 @@ class LifecycleRunner:
                     f"no cache node answered the purge of {entry.cache_namespace}: "
                     f"{errors[-1] if errors else 'no endpoint'}",
                 )
-                step.soon(10.0)
+                step.retry("PurgeUnanswered")
                 continue
             reason = "flush" if entry.purge_after <= entry.retired_at else "retention"
             self._metrics.purged_entries.labels(reason).inc(removed)
@@ -511,7 +517,7 @@ class LifecycleRunner:
         if migration is None:
             return
         if not urls:
-            step.soon(10.0)
+            step.retry("NoNodeEndpoint")
             return
         if migration.phase == "Preparing":
             answers = await self._reports(urls, api_key)
@@ -527,7 +533,7 @@ class LifecycleRunner:
                     f"model: {len(ready)}/{len(urls)} do"
                 )
                 step.update_migration(message=message)
-                step.soon(RETRY_S)
+                step.retry("EmbeddingNotPrepared")
                 return
             first = answers[ready[0]]
             to_space = str((_embedding_part(first, "next") or {}).get("space") or "")
@@ -576,7 +582,7 @@ class LifecycleRunner:
                         f"the node refused the cursor of {request.namespace}: starting it over"
                     )
                 step.update_migration(**update)
-                step.soon(5.0)
+                step.retry("ReembedBatchFailed")
                 return
             assert result is not None
             processed = int(result.get("processed", 0) or 0)
@@ -592,7 +598,7 @@ class LifecycleRunner:
         ok, message = await self._switch_embedding(space, urls, api_key, reports)
         if not ok:
             step.update_migration(message=message)
-            step.soon(RETRY_S)
+            step.retry("EmbeddingSwitchNotVerified")
             return
         step.apply(embedding_switched(step.lifecycle, nodes=len(urls), now=self._clock()))
 
@@ -639,7 +645,7 @@ class LifecycleRunner:
                 await self._nodes.switch_namespace(url, name, namespace, api_key=api_key)
             except NodeError as error:
                 log.warning("converge_failed", url=url, name=name, error=str(error))
-                step.soon(RETRY_S)
+                step.retry("ConvergeFailed")
                 continue
             log.info("namespace_converged", url=url, name=name, namespace=namespace)
             step.events.append(

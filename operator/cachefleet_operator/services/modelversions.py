@@ -67,7 +67,7 @@ class ModelVersionReconciler:
             model_version = ModelVersion.model_validate(body)
         except ValidationError as error:
             await self._invalid(body, error)
-            return Outcome(retry=True, ready="False")
+            return Outcome(failure="InvalidSpec", ready="False")
         now = self._clock()
         plan = plan_model_version(model_version, now=now)
         status = model_version_status(model_version, plan, now=now)

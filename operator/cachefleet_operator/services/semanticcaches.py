@@ -82,11 +82,16 @@ _NODE_CONFIG_KINDS = ("ConfigMap", "Deployment")
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a pass ended: when to look again, and whether that is a backoff retry."""
+    """How a pass ended: when to look again, and, for a pass that could not do its work, why
+    (the controller then retries it with the object's exponential backoff)."""
 
     requeue_after: float | None = None
-    retry: bool = False
+    failure: str | None = None
     ready: str | None = None
+
+    @property
+    def retry(self) -> bool:
+        return self.failure is not None
 
 
 def parse_model_versions(items: Sequence[Mapping[str, Any]]) -> list[ModelVersion]:
@@ -187,6 +192,8 @@ class CacheReconciler:
         lifecycle = Lifecycle.of(cache.status)
         rolled = False
         requeue = self._resync
+        failure: str | None = None
+        progress: float | None = None  # lifecycle work in progress looks again this soon
         if not cache.spec.paused and not missing and not problems:
             try:
                 model = embedding_model(resolved)
@@ -196,9 +203,10 @@ class CacheReconciler:
                 step = await self._lifecycle.run(
                     cache, body, model_versions, lifecycle, embedding_model=model
                 )
-                lifecycle, rolled = step.lifecycle, step.completed
-                if step.requeue_after is not None:
-                    requeue = min(requeue, step.requeue_after)
+                lifecycle, rolled, failure = step.lifecycle, step.completed, step.failure
+                progress = step.requeue_after
+                if progress is not None:
+                    requeue = min(requeue, progress)
                 fleet = FleetView(
                     served=lifecycle.served_namespaces(),
                     embedding=embedding_models(lifecycle, model),
@@ -244,10 +252,14 @@ class CacheReconciler:
         )
 
         ready = find_condition(status.conditions, ConditionType.READY)
-        stalled = bool(missing or problems)
+        if missing:
+            failure = "ModelVersionNotFound"
+        elif problems:
+            failure = problems[0].reason
         return Outcome(
-            requeue_after=None if stalled else requeue,
-            retry=stalled,
+            # a failed pass retries with backoff, or sooner where other work goes on
+            requeue_after=progress if failure else requeue,
+            failure=failure,
             ready=ready.status if ready else "Unknown",
         )
 
@@ -384,4 +396,4 @@ class CacheReconciler:
             field_manager=FIELD_MANAGER,
         )
         await self._events.post_error_once(object_reference(body), "InvalidSpec", message)
-        return Outcome(retry=True, ready="False")
+        return Outcome(failure="InvalidSpec", ready="False")

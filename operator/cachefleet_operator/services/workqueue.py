@@ -4,7 +4,8 @@
   time, so a burst of events becomes one pass.
 - A key is handed to one worker at a time; added again while it is being processed, it waits
   until `done(key)` and then runs once more (the pass sees the newest state).
-- `retry_delay(key)` grows exponentially per key until `forget(key)` (after a success).
+- `retry_delay(key)` grows exponentially per key (with jitter) until `forget(key)` (after a
+  success, or a new spec).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-from collections.abc import Hashable
+import random
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 __all__ = ["QueueClosed", "WorkQueue"]
@@ -28,7 +30,14 @@ class QueueClosed(Exception):
 class WorkQueue(Generic[K]):
     """Keys due at a time, each processed by one worker at a time."""
 
-    def __init__(self, *, base_delay: float = 1.0, max_delay: float = 300.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        jitter: float = 0.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self._due: dict[K, float] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._seq = itertools.count()
@@ -38,6 +47,7 @@ class WorkQueue(Generic[K]):
         self._wakeup = asyncio.Event()
         self._closed = False
         self.base_delay, self.max_delay = base_delay, max_delay
+        self._jitter, self._rand = jitter, rand
 
     def __len__(self) -> int:
         """Keys scheduled, now or later (not counting the ones being processed)."""
@@ -108,10 +118,16 @@ class WorkQueue(Generic[K]):
         self._wakeup.set()
 
     def retry_delay(self, key: K) -> float:
-        """The next backoff for `key`: base, 2×base, 4×base, … up to `max_delay`."""
+        """The next backoff for `key`: base, 2×base, 4×base, … up to `max_delay`, each shortened
+        by up to `jitter` (a fraction) at random so that objects failing together spread out."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        return float(min(self.max_delay, self.base_delay * (2**failures)))
+        delay = min(self.max_delay, self.base_delay * (2 ** min(failures, 62)))
+        return float(delay * (1.0 - self._jitter * self._rand()))
+
+    def failures(self, key: K) -> int:
+        """Failed passes of `key` since its last success (or reset)."""
+        return self._failures.get(key, 0)
 
     def forget(self, key: K) -> None:
         """Reset the backoff of `key` (its last pass succeeded)."""
