@@ -444,6 +444,85 @@ def test_rollback_within_retention_and_warm_up_of_the_top_prompts(
         assert wait_event(kubectl, ns, MV, "RolledBack")
 
 
+def test_a_flush_on_one_cache_keeps_the_retained_rollback_target(
+    kubectl: Kubectl,
+    api_namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
+    redis_url: str,
+    milvus: str,
+    upstream: str,
+) -> None:
+    """Issue 16, point 5: a per-cache Flush override purges the namespace it leaves, and only
+    that one; the namespace retained before it stays until its own `retainFor`, and a rollback
+    to it serves its answers."""
+    ns, name = api_namespace, "retained"
+    rollover = {"retainFor": "10m", "retainPrevious": 1}
+    mv = model_version_manifest(ns, version="v1", rollover=rollover)
+    start_cache(kubectl, ns, name, redis_url=redis_url, milvus=milvus, upstream=upstream, mv=mv)
+    first = ["Which port does the admin console use?", "How long are backups kept?"]
+    second = ["Who signs off a production change?"]
+    with node_fleet(
+        kubectl=kubectl, namespace=ns, cache=name, workdir=tmp_path, redis_url=redis_url,
+        model_dir=model_dir(),
+    ) as fleet:  # fmt: skip
+        fleet.start()
+        v1 = wait_for(lambda: active_namespace(kubectl, ns, name), timeout_s=30, what="status")
+        fill(fleet, first, v1)
+        json_patch(kubectl, "mv", MV, ns, {"spec": {"version": "v2"}})
+        v2 = wait_for(
+            lambda: (a := active_namespace(kubectl, ns, name)) != v1 and a,
+            timeout_s=30,
+            what="the switch to v2",
+        )
+        fill(fleet, second, v2)
+        purge_after = wait_for(
+            lambda: {
+                r["cacheNamespace"]: r["purgeAfter"]
+                for r in scache(kubectl, ns, name)["status"].get("retainedNamespaces", [])
+            }.get(v1),
+            timeout_s=30,
+            what="v1 retained",
+        )
+
+        # This cache flushes on the next change; the ModelVersion still says Rollover.
+        json_patch(
+            kubectl, "scache", name, ns,
+            {"spec": {"modelVersions": [{"name": MV, "policy": "Flush"}]}},
+        )  # fmt: skip
+        json_patch(kubectl, "mv", MV, ns, {"spec": {"version": "v3"}})
+        wait_for(
+            lambda: (a := active_namespace(kubectl, ns, name)) not in (v1, v2) and a,
+            timeout_s=30,
+            what="the switch to v3",
+        )
+
+        def flushed() -> list[dict[str, Any]] | None:
+            obj = scache(kubectl, ns, name)
+            retained = obj["status"].get("retainedNamespaces", [])
+            rolling = condition(obj, "RollingOver")
+            done = rolling and rolling["status"] == "False"
+            return retained if done and v2 not in [r["cacheNamespace"] for r in retained] else None
+
+        retained = wait_for(flushed, timeout_s=30, what="the flush of v2")
+        assert [(r["cacheNamespace"], r["purgeAfter"]) for r in retained] == [(v1, purge_after)]
+        assert [key for key in redis_keys(redis_url) if v2 in key] == []
+        assert [key for key in redis_keys(redis_url) if v1 in key] != []
+
+        # Back to v1 within its retention: its answers, no upstream call.
+        calls = stub_calls(upstream)
+        json_patch(kubectl, "mv", MV, ns, {"spec": {"version": "v1"}})
+        wait_for(
+            lambda: active_namespace(kubectl, ns, name) == v1, timeout_s=30, what="the rollback"
+        )
+        for url in fleet.urls:
+            for prompt in first:
+                reply = chat(url, prompt)
+                assert (reply.namespace, reply.cache) == (v1, "hit-exact"), prompt
+        assert stub_calls(upstream) == calls
+        assert "RolledBack" in [e["reason"] for e in events(kubectl, ns, name)]
+
+
 # --- embedding migration --------------------------------------------------------------------
 
 

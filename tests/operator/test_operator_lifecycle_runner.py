@@ -42,6 +42,7 @@ class Fleet:
     node_view: dict[str, dict[str, str]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     crash_after: int | None = None
+    purges_fail: bool = False  # no node answers a purge
     warmed_positions: set[int] = field(default_factory=set)
 
     @property
@@ -87,6 +88,8 @@ class FakeNodes:
 
     async def invalidate(self, url: str, namespace: str, **kw: Any) -> dict[str, Any]:
         f = self.fleet
+        if f.purges_fail:
+            raise NodeError("connection refused")
         if kw.get("retired_only") and namespace in f.view(url).values():
             raise NodeError("namespace_active", status=409, code="namespace_active")
         removed = f.entries.pop(namespace, 0)
@@ -273,6 +276,36 @@ async def test_an_unverified_switch_holds_the_node_config() -> None:
     assert step.lifecycle.served_namespaces() == {"gpt-4o-mini": ns(v1[0])}
     assert "1/2 node(s) not on" in step.lifecycle.rollovers[0].message
     assert step.failure == "SwitchNotVerified"  # retried with backoff, not every 2 s
+
+
+async def test_flushed_answers_are_purged_before_a_switch_back_to_them() -> None:
+    v1, v2 = models("1", policy="Flush"), models("2", policy="Flush")
+    fleet = Fleet(active={"gpt-4o-mini": ns(v1[0])}, entries={ns(v1[0]): 40})
+    clock, events = Clock(), FakeEvents()
+    lifecycle = await first(fleet, clock, v1)
+    fleet.purges_fail = True  # v1 -> v2 with Flush, but the purge of v1 does not get through
+    step = await runner(fleet, clock, events).run(
+        cache("dev"), {}, v2, lifecycle, embedding_model=MINILM
+    )
+    fleet.purges_fail = False
+    assert fleet.active["gpt-4o-mini"] == ns(v2[0])
+    assert fleet.entries[ns(v1[0])] == 40
+    clock.advance(1)
+    # Back to v1 before the purge got through: the flushed answers must not be served again.
+    step = await runner(fleet, clock, events).run(
+        cache("dev"), {}, v1, persisted(step.lifecycle), embedding_model=MINILM
+    )
+    [record] = step.lifecycle.rollovers
+    assert "waiting for the purge" in record.message
+    assert step.hold_nodes
+    assert ns(v1[0]) not in fleet.entries  # purged in this pass, before any switch
+    assert fleet.active["gpt-4o-mini"] == ns(v2[0])
+    step = await runner(fleet, clock, events).run(
+        cache("dev"), {}, v1, persisted(step.lifecycle), embedding_model=MINILM
+    )
+    assert fleet.active["gpt-4o-mini"] == ns(v1[0])
+    assert fleet.entries.get(ns(v1[0]), 0) == 0
+    assert "RolledBack" not in events.reasons
 
 
 async def test_the_full_rollover_ends_the_same_without_a_crash() -> None:

@@ -323,6 +323,42 @@ def test_a_rollback_after_the_purge_is_a_new_empty_namespace() -> None:
     assert (record.rollback, record.to_namespace) == (False, ns(v1))
 
 
+def test_a_flush_never_shortens_the_retention_of_a_rollback_target() -> None:
+    settings = {"retainFor": "24h", "retainPrevious": 1}
+    v1, v2, v3 = (mv(v, rollover=settings) for v in ("1", "2", "3"))
+    lifecycle = start(dev(), [v1])
+    lifecycle = plan_cache(dev(), [v2], lifecycle, embedding_model=MINILM, now=at(1)).lifecycle
+    lifecycle = switch_all(lifecycle, [v2], at(2))  # v1's namespace retained for 24 h
+    # This cache overrides the ModelVersion's Rollover with Flush for the next change.
+    flushing = dev(modelVersions=[{"name": "gpt-4o-mini", "policy": "Flush"}])
+    lifecycle = plan_cache(flushing, [v3], lifecycle, embedding_model=MINILM, now=at(3)).lifecycle
+    lifecycle = switch_all(lifecycle, [v3], at(4))
+    retention = {e.cache_namespace: e.purge_after for e in lifecycle.retained}
+    assert retention == {ns(v1): at(2) + timedelta(hours=24), ns(v2): at(4)}
+    assert [e.cache_namespace for e in due_purges(lifecycle, at(4))] == [ns(v2)]
+    lifecycle = purged(lifecycle, ns(v2))
+    # A day later minus a second, rolling back to v1 still finds its answers.
+    back = plan_cache(flushing, [v1], lifecycle, embedding_model=MINILM, now=at(86_400))
+    [record] = back.lifecycle.rollovers
+    assert (record.rollback, record.to_namespace) == (True, ns(v1))
+
+
+def test_a_switch_into_a_namespace_due_for_purging_waits_for_the_purge() -> None:
+    v1, v2 = mv("1", policy="Flush"), mv("2", policy="Flush")
+    lifecycle = switch_all(
+        plan_cache(dev(), [v2], start(dev(), [v1]), embedding_model=MINILM, now=at(1)).lifecycle,
+        [v2],
+        at(2),
+    )
+    # v1's answers were flushed but are not purged yet (say a node did not answer).
+    back = plan_cache(dev(), [v1], lifecycle, embedding_model=MINILM, now=at(3)).lifecycle
+    [record] = back.rollovers
+    assert (record.rollback, record.to_namespace) == (False, ns(v1))  # no rollback to a flush
+    assert back.awaiting_purge == (record,)
+    assert [e.cache_namespace for e in due_purges(back, at(3))] == [ns(v1)]
+    assert purged(back, ns(v1)).awaiting_purge == ()  # then the switch goes on
+
+
 def test_a_change_during_the_switch_supersedes_it() -> None:
     v1, v2, v3 = mv("1"), mv("2"), mv("3")
     lifecycle = plan_cache(

@@ -361,6 +361,13 @@ class Lifecycle:
     def switching(self) -> tuple[RolloverProgress, ...]:
         return tuple(r for r in self.rollovers if r.phase == "Switching")
 
+    @property
+    def awaiting_purge(self) -> tuple[RolloverProgress, ...]:
+        """Switches into a namespace that is still retained for purging (flushed, or left by
+        an abandoned switch): they wait for the purge, so its old answers never come back."""
+        retained = {e.cache_namespace for e in self.retained}
+        return tuple(r for r in self.switching if _awaits_purge(r, retained))
+
 
 @dataclass
 class Plan:
@@ -406,11 +413,22 @@ def _settings(model_versions: Mapping[str, ModelVersion], name: str) -> Rollover
     return mv.spec.rollover if mv is not None else _DEFAULT_SETTINGS
 
 
-def _protected(rollovers: Iterable[RolloverProgress]) -> set[str]:
-    """Namespaces a purge must not touch: switch targets and warm-up sources in flight."""
+def _awaits_purge(record: RolloverProgress, retained: set[str]) -> bool:
+    # Only a rollback switches into a retained namespace (one not yet due); any other switch
+    # whose target is retained targets a namespace due for purging.
+    return record.phase == "Switching" and not record.rollback and record.to_namespace in retained
+
+
+def _protected(
+    rollovers: Iterable[RolloverProgress], retained: Iterable[RetainedNamespace]
+) -> set[str]:
+    """Namespaces a purge must not touch: switch targets (except those awaiting the purge of
+    their target) and warm-up sources in flight."""
+    retained_names = {e.cache_namespace for e in retained}
     names: set[str] = set()
     for record in rollovers:
-        names.add(record.to_namespace)
+        if not _awaits_purge(record, retained_names):
+            names.add(record.to_namespace)
         if record.phase == "Warming" and record.from_namespace:
             names.add(record.from_namespace)
     return names
@@ -423,12 +441,13 @@ def _bound_retention(
     now: datetime,
 ) -> list[RetainedNamespace]:
     """At most `retainPrevious` retained namespaces per ModelVersion: the oldest beyond it are
-    due for purging now (rollback targets in flight are not counted)."""
-    protected = _protected(rollovers)
+    due for purging now. Rollback targets in flight are not counted, nor are namespaces that
+    are already due (flushed): a flush never shortens the retention of another namespace."""
+    protected = _protected(rollovers, retained)
     bounded: list[RetainedNamespace] = []
     kept: dict[str, int] = {}
     for entry in sorted(retained, key=lambda e: e.retired_at, reverse=True):
-        if entry.cache_namespace in protected:
+        if entry.cache_namespace in protected or entry.purge_after <= now:
             bounded.append(entry)
             continue
         count = kept.get(entry.model_version, 0)
@@ -552,8 +571,11 @@ def plan_cache(
         policy = ref.policy or mv.spec.policy
         served = active.get(name)
         record = records.get(name)
+        # A namespace due for purging (flushed, or past its retention) is no rollback target.
         candidates = [
-            (e.cache_namespace, _identity_of(e)) for e in retained if e.model_version == name
+            (e.cache_namespace, _identity_of(e))
+            for e in retained
+            if e.model_version == name and e.purge_after > now
         ]
         if served is None:
             if record is not None:
@@ -567,7 +589,9 @@ def plan_cache(
                 retained=candidates,
                 fresh=active_cache_namespace(mv),
             )
-            rollback = any(e.cache_namespace == decision.namespace for e in retained)
+            rollback = any(
+                e.cache_namespace == decision.namespace and e.purge_after > now for e in retained
+            )
             if orphans:  # the cache was pointed at this ModelVersion instead of another
                 orphan = orphans.pop(0)
                 decision = replace(
@@ -883,7 +907,9 @@ def warmed(
 def due_purges(lifecycle: Lifecycle, now: datetime) -> list[RetainedNamespace]:
     """Retained namespaces whose retention is over, oldest first (never an active one, a
     switch target or a warm-up source)."""
-    protected = _protected(lifecycle.rollovers) | {a.cache_namespace for a in lifecycle.active}
+    protected = _protected(lifecycle.rollovers, lifecycle.retained) | {
+        a.cache_namespace for a in lifecycle.active
+    }
     due = [
         e for e in lifecycle.retained if e.purge_after <= now and e.cache_namespace not in protected
     ]

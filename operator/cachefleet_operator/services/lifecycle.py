@@ -121,6 +121,19 @@ class LifecycleStep:
         )
 
 
+def _with_message(lifecycle: Lifecycle, record: RolloverProgress, message: str) -> Lifecycle:
+    """`lifecycle` with the rollover of `record`'s ModelVersion saying `message`."""
+    return replace(
+        lifecycle,
+        rollovers=tuple(
+            r.model_copy(update={"message": message})
+            if r.model_version == record.model_version
+            else r
+            for r in lifecycle.rollovers
+        ),
+    )
+
+
 def _active_map(report: Mapping[str, Any]) -> dict[str, str]:
     active = report.get("active")
     return {str(k): str(v) for k, v in active.items()} if isinstance(active, dict) else {}
@@ -307,20 +320,22 @@ class LifecycleRunner:
         api_key: str | None,
         reports: Reports,
     ) -> None:
+        waiting = {r.model_version for r in step.lifecycle.awaiting_purge}
         for record in step.lifecycle.switching:
+            if record.model_version in waiting:  # `_purge` below empties the target first
+                step.hold_nodes = True
+                step.lifecycle = _with_message(
+                    step.lifecycle,
+                    record,
+                    f"waiting for the purge of {record.to_namespace} (its earlier answers "
+                    "were flushed) before switching to it",
+                )
+                continue
             ok, message = await self._switch(record, urls, api_key, reports)
             if not ok:
                 step.hold_nodes = True
                 step.retry("SwitchNotVerified")
-                step.lifecycle = replace(
-                    step.lifecycle,
-                    rollovers=tuple(
-                        r.model_copy(update={"message": message})
-                        if r.model_version == record.model_version
-                        else r
-                        for r in step.lifecycle.rollovers
-                    ),
-                )
+                step.lifecycle = _with_message(step.lifecycle, record, message)
                 log.warning(
                     "switch_not_verified",
                     cache=cache.metadata.name,
@@ -414,13 +429,8 @@ class LifecycleRunner:
                         )
                     )
                     continue
-                message = f"warm-up batch failed (retrying): {error}"
-                step.lifecycle = replace(
-                    step.lifecycle,
-                    rollovers=tuple(
-                        r.model_copy(update={"message": message}) if r is record else r
-                        for r in step.lifecycle.rollovers
-                    ),
+                step.lifecycle = _with_message(
+                    step.lifecycle, record, f"warm-up batch failed (retrying): {error}"
                 )
                 step.retry("WarmupBatchFailed")
                 continue
