@@ -1,16 +1,15 @@
-"""Helpers of tests/gitops: run the Argo CD health checks (Lua) and the kstatus rules.
+"""Helpers of tests/gitops: run the Argo CD health checks (Lua) as Argo CD does.
 
-`argocd_health` runs deploy/argocd/health/cachefleet.io/<Kind>/health.lua the way Argo CD
-does: Lua 5.1 (Argo CD embeds gopher-lua, a Lua 5.1 VM), the object as a global `obj`, the
-script's return value as the verdict, and no `os`, `io`, `require` or `load*` (Argo CD does
-not open those for health scripts), so a script that needs them fails here too.
+`argocd_health` is what Argo CD shows for an object: gitops-engine's `GetResourceHealth`
+answers Progressing ("Pending deletion") for an object with a deletionTimestamp (that is not a
+sync hook) before any health check runs; otherwise deploy/argocd/health/cachefleet.io/<Kind>/health.lua decides, run
+the way Argo CD runs it: Lua 5.1 (Argo CD embeds gopher-lua, a Lua 5.1 VM), the object as a
+global `obj`, the script's return value as the verdict, and no `os`, `io`, `require` or
+`load*` (Argo CD does not open those for health scripts), so a script that needs them fails
+here too.
 
-`kstatus` is a transcription of the rules of sigs.k8s.io/cli-utils/pkg/kstatus/status
-(`Compute` for a kind without built-in rules, i.e. any custom resource), which Flux's health
-checks use. No PyPI package implements kstatus; this is deliberately small so it can be read
-against the Go code: deletionTimestamp → Terminating; a present observedGeneration that
-differs from metadata.generation → InProgress; the first of Reconciling=True (InProgress) or
-Stalled=True (Failed) in list order; otherwise Current. kstatus does not read `Ready`.
+Flux's side (kstatus) is not transcribed here: conftest.py's `kstatus` fixture runs the real Go
+library (kstatus_tool.py).
 """
 
 from __future__ import annotations
@@ -68,7 +67,9 @@ def _to_lua(runtime: Any, value: Any) -> Any:
 
 
 def argocd_health(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
-    """The health script's verdict on `obj`: {"status": ..., "message": ...}."""
+    """Argo CD's verdict on `obj`: {"status": ..., "message": ...} (see the module docstring)."""
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return {"status": "Progressing", "message": "Pending deletion"}
     return run_health_script(health_script(kind), obj)
 
 
@@ -83,28 +84,6 @@ def run_health_script(script: str, obj: Mapping[str, Any]) -> dict[str, str]:
     runtime, run = _compiled(script)
     result = run(_to_lua(runtime, obj))
     return {key: result[key] for key in ("status", "message") if result[key] is not None}
-
-
-def kstatus(obj: Mapping[str, Any]) -> tuple[str, str]:
-    """kstatus's (status, message) of a custom resource (see the module docstring)."""
-    metadata = obj.get("metadata") or {}
-    if metadata.get("deletionTimestamp"):
-        return "Terminating", "Resource scheduled for deletion"
-    status = obj.get("status") or {}
-    generation = metadata.get("generation")
-    observed = status.get("observedGeneration")
-    if generation is not None and observed is not None and observed != generation:
-        kind = obj.get("kind", "")
-        return (
-            "InProgress",
-            f"{kind} generation is {generation}, but latest observed generation is {observed}",
-        )
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Reconciling" and condition.get("status") == "True":
-            return "InProgress", condition.get("message", "")
-        if condition.get("type") == "Stalled" and condition.get("status") == "True":
-            return "Failed", condition.get("message", "")
-    return "Current", "Resource is current"
 
 
 def fixture(name: str) -> dict[str, Any]:

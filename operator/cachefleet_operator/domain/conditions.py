@@ -7,8 +7,9 @@ probes, problems the operator found) into the SemanticCache's conditions, `Ready
 
 - `Stalled=True` when the operator cannot go on without a spec or cluster change (a missing
   ModelVersion or Secret); `Ready` is then False with the same reason;
-- `Reconciling=True` while a child is created or rolled out; False with reason `Paused` while
-  `spec.paused` is set;
+- `Reconciling=True` while a child is created or rolled out (and, set by
+  `status.semantic_cache_status`, reason `RollingOver` while a rollover moves); False with
+  reason `Paused` while `spec.paused` is set;
 - `Ready=True` only when the ModelVersions resolve and every tier and the nodes are ready;
   `False` names the first dependency that is not, `Unknown` when one is not known yet;
 - `HitRateBelowTarget` is informational and does not affect `Ready`.

@@ -258,13 +258,12 @@ def semantic_cache_status(
     generation = cache.metadata.generation or 0
     updates = semantic_cache_conditions(observed)
     if lifecycle is not None:
-        updates.append(
-            rolling_over_condition(
-                lifecycle,
-                find_condition(previous.conditions, ConditionType.ROLLING_OVER),
-                completed=rolled,
-            )
+        rolling_over = rolling_over_condition(
+            lifecycle,
+            find_condition(previous.conditions, ConditionType.ROLLING_OVER),
+            completed=rolled,
         )
+        updates = [*_reconciling_while(rolling_over, updates), rolling_over]
     if report is None and observed.hit_rate_target is not None:
         # No report since the operator started: the stored hit-rate verdict stands.
         kept = find_condition(previous.conditions, ConditionType.HIT_RATE_BELOW_TARGET)
@@ -313,6 +312,26 @@ def semantic_cache_status(
         embedding=embedding,
         ready_nodes=observed.nodes.ready if observed.nodes.exists else 0,
     )
+
+
+def _reconciling_while(
+    rolling_over: ConditionUpdate, updates: Sequence[ConditionUpdate]
+) -> list[ConditionUpdate]:
+    """`updates` with `Reconciling=True` (reason `RollingOver`) while a rollover or an
+    embedding migration moves on a cache that is otherwise reconciled.
+
+    kstatus (Flux) reads `Reconciling=True` as InProgress: the operator is still acting on a
+    ModelVersion change, so a `wait` on the cache lasts until every node serves the new
+    namespace. `Ready` is not touched (the fleet serves meanwhile, Argo CD stays Healthy);
+    `Paused` and `Stalled` keep their own `Reconciling=False`."""
+    if rolling_over.status != "True":
+        return list(updates)
+    return [
+        ConditionUpdate(ConditionType.RECONCILING, "True", "RollingOver", rolling_over.message)
+        if update.type == ConditionType.RECONCILING and update.reason == "Reconciled"
+        else update
+        for update in updates
+    ]
 
 
 def status_differs(
