@@ -1,10 +1,13 @@
 """How the operator reaches the Kubernetes API: a kubeconfig or the in-cluster ServiceAccount.
 
+The `kubernetes` package loads the credentials, so every kubeconfig that kubectl accepts works:
+tokens and token files, client certificates (by file or inline), exec plugins (EKS
+`aws eks get-token`, GKE `gke-gcloud-auth-plugin`, AKS `kubelogin`; re-run when the credential
+they printed expires), auth-provider plugins (OIDC, GCP), and the in-cluster ServiceAccount
+(its projected token re-read as the kubelet rotates it).
+
 One `ClusterAccess` serves both kopf (through its login handler) and the operator's own client,
-so they always act as the same identity. Supported: bearer tokens (static, or the projected
-ServiceAccount token file re-read when the kubelet rotates it), client certificates, CA
-certificates by file or inline data, `insecure-skip-tls-verify`. Not supported: exec and
-auth-provider plugins (use a token).
+so they always act as the same identity.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import base64
 import os
 import ssl
-import tempfile
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kubernetes import client as kube_client
+from kubernetes import config as kube_config
+from kubernetes.config import incluster_config
 
-__all__ = ["ClusterAccess", "CredentialsError", "load_access"]
+__all__ = ["ClusterAccess", "CredentialsError", "bearer_parts", "in_cluster", "load_access"]
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SERVICE_ACCOUNT_DIR = Path(incluster_config.SERVICE_TOKEN_FILENAME).parent
 
 
 class CredentialsError(RuntimeError):
@@ -30,111 +36,113 @@ class CredentialsError(RuntimeError):
 
 @dataclass(frozen=True)
 class ClusterAccess:
-    """API server address and credentials. `*_data` fields are base64, as in a kubeconfig."""
+    """API server address and credentials, as the `kubernetes` package loaded them."""
 
-    server: str
-    ca_file: str | None = None
-    ca_data: str | None = None
-    insecure: bool = False
-    token: str | None = None
-    token_file: str | None = None
-    cert_file: str | None = None
-    cert_data: str | None = None
-    key_file: str | None = None
-    key_data: str | None = None
+    configuration: kube_client.Configuration
     default_namespace: str | None = None
     source: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def current_token(self) -> str | None:
-        """The bearer token; a token file is read each time (the kubelet rotates it)."""
-        if self.token_file:
-            return Path(self.token_file).read_text(encoding="utf-8").strip()
-        return self.token
+    @property
+    def server(self) -> str:
+        return str(self.configuration.host).rstrip("/")
 
-    def ssl_context(self) -> ssl.SSLContext | bool:
+    @property
+    def ca_file(self) -> str | None:
+        return self.configuration.ssl_ca_cert
+
+    @property
+    def insecure(self) -> bool:
+        return not self.configuration.verify_ssl
+
+    @property
+    def cert_file(self) -> str | None:
+        return self.configuration.cert_file
+
+    @property
+    def key_file(self) -> str | None:
+        return self.configuration.key_file
+
+    @property
+    def proxy(self) -> str | None:
+        return self.configuration.proxy
+
+    def authorization(self) -> str | None:
+        """The `Authorization` header value, fresh: an expired exec or auth-provider credential
+        is renewed (the plugin runs, so this may block: call it off the event loop), a token
+        file is re-read. Thread-safe."""
+        with self._lock:
+            try:
+                value = self.configuration.get_api_key_with_prefix(
+                    "BearerToken", alias="authorization"
+                )
+            except Exception as error:  # a plugin that fails: say which, not its output
+                raise CredentialsError(
+                    f"{self.source}: cannot renew the credential ({type(error).__name__})"
+                ) from error
+        return str(value).strip() if value else None
+
+    def ssl_context(self) -> ssl.SSLContext:
         """TLS settings for httpx: verify against the CA, present the client certificate."""
+        context = ssl.create_default_context(cafile=self.ca_file)
         if self.insecure:
-            context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        elif self.ca_file or self.ca_data:
-            cadata = base64.b64decode(self.ca_data).decode() if self.ca_data else None
-            context = ssl.create_default_context(cafile=self.ca_file, cadata=cadata)
-        else:
-            context = ssl.create_default_context()
-        cert = self.cert_file or (_materialise(self.cert_data) if self.cert_data else None)
-        key = self.key_file or (_materialise(self.key_data) if self.key_data else None)
-        if cert:
-            context.load_cert_chain(cert, key)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
         return context
 
 
-def _materialise(data: str) -> str:
-    """Inline certificate data as a private temporary file (ssl loads chains from files)."""
-    handle, path = tempfile.mkstemp(prefix="cachefleet-operator-", suffix=".pem")
-    with os.fdopen(handle, "wb") as file:
-        file.write(base64.b64decode(data))
-    os.chmod(path, 0o600)
-    return path
+def bearer_parts(authorization: str | None) -> dict[str, Any]:
+    """An `Authorization` value as kopf's `ConnectionInfo` fields (scheme/token or user/pass)."""
+    if not authorization:
+        return {}
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() == "basic":
+        username, _, password = base64.b64decode(credential).decode().partition(":")
+        return {"username": username, "password": password}
+    return {"scheme": scheme, "token": credential}
 
 
 def _from_kubeconfig(path: Path) -> ClusterAccess:
+    if not path.is_file():
+        raise CredentialsError(f"cannot read kubeconfig {path}: no such file")
+    configuration = kube_client.Configuration()
     try:
-        config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise CredentialsError(f"cannot read kubeconfig {path}: {error}") from error
-    current = config.get("current-context")
-    contexts = {item["name"]: item.get("context") or {} for item in config.get("contexts", [])}
-    clusters = {item["name"]: item.get("cluster") or {} for item in config.get("clusters", [])}
-    users = {item["name"]: item.get("user") or {} for item in config.get("users", [])}
-    if not current or current not in contexts:
-        raise CredentialsError(f"kubeconfig {path}: no current-context")
-    context = contexts[current]
-    cluster = clusters.get(context.get("cluster", ""))
-    if not cluster or not cluster.get("server"):
-        raise CredentialsError(f"kubeconfig {path}: context {current} has no cluster server")
-    user = users.get(context.get("user", ""), {})
-    if "exec" in user or "auth-provider" in user:
-        raise CredentialsError(
-            f"kubeconfig {path}: exec/auth-provider credentials are not supported; use a token"
+        _, current = kube_config.list_kube_config_contexts(str(path))
+        kube_config.load_kube_config(
+            config_file=str(path), client_configuration=configuration, persist_config=False
         )
+    except Exception as error:  # ConfigException, YAML errors, a plugin that fails
+        raise CredentialsError(f"kubeconfig {path}: {error}") from error
+    if not configuration.host or configuration.host == kube_client.Configuration().host:
+        raise CredentialsError(f"kubeconfig {path}: the current context has no cluster server")
+    if not configuration.api_key and not configuration.cert_file:
+        raise CredentialsError(
+            f"kubeconfig {path}: the current context gave no credential (no token, no client "
+            "certificate; an exec or auth-provider plugin that failed logs why)"
+        )
+    namespace = (current or {}).get("context", {}).get("namespace")
+    return ClusterAccess(configuration, default_namespace=namespace, source=f"kubeconfig {path}")
 
-    def relative(value: str | None) -> str | None:
-        if not value:
-            return None
-        return str((path.parent / value).resolve()) if not os.path.isabs(value) else value
 
-    return ClusterAccess(
-        server=str(cluster["server"]).rstrip("/"),
-        ca_file=relative(cluster.get("certificate-authority")),
-        ca_data=cluster.get("certificate-authority-data"),
-        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-        token=user.get("token"),
-        token_file=relative(user.get("tokenFile")),
-        cert_file=relative(user.get("client-certificate")),
-        cert_data=user.get("client-certificate-data"),
-        key_file=relative(user.get("client-key")),
-        key_data=user.get("client-key-data"),
-        default_namespace=context.get("namespace"),
-        source=f"kubeconfig {path}",
+def in_cluster(
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR, environ: Mapping[str, str] = os.environ
+) -> ClusterAccess | None:
+    """The pod's ServiceAccount (token re-read every minute), or None outside a pod."""
+    configuration = kube_client.Configuration()
+    loader = incluster_config.InClusterConfigLoader(
+        token_filename=str(service_account_dir / "token"),
+        cert_filename=str(service_account_dir / "ca.crt"),
+        environ=environ,
     )
-
-
-def _in_cluster() -> ClusterAccess | None:
-    host, port = (
-        os.environ.get("KUBERNETES_SERVICE_HOST"),
-        os.environ.get("KUBERNETES_SERVICE_PORT"),
-    )
-    token = SERVICE_ACCOUNT_DIR / "token"
-    if not host or not port or not token.is_file():
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    namespace_file = SERVICE_ACCOUNT_DIR / "namespace"
+    try:
+        loader.load_and_set(configuration)
+    except kube_config.ConfigException:
+        return None  # not in a pod (no service host, no token file)
+    namespace_file = service_account_dir / "namespace"
     return ClusterAccess(
-        server=f"https://{host}:{port}",
-        ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
-        token_file=str(token),
+        configuration,
         default_namespace=(
             namespace_file.read_text().strip() if namespace_file.is_file() else None
         ),
@@ -149,7 +157,7 @@ def load_access(kubeconfig: str | None = None) -> ClusterAccess:
     env = os.environ.get("KUBECONFIG")
     if env:
         return _from_kubeconfig(Path(env.split(os.pathsep)[0]).expanduser())
-    access = _in_cluster()
+    access = in_cluster()
     if access is not None:
         return access
     default = Path("~/.kube/config").expanduser()

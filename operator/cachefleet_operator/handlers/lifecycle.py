@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from cachefleet_operator.adapters.credentials import ClusterAccess
+from cachefleet_operator.adapters.credentials import ClusterAccess, bearer_parts
 from cachefleet_operator.adapters.http_server import ProbeServer
 from cachefleet_operator.adapters.kube import KubeClient
 from cachefleet_operator.adapters.metrics import OperatorMetrics
@@ -52,20 +52,18 @@ def _connection(access: ClusterAccess) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(
         server=access.server,
         ca_path=access.ca_file,
-        ca_data=access.ca_data,
         insecure=access.insecure or None,
-        token=access.current_token(),
         certificate_path=access.cert_file,
-        certificate_data=access.cert_data,
         private_key_path=access.key_file,
-        private_key_data=access.key_data,
         default_namespace=access.default_namespace,
+        **bearer_parts(access.authorization()),
     )
 
 
 @kopf.on.login(retries=3)
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    """kopf and the operator's own client use the same credentials."""
+    """kopf and the operator's own client use the same credentials. kopf calls this again
+    when the API answers 401 (an exec credential expired): the plugin runs again then."""
     access: ClusterAccess = memo["access"]
     return _connection(access)
 
