@@ -20,7 +20,7 @@ import copy
 import itertools
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import yaml
 from gitops_health import ROOT, argocd_health, fixture
 from kstatus_tool import MODULE_DIR, BuildError, KStatus, Verdict, required
 
-from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
+from cachefleet_operator.api.v1alpha1 import Condition, ModelVersion, SemanticCache
 from cachefleet_operator.api.v1alpha1.modelversion import ModelVersionStatus
 from cachefleet_operator.domain.conditions import (
     ExternalTier,
@@ -102,13 +102,20 @@ def _stored(
 
 
 def _workloads(nodes: str = "settled") -> dict[Component, WorkloadState]:
-    """The chat example's children: every one ready, the nodes as asked."""
-    ready, updated = {"settled": (3, 3), "rolling": (3, 2), "down": (0, 3)}[nodes]
+    """The chat example's children: every one ready, the nodes as asked (`below-min`: the
+    Deployment at the API server's default of 1 replica, before the autoscaler's first pass
+    brings it to the example's minReplicas of 3)."""
+    desired, ready, updated = {
+        "settled": (3, 3, 3),
+        "rolling": (3, 3, 2),
+        "down": (3, 0, 3),
+        "below-min": (1, 1, 1),
+    }[nodes]
     return {
         Component.REDIS: WorkloadState("StatefulSet", "chat-redis", True, 1, 1, 1),
         Component.MILVUS: WorkloadState("StatefulSet", "chat-milvus", True, 1, 1, 1),
         Component.EMBEDDING: WorkloadState("Deployment", "chat-embedding", True, 2, 2, 2),
-        Component.NODE: WorkloadState("Deployment", "chat-node", True, 3, ready, updated),
+        Component.NODE: WorkloadState("Deployment", "chat-node", True, desired, ready, updated),
     }
 
 
@@ -138,6 +145,29 @@ def _semantic_cache(
         the_cache, model_versions, observed, report=None, now=NOW, lifecycle=lifecycle
     )
     return _stored(the_cache, status)
+
+
+def _restarted() -> dict[str, Any]:
+    """The dev example Ready, then the first pass of a restarted operator (no node asked yet)."""
+    dev = _cache("dev")
+    up = TierHealth(redis=True, detail="1/1 cache nodes answered", collected=True)
+    before = semantic_cache_status(
+        dev,
+        [_model_version()],
+        observe_cache(dev, _dev_nodes(), health=up),
+        report=None,
+        now=NOW,
+    )
+    stored = dev.model_copy(update={"status": before})
+    after = semantic_cache_status(
+        stored,
+        [_model_version()],
+        observe_cache(stored, _dev_nodes(), health=TierHealth()),
+        report=None,
+        now=NOW + timedelta(minutes=5),
+    )
+    assert after.to_api() == before.to_api(), "nothing to write over a restart"
+    return _stored(stored, after)
 
 
 def _rolling_over(the_cache: SemanticCache) -> Lifecycle:
@@ -193,10 +223,14 @@ def _states() -> dict[str, Callable[[], dict[str, Any]]]:
         "spec changed, not observed yet": lambda: _spec_changed(ready()),
         "node rollout": lambda: _semantic_cache(chat, _workloads("rolling")),
         "nodes not ready": lambda: _semantic_cache(chat, _workloads("down")),
+        "autoscaled nodes below minReplicas": lambda: _semantic_cache(
+            chat, _workloads("below-min")
+        ),
         "rolling over": lambda: _semantic_cache(chat, _workloads(), lifecycle=_rolling_over(chat)),
         "paused, serving": lambda: _semantic_cache(paused, _workloads()),
         "paused, not serving": lambda: _semantic_cache(paused, _workloads("down")),
         "external tier not checked yet": lambda: _semantic_cache(dev, _dev_nodes()),
+        "operator restarted, tiers not asked again yet": _restarted,
         "external tier unreachable": lambda: _semantic_cache(
             dev, _dev_nodes(), health=TierHealth(redis=False, detail="connection refused")
         ),
@@ -292,6 +326,29 @@ EXACT: dict[str, TierState] = {
     "external-unchecked": ExternalTier("external Redis"),
     "external-up": ExternalTier("external Redis", reachable=True),
     "external-down": ExternalTier("external Redis", reachable=False, detail="refused"),
+    # a restarted operator's first pass: what was stored stands until the nodes are asked
+    "external-carried-up": ExternalTier(
+        "external Redis",
+        carried=Condition(
+            type="ExactTierReady",
+            status="True",
+            reason="Reachable",
+            message="external Redis is reachable: 1/1 cache nodes answered",
+            observed_generation=GENERATION,
+            last_transition_time=NOW,
+        ),
+    ),
+    "external-carried-down": ExternalTier(
+        "external Redis",
+        carried=Condition(
+            type="ExactTierReady",
+            status="False",
+            reason="Unreachable",
+            message="external Redis is unreachable: 1/1 cache nodes answered: refused",
+            observed_generation=GENERATION,
+            last_transition_time=NOW,
+        ),
+    ),
 }
 SEMANTIC: dict[str, TierState] = {
     "milvus-settled": _workload("StatefulSet", "c-milvus", "settled", 1),
@@ -307,6 +364,8 @@ NODES = {
     state: _workload("Deployment", "c-node", state, 3)
     for state in ("settled", "rolling", "down", "missing")
 }
+# autoscaled, before the autoscaler's first pass: 1 replica ready, minReplicas 3
+NODES["below-min"] = WorkloadState("Deployment", "c-node", True, 1, 1, 1, minimum=3)
 PROBLEMS = {
     "none": (),
     "secret": (

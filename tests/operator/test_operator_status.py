@@ -339,13 +339,13 @@ def test_external_tier_health_from_the_nodes_readiness() -> None:
     }
     starting = {"status": "starting"}
     assert tier_health([up, cut_off], redis=True, milvus=True) == TierHealth(
-        True, True, "2/2 cache nodes answered"
+        True, True, "2/2 cache nodes answered", collected=True
     )
     assert tier_health([cut_off, starting, None], redis=True, milvus=True) == TierHealth(
-        False, False, "1/3 cache nodes answered"
+        False, False, "1/3 cache nodes answered", collected=True
     )
     assert tier_health([starting], redis=True, milvus=False) == TierHealth(
-        None, None, "0/1 cache nodes answered"
+        None, None, "0/1 cache nodes answered", collected=True
     )
     no_bus = {"status": "ready", "tiers": {"store": {"kind": "redis", "breaker_open": True}}}
     assert tier_health([no_bus], redis=True, milvus=False).redis is False

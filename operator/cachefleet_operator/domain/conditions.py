@@ -12,6 +12,13 @@ probes, problems the operator found) into the SemanticCache's conditions, `Ready
   reason `Paused` while `spec.paused` is set;
 - `Ready=True` only when the ModelVersions resolve and every tier and the nodes are ready;
   `False` names the first dependency that is not, `Unknown` when one is not known yet;
+- the nodes are ready when the fleet meets its declared minimum: the Deployment's replicas, or
+  `autoscaling.minReplicas` (`WorkloadState.minimum`) while the HorizontalPodAutoscaler owns
+  the count, so 1 ready node of a Deployment the autoscaler has not scaled up yet is not Ready;
+- an observation that is merely missing is not a change: an external tier no node has been
+  asked about since the operator started keeps the condition stored before the restart
+  (`ExternalTier.carried`: same status, reason and message, so the same `lastTransitionTime`
+  and no Event) until a new report exists;
 - `HitRateBelowTarget` is informational and does not affect `Ready`.
 """
 
@@ -118,22 +125,39 @@ class WorkloadState:
     ready: int = 0
     updated: int = 0
     generation_observed: bool = True
+    #: The declared minimum when it is not the workload's own `replicas` (a Deployment whose
+    #: count an autoscaler owns: `autoscaling.minReplicas`); None: `desired` is the minimum.
+    minimum: int | None = None
+
+    @property
+    def required(self) -> int:
+        """Ready replicas the workload needs to serve as declared."""
+        return self.desired if self.minimum is None else self.minimum
 
     @property
     def available(self) -> bool:
-        """Every desired replica is ready (a rollout may still be going on)."""
-        return self.exists and self.desired > 0 and self.ready >= self.desired
+        """The declared number of replicas is ready (a rollout or scale-up may go on)."""
+        return self.exists and self.required > 0 and self.ready >= self.required
 
     @property
     def settled(self) -> bool:
-        """Available, and the controller has rolled out the latest spec to every replica."""
-        return self.available and self.generation_observed and self.updated >= self.desired
+        """Available, every replica ready, and the latest spec rolled out to every replica."""
+        return (
+            self.available
+            and self.ready >= self.desired
+            and self.generation_observed
+            and self.updated >= self.desired
+        )
 
     def describe(self) -> str:
-        """`StatefulSet chat-redis: 1/1 ready`."""
+        """`StatefulSet chat-redis: 1/1 ready` (`…: 1/1 ready, minimum 3` when an autoscaler
+        has not reached the declared minimum, or is above it)."""
         if not self.exists:
             return f"{self.kind} {self.name} does not exist yet"
-        return f"{self.kind} {self.name}: {self.ready}/{self.desired} ready"
+        text = f"{self.kind} {self.name}: {self.ready}/{self.desired} ready"
+        if self.minimum is not None and self.minimum != self.desired:
+            text += f", minimum {self.minimum}"
+        return text
 
 
 def workload_state(kind: str, name: str, obj: Mapping[str, Any] | None) -> WorkloadState:
@@ -155,11 +179,17 @@ def workload_state(kind: str, name: str, obj: Mapping[str, Any] | None) -> Workl
 
 @dataclass(frozen=True)
 class ExternalTier:
-    """A tier the operator does not run; `reachable` as the cache nodes report it."""
+    """A tier the operator does not run; `reachable` as the cache nodes report it.
+
+    `carried`: the tier's condition as stored before the operator started, for a tier no node
+    has been asked about since (no report is not a new observation); it stands, unchanged,
+    while `reachable` is None. None: nothing to carry (a report exists, or none was stored).
+    """
 
     what: str
     reachable: bool | None = None
     detail: str = ""
+    carried: Condition | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +239,9 @@ def _tier_condition(
         return ConditionUpdate(condition_type, "False", reason, tier.describe())
     if isinstance(tier, ExternalTier):
         detail = f": {tier.detail}" if tier.detail else ""
+        if tier.reachable is None and tier.carried is not None:
+            carried = tier.carried
+            return ConditionUpdate(condition_type, carried.status, carried.reason, carried.message)
         if tier.reachable is None:
             message = f"{tier.what} not checked by a cache node yet"
             return ConditionUpdate(condition_type, "Unknown", "NotYetChecked", message)

@@ -2,14 +2,14 @@
 
 Pure functions the services call once per pass: which Secrets and workloads a cache depends
 on, the `ObservedCache` for the conditions, the new status (hit rates kept until a new report
-is published), whether it differs from the stored one, and the Events worth posting for the
-transitions between the two.
+is published, external tiers' conditions until the nodes are asked again), whether it differs
+from the stored one, and the Events worth posting for the transitions between the two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cachefleet_operator.api.v1alpha1 import Condition, ModelVersion, SemanticCache
@@ -155,17 +155,36 @@ def expected_workloads(cache: SemanticCache) -> list[WorkloadRef]:
 
 @dataclass(frozen=True)
 class TierHealth:
-    """External tiers as the cache nodes report them (None: no node answered yet)."""
+    """External tiers as the cache nodes report them (None: no node answered).
+
+    `collected`: whether the nodes were asked at all since the operator started. Without a
+    collection nothing new is known, so the tier conditions stored before stand (see
+    `observe_cache`); a collection in which no node answered is an observation (Unknown)."""
 
     redis: bool | None = None
     milvus: bool | None = None
     detail: str = ""
+    collected: bool = False
 
 
 def _workload(
     workloads: Mapping[Component, WorkloadState], component: Component, kind: str, name: str
 ) -> WorkloadState:
     return workloads.get(component) or WorkloadState(kind=kind, name=name, exists=False)
+
+
+def _carried(cache: SemanticCache, condition_type: str, health: TierHealth) -> Condition | None:
+    """The stored condition of an external tier that stands until the nodes are asked again:
+    only without any collection since the operator started, and only a True or False that
+    was observed for the current generation (a changed spec is a new observation to make)."""
+    if health.collected:
+        return None
+    stored = find_condition(cache.status.conditions, condition_type)
+    if stored is None or stored.status == "Unknown":
+        return None
+    if stored.observed_generation != (cache.metadata.generation or 0):
+        return None
+    return stored
 
 
 def observe_cache(
@@ -178,7 +197,9 @@ def observe_cache(
     hit_rate: float | None = None,
     hit_rate_window: str = "15m",
 ) -> ObservedCache:
-    """The `ObservedCache` of a pass: workloads by component, external tiers by node health."""
+    """The `ObservedCache` of a pass: workloads by component, external tiers by node health
+    (or, before the first collection since the operator started, as stored), the nodes with
+    the minimum the spec declares."""
     spec = cache.spec
     name = cache.metadata.name
     exact: TierState
@@ -187,14 +208,24 @@ def observe_cache(
             workloads, Component.REDIS, "StatefulSet", child_name(name, Component.REDIS)
         )
     else:
-        exact = ExternalTier("external Redis", health.redis, health.detail)
+        exact = ExternalTier(
+            "external Redis",
+            health.redis,
+            health.detail,
+            carried=_carried(cache, ConditionType.EXACT_TIER_READY, health),
+        )
     semantic: TierState
     if spec.semantic_tier.managed is not None:
         semantic = _workload(
             workloads, Component.MILVUS, "StatefulSet", child_name(name, Component.MILVUS)
         )
     elif spec.semantic_tier.external is not None:
-        semantic = ExternalTier("external Milvus", health.milvus, health.detail)
+        semantic = ExternalTier(
+            "external Milvus",
+            health.milvus,
+            health.detail,
+            carried=_carried(cache, ConditionType.SEMANTIC_TIER_READY, health),
+        )
     else:
         semantic = InNodeTier("Milvus Lite (embedded)")
     embedding: TierState
@@ -205,6 +236,10 @@ def observe_cache(
     else:
         embedding = InNodeTier("the local embedder")
     nodes = _workload(workloads, Component.NODE, "Deployment", child_name(name, Component.NODE))
+    if spec.nodes.autoscaling.enabled:
+        # The autoscaler owns the Deployment's replicas (1 until its first pass): the fleet
+        # serves as declared from `minReplicas` ready nodes on.
+        nodes = replace(nodes, minimum=spec.nodes.autoscaling.min_replicas)
     return ObservedCache(
         exact_tier=exact,
         semantic_tier=semantic,

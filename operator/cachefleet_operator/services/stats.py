@@ -75,7 +75,7 @@ def tier_health(
     answered = [item for item in readiness if item and item.get("status") == "ready"]
     detail = f"{len(answered)}/{len(readiness)} cache nodes answered"
     if not answered:
-        return TierHealth(None, None, detail)
+        return TierHealth(None, None, detail, collected=True)
 
     def redis_ok(item: Mapping[str, Any]) -> bool:
         tiers = item.get("tiers") or {}
@@ -92,6 +92,7 @@ def tier_health(
         redis=any(redis_ok(item) for item in answered) if redis else None,
         milvus=any(milvus_ok(item) for item in answered) if milvus else None,
         detail=detail,
+        collected=True,
     )
 
 
@@ -196,7 +197,9 @@ class StatsCollector:
             urls = []
         if not urls:
             self._metrics.stats_collections.labels("no_endpoints").inc()
-            self._set_health(state, TierHealth(None, None, "no cache node endpoint"))
+            self._set_health(
+                state, TierHealth(None, None, "no cache node endpoint", collected=True)
+            )
             return
         stats, readiness = await asyncio.gather(
             asyncio.gather(*(self._nodes.stats(url) for url in urls), return_exceptions=True),
@@ -231,6 +234,11 @@ class StatsCollector:
 
     def _set_health(self, state: _CacheStats, health: TierHealth, *, notify: bool = True) -> bool:
         flipped = (state.health.redis, state.health.milvus) != (health.redis, health.milvus)
+        external = state.target.external_redis or state.target.external_milvus
+        if external and state.health.collected != health.collected:
+            # the first collection since the start: the conditions carried over from before
+            # give way to what the nodes say now (even when no node answered)
+            flipped = True
         state.health = health
         if flipped and notify:
             self._on_change(*state.target.key)
