@@ -72,7 +72,10 @@ def test_invalid_cases_fail_in_python_too(case: Path) -> None:
 
 
 def test_every_rule_twin_is_exercised_by_an_invalid_case() -> None:
-    expectations = [expected_message(case) for case in INVALID.glob("*.yaml")]
+    # (an expectation may start with the field path the API server names: "f.g: Invalid value: ")
+    expectations = [
+        expected_message(case).rpartition("Invalid value: ")[2] for case in INVALID.glob("*.yaml")
+    ]
     for message in all_rule_messages():
         assert any(expected in message for expected in expectations), message
 

@@ -195,7 +195,7 @@ def structural_violations(schema: Schema) -> list[str]:
             problems.append(f"{where}: both `properties` and `additionalProperties`")
         for name, child in node.get("properties", {}).items():
             if path == "" and name == "metadata":
-                continue  # the API server forbids anything but `type` on the root's metadata
+                continue  # the API server forbids descriptions on the root's metadata
             if not str(child.get("description", "")).strip():
                 problems.append(f"{path}.{name}: no description (give the Field one)")
     return problems
@@ -220,7 +220,12 @@ def custom_resource_definition(resource: Resource) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API group and version."},
             "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object"},  # the API server allows nothing more here
+            # The API server allows nothing here but `name`/`generateName`; `name` is declared
+            # so that a rule on it can point its error at `metadata.name` (`fieldPath`).
+            "metadata": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "description": "Object name."}},
+            },
             "spec": _part(resource, "spec"),
             "status": _part(resource, "status"),
         },

@@ -220,6 +220,7 @@ class ModelVersion(ApiModel):
             f"ModelVersion names are at most {MAX_NAME_LENGTH} characters: the name is the "
             "stable namespace name on every cache node",
             check=lambda self: len(self.metadata.name) <= MAX_NAME_LENGTH,
+            field_path=".metadata.name",
         ),
     )
 

@@ -855,6 +855,7 @@ class SemanticCache(ApiModel):
                 len(self.metadata.name) <= MAX_NAME_LENGTH
                 and _DNS_LABEL.fullmatch(self.metadata.name) is not None
             ),
+            field_path=".metadata.name",
         ),
     )
 
