@@ -214,8 +214,8 @@ class _NonClosingEmbedder:
         self._inner = inner
         self.model_id, self.dim, self.space = inner.model_id, inner.dim, inner.space
 
-    async def embed(self, texts: Any) -> Any:
-        return await self._inner.embed(texts)
+    async def embed(self, texts: Any, budget: Any = None) -> Any:
+        return await self._inner.embed(texts, budget)
 
     async def aclose(self) -> None:
         return None

@@ -44,11 +44,14 @@ LABEL_VALUES = {
     "`rejected`, `undecided` (the request went upstream)",
     "verdict": "`right`, `wrong`",
     "bypasses.reason": "e.g. `no-cache`, `temperature`, `tool-result`, `not-cacheable`, "
-    "`redis-timeout`, `embedder-timeout`, `milvus-unavailable`, `key-rejected`, "
+    "`redis-timeout`, `embedder-timeout`, `embedder-busy`, `milvus-unavailable`, `key-rejected`, "
     "`key-unverified`, `bad-entry`",
     "tier_errors.tier": "`redis` or `local`, `milvus`, `embedder`; during an embedding "
     "migration also `milvus-next`, `embedder-next` (the dual write)",
     "tier_errors.kind": "`timeout`, `error`, `breaker-open`",
+    "embed_queue.tier": "`embedder`; during an embedding migration also `embedder-next`",
+    "embed_service.tier": "`embedder`; during an embedding migration also `embedder-next`",
+    "embed_shed.tier": "`embedder`; during an embedding migration also `embedder-next`",
     "entries.tier": "`l1_exact`, `l1_semantic`",
     "evictions.tier": "`l1_exact`, `l1_semantic`",
     "writes.outcome": "`stored`, `stored-l1-only`, `skipped-<reason>`, `dropped` (overload), "

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from cachefleet_node.config import MODEL_DIR_ENV, EmbeddingConfig
 from cachefleet_node.embedders import (
     CachingEmbedder,
+    EmbedBudget,
     EmbeddingError,
     EmbeddingUnavailable,
     MicroBatcher,
@@ -88,9 +89,9 @@ class CountingEmbedder:
         self.space = inner.space
         self.calls: list[list[str]] = []
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
         self.calls.append(list(texts))
-        return await self.inner.embed(texts)
+        return await self.inner.embed(texts, budget)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

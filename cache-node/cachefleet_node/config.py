@@ -130,7 +130,21 @@ class DeadlinesConfig(_Strict):
 
     redis_ms: float = Field(20.0, gt=0, le=10_000, description="Redis read deadline.")
     milvus_ms: float = Field(50.0, gt=0, le=10_000, description="Milvus search deadline.")
-    embedder_ms: float = Field(50.0, gt=0, le=10_000, description="Embedding deadline.")
+    embedder_ms: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Embedding service deadline per text: the batch that carries a call may run "
+        "this long per text it holds, counted from its start (time queued is not counted).",
+    )
+    embedder_queue_ms: float = Field(
+        1_000.0,
+        gt=0,
+        le=60_000,
+        description="Longest wait for the embedder on the request path: a lookup whose "
+        "estimated queue wait is longer is shed at once, one still queued after it is dropped "
+        "(`embedder-busy`: the request goes upstream; not a failure, the breaker ignores it).",
+    )
     write_ms: float = Field(2_000.0, gt=0, le=60_000, description="Background write deadline.")
     breaker_failures: int = Field(
         5, ge=1, description="Consecutive failures that open a tier's circuit breaker."

@@ -32,9 +32,15 @@ from cachefleet_node.core.policy import RequestDecision, response_cacheable
 from cachefleet_node.core.routing import NamespaceRouter
 from cachefleet_node.core.savings import saved_dollars
 from cachefleet_node.core.scope import InvalidationScope
-from cachefleet_node.embedders.base import Embedder
+from cachefleet_node.embedders.base import (
+    EmbedBudget,
+    Embedder,
+    EmbedderBusy,
+    EmbeddingTimeout,
+    Vectors,
+)
 from cachefleet_node.metrics import NodeMetrics
-from cachefleet_node.resilience import Breaker, TierGuard
+from cachefleet_node.resilience import Breaker, TierGuard, TierResult
 from cachefleet_node.stats import HitCounter, NamespaceStats
 from cachefleet_node.tiers.entry_store import EntryStore
 from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
@@ -180,7 +186,8 @@ class CacheEngine:
         self._target_embed_guard = guard("embedder-next")
         self._store_deadline = deadlines.redis_ms / 1000
         self._milvus_deadline = deadlines.milvus_ms / 1000
-        self._embed_deadline = deadlines.embedder_ms / 1000
+        self._embed_deadline = deadlines.embedder_ms / 1000  # service, per text
+        self._embed_queue = deadlines.embedder_queue_ms / 1000
         self._write_deadline = deadlines.write_ms / 1000
         self._pending: set[asyncio.Task[Any]] = set()
         self._dual_pending: set[asyncio.Task[Any]] = set()
@@ -208,6 +215,11 @@ class CacheEngine:
     def store_breaker_open(self) -> bool:
         """Whether the shared entry store is currently skipped."""
         return self._store_guard.breaker.is_open
+
+    @property
+    def embed_breaker_open(self) -> bool:
+        """Whether the embedder is currently skipped (down or hung, never merely busy)."""
+        return self._embed_guard.breaker.is_open
 
     # ----------------------------------------------------------------------------- lookups
 
@@ -270,21 +282,47 @@ class CacheEngine:
         return outcome
 
     async def embed_one(
-        self, text: str, deadline_s: float, embedder: Embedder | None = None
+        self, text: str, embedder: Embedder | None = None, *, background: bool = False
     ) -> tuple[Vector | None, str | None]:
-        """Embed one text under a deadline; (vector, None) or (None, reason)."""
-        model = embedder or self.embedder
-        result = await self._embed_guard.call("embed", model.embed([text]), deadline_s)
+        """Embed one text under the embedder's deadlines; (vector, None) or (None, reason).
+
+        The service deadline is `deadlines.embedder_ms` per text of the batch that carries
+        it; the queue budget is `deadlines.embedder_queue_ms` on the request path and
+        `write_ms` for `background` work (write-backs).
+        """
+        queue_s = self._write_deadline if background else self._embed_queue
+        result = await self._embed(self._embed_guard, embedder or self.embedder, [text], queue_s)
         if result.value is None:
             return None, result.error
         return result.value[0], None
+
+    async def _embed(
+        self, guard: TierGuard, embedder: Embedder, texts: list[str], queue_s: float
+    ) -> TierResult[Vectors]:
+        """Embed through `guard`: queue time and service time measured apart; a shed call
+        (`<tier>-busy`) is counted but does not feed the breaker, a hung embedder does."""
+        budget = EmbedBudget(service_s=self._embed_deadline, queue_s=queue_s)
+        result = await guard.call(
+            "embed",
+            embedder.embed(texts, budget),
+            None,  # the embedder enforces the budget: queue and service deadlines apart
+            timeouts=(EmbeddingTimeout,),
+            busy=(EmbedderBusy,),
+        )
+        if budget.queued_s is not None:
+            self.metrics.embed_queue.labels(guard.tier).observe(budget.queued_s)
+        if budget.served_s is not None:
+            self.metrics.embed_service.labels(guard.tier).observe(budget.served_s)
+        if result.error == f"{guard.tier}-busy":
+            self.metrics.embed_shed.labels(guard.tier).inc()
+        return result
 
     async def _semantic_lookup(self, plan: LookupPlan, outcome: Outcome, now: float) -> None:
         semantic = plan.keys.semantic
         assert semantic is not None
         # One space for the whole lookup, even if a switch lands while it runs.
         space, l1_semantic = self.active_space, self.l1_semantic
-        vector, error = await self.embed_one(semantic.text, self._embed_deadline, space.embedder)
+        vector, error = await self.embed_one(semantic.text, space.embedder)
         if vector is None:
             outcome.reasons.append(error or "embedder-error")
             return
@@ -460,9 +498,7 @@ class CacheEngine:
         texts = [_answer_text(cached_answer), _answer_text(fresh_answer)]
         if not all(texts):
             return
-        result = await self._embed_guard.call(
-            "embed", self.embedder.embed(texts), self._write_deadline
-        )
+        result = await self._embed(self._embed_guard, self.embedder, texts, self._write_deadline)
         if result.value is None:
             return
         agreement = float(result.value[0] @ result.value[1])
@@ -652,9 +688,7 @@ class CacheEngine:
             if vector is not None and vector_space not in (None, space.space):
                 vector = None  # embedded before an embedding switch: not of this space
             if vector is None:
-                vector, _ = await self.embed_one(
-                    semantic.text, self._write_deadline, space.embedder
-                )
+                vector, _ = await self.embed_one(semantic.text, space.embedder, background=True)
             if vector is not None:
                 l1_semantic.add(semantic.partition, vector, _vector_meta(entry))
                 if space.vectors is not None and space.vectors.connected:
@@ -675,8 +709,8 @@ class CacheEngine:
 
     async def _dual_write(self, target: VectorSpace, entry: CacheEntry, text: str) -> None:
         """Copy a write into the migration's other space (background, fail-open)."""
-        result = await self._target_embed_guard.call(
-            "embed", target.embedder.embed([text]), self._write_deadline
+        result = await self._embed(
+            self._target_embed_guard, target.embedder, [text], self._write_deadline
         )
         if result.value is None or target.vectors is None or not target.vectors.connected:
             return

@@ -144,6 +144,27 @@ class NodeMetrics:
             ["tier", "kind"],
             registry=r,
         )
+        self.embed_queue = Histogram(
+            "cachefleet_embed_queue_duration_seconds",
+            "Time an embed call waited for its batch to start (shed calls: until shed).",
+            ["tier"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.embed_service = Histogram(
+            "cachefleet_embed_service_duration_seconds",
+            "Run time of the batch that carried an embed call (per call; queue time excluded).",
+            ["tier"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.embed_shed = Counter(
+            "cachefleet_embed_shed_total",
+            "Embed calls shed because the queue ahead exceeded the queue budget (embedder-busy; "
+            "not failures, breakers ignore them).",
+            ["tier"],
+            registry=r,
+        )
         self.entries = Gauge(
             "cachefleet_entries", "Entries held by an in-process tier.", ["tier"], registry=r
         )

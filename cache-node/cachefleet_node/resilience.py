@@ -26,6 +26,7 @@ class Breaker:
         self.cooldown_s = cooldown_s
         self._consecutive = 0
         self._open_until = 0.0
+        self.opens = 0  # times it opened (or re-opened after a failed probe)
 
     @property
     def is_open(self) -> bool:
@@ -40,6 +41,7 @@ class Breaker:
             return
         self._consecutive += 1
         if self._consecutive >= self.failures:
+            self.opens += 1
             self._open_until = time.monotonic() + self.cooldown_s
 
 
@@ -65,9 +67,21 @@ class TierGuard:
         self._metrics = metrics
 
     async def call(
-        self, operation: str, awaitable: Awaitable[T], deadline_s: float
+        self,
+        operation: str,
+        awaitable: Awaitable[T],
+        deadline_s: float | None,
+        *,
+        timeouts: tuple[type[BaseException], ...] = (),
+        busy: tuple[type[BaseException], ...] = (),
     ) -> TierResult[T]:
-        """Await with a deadline; failures are counted, logged at debug and turned into reasons."""
+        """Await with a deadline; failures are counted, logged at debug and turned into reasons.
+
+        `deadline_s=None` leaves the deadlines to the callee, which raises one of `timeouts`
+        past them (a failure, like a deadline here, unless the exception's `tier_failure` is
+        False: already counted). One of `busy` means the tier shed the call under load: reason
+        `<tier>-busy`, and the breaker does not count it.
+        """
         if self.breaker.is_open:
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()
@@ -75,14 +89,19 @@ class TierGuard:
             return TierResult(None, f"{self.tier}-unavailable")
         started = time.perf_counter()
         try:
-            value = await asyncio.wait_for(awaitable, timeout=deadline_s)
-        except TimeoutError:
-            self.breaker.record(False)
-            self._metrics.tier_errors.labels(self.tier, "timeout").inc()
-            return TierResult(None, f"{self.tier}-timeout")
+            if deadline_s is None:
+                value = await awaitable
+            else:
+                value = await asyncio.wait_for(awaitable, timeout=deadline_s)
         except asyncio.CancelledError:
             raise
+        except busy:
+            return TierResult(None, f"{self.tier}-busy")
+        except TimeoutError:
+            return self._timed_out(True)
         except Exception as exc:
+            if isinstance(exc, timeouts):
+                return self._timed_out(getattr(exc, "tier_failure", True))
             self.breaker.record(False)
             self._metrics.tier_errors.labels(self.tier, "error").inc()
             log.debug("tier_error", tier=self.tier, operation=operation, error=type(exc).__name__)
@@ -92,3 +111,9 @@ class TierGuard:
             time.perf_counter() - started
         )
         return TierResult(value, None)
+
+    def _timed_out(self, tier_failure: bool) -> TierResult[T]:
+        if tier_failure:
+            self.breaker.record(False)
+        self._metrics.tier_errors.labels(self.tier, "timeout").inc()
+        return TierResult(None, f"{self.tier}-timeout")

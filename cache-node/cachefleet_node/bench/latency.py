@@ -8,6 +8,12 @@ pays before going upstream, the cost of judging semantic candidates (guards and 
 one candidate and a top-4 batch, for a never-seen request), and the HTTP round trip over
 loopback for reference.
 
+Under concurrency (`concurrency` in the JSON): the paraphrases that hit at concurrency 1 are
+sent through HTTP by 1, 8 and 32 concurrent clients (misses go to an in-process stub
+upstream), on the default deadlines; it counts how many still hit, semantic hits per second,
+and why the others did not (embedder timeouts, shed calls, calls skipped by an open breaker),
+with the embedder's queue wait and service time.
+
 Writes `docs/benchmarks/latency.json` and `latency.png`. Timings are for the machine they
 ran on; compare them within one run.
 """
@@ -36,6 +42,7 @@ from cachefleet_node.core.judging import CandidateJudge
 from cachefleet_node.core.request import decode_json_object
 from cachefleet_node.core.verifier import pair_diff
 from cachefleet_node.demo.__main__ import load_workload
+from cachefleet_node.demo.stub_upstream import create_stub_app
 from cachefleet_node.embedders.local import OnnxEmbedder
 from cachefleet_node.logging_setup import configure_logging
 from cachefleet_node.runtime import NodeRuntime
@@ -127,14 +134,216 @@ def _fill_partition(engine: Any, plan: Any, count: int) -> None:
         engine.l1_semantic.add(semantic.partition, vector, meta)
 
 
-async def run(iterations: int, filler: int) -> dict[str, Any]:
+async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Run an ASGI app on a free loopback port of this event loop."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes no start event
+        await asyncio.sleep(0.01)
+    return server, task, server.servers[0].sockets[0].getsockname()[1]
+
+
+def _sample(registry: Any, name: str, labels: dict[str, str] | None = None) -> float:
+    return float(registry.get_sample_value(name, labels or {}) or 0.0)
+
+
+def _embed_counters(registry: Any) -> dict[str, float]:
+    """Counters of the embedder tier (absent ones read 0, so older nodes compare too)."""
+    errors = "cachefleet_tier_errors_total"
+    tier = {"tier": "embedder"}
+    return {
+        "timeouts": _sample(registry, errors, {**tier, "kind": "timeout"}),
+        "errors": _sample(registry, errors, {**tier, "kind": "error"}),
+        "breaker_open_skips": _sample(registry, errors, {**tier, "kind": "breaker-open"}),
+        "shed_busy": _sample(registry, "cachefleet_embed_shed_total", tier),
+        "queue_s_sum": _sample(registry, "cachefleet_embed_queue_duration_seconds_sum", tier),
+        "queue_n": _sample(registry, "cachefleet_embed_queue_duration_seconds_count", tier),
+        "service_s_sum": _sample(registry, "cachefleet_embed_service_duration_seconds_sum", tier),
+        "service_n": _sample(registry, "cachefleet_embed_service_duration_seconds_count", tier),
+    }
+
+
+def _buckets(registry: Any, name: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of the embedder tier's series of histogram `name`."""
+    return [
+        (float(sample.labels["le"]), sample.value)
+        for metric in registry.collect()
+        if metric.name == name
+        for sample in metric.samples
+        if sample.name.endswith("_bucket") and sample.labels.get("tier") == "embedder"
+    ]
+
+
+def _quantile_ms(
+    before: list[tuple[float, float]], after: list[tuple[float, float]], quantile: float
+) -> float | None:
+    """Upper bound (ms) of the bucket holding `quantile` of the samples added in between."""
+    counts = dict(before)
+    added = [(bound, count - counts.get(bound, 0.0)) for bound, count in after]
+    if not added or added[-1][1] == 0:
+        return None
+    total = added[-1][1]
+    bound = next(bound for bound, count in added if count >= quantile * total)
+    return round(bound * 1000, 3)
+
+
+async def _concurrency_level(
+    client: httpx.AsyncClient,
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    requests: int,
+    runtime: NodeRuntime,
+) -> dict[str, Any]:
+    """`requests` semantic-hit bodies sent by `concurrency` clients; what came back."""
+    registry = runtime.engine.metrics.registry
+    before = _embed_counters(registry)
+    queue_before = _buckets(registry, "cachefleet_embed_queue_duration_seconds")
+    service_before = _buckets(registry, "cachefleet_embed_service_duration_seconds")
+    opens_before = _breaker_opens(runtime)
+    results: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    state = {"next": 0}
+
+    async def client_loop() -> None:
+        while state["next"] < requests:
+            index = state["next"]
+            state["next"] += 1
+            try:  # no-store: a miss must not become an exact entry
+                response = await client.post(
+                    url,
+                    content=bodies[index % len(bodies)],
+                    headers={"content-type": "application/json", "cache-control": "no-store"},
+                )
+            except httpx.HTTPError as exc:  # counted, not fatal: the node is what is measured
+                name = f"client-{type(exc).__name__}"
+                results[name] = results.get(name, 0) + 1
+                continue
+            result = response.headers.get("x-cachefleet-cache", f"http-{response.status_code}")
+            results[result] = results.get(result, 0) + 1
+            for reason in filter(
+                None, response.headers.get("x-cachefleet-bypass-reason", "").split(",")
+            ):
+                reasons[reason] = reasons.get(reason, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    after = _embed_counters(registry)
+    queue_after = _buckets(registry, "cachefleet_embed_queue_duration_seconds")
+    service_after = _buckets(registry, "cachefleet_embed_service_duration_seconds")
+    delta = {key: after[key] - before[key] for key in after}
+    hits = results.get("hit-semantic", 0)
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "seconds": round(elapsed, 3),
+        "semantic_hits": hits,
+        "hit_fraction": round(hits / requests, 4),
+        "semantic_hits_per_s": round(hits / elapsed, 1),
+        "results": results,
+        "bypass_reasons": reasons,
+        "embedder_timeouts": int(delta["timeouts"]),
+        "embedder_errors": int(delta["errors"]),
+        "breaker_open_skips": int(delta["breaker_open_skips"]),
+        "breaker_opens": _breaker_opens(runtime) - opens_before,
+        "shed_busy": int(delta["shed_busy"]),
+        "queue_wait_mean_ms": _mean_ms(delta["queue_s_sum"], delta["queue_n"]),
+        "queue_wait_p50_ms_upper_bound": _quantile_ms(queue_before, queue_after, 0.5),
+        "queue_wait_p99_ms_upper_bound": _quantile_ms(queue_before, queue_after, 0.99),
+        "service_mean_ms": _mean_ms(delta["service_s_sum"], delta["service_n"]),
+        "service_p99_ms_upper_bound": _quantile_ms(service_before, service_after, 0.99),
+    }
+
+
+def _mean_ms(total_s: float, count: float) -> float | None:
+    return round(1000 * total_s / count, 2) if count else None
+
+
+def _breaker_opens(runtime: NodeRuntime) -> int:
+    guard = getattr(runtime.engine, "_embed_guard", None)
+    return int(getattr(getattr(guard, "breaker", None), "opens", 0))
+
+
+async def run_concurrency(
+    runtime: NodeRuntime,
+    config: Any,
+    bodies: list[bytes],
+    levels: tuple[int, ...],
+    requests: int,
+) -> dict[str, Any]:
+    """Semantic-hit bodies through HTTP at each concurrency level (misses go upstream)."""
+    node, node_task, node_port = await _serve(create_app(config, runtime=runtime))
+    url = f"http://127.0.0.1:{node_port}/v1/chat/completions"
+    try:
+        limits = httpx.Limits(max_connections=max(levels) * 2)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            for raw in bodies[:20]:
+                await client.post(
+                    url,
+                    content=raw,
+                    headers={"content-type": "application/json", "cache-control": "no-store"},
+                )
+            rows = [
+                await _concurrency_level(client, url, bodies, level, requests, runtime)
+                for level in levels
+            ]
+    finally:
+        node.should_exit = True
+        await node_task
+    return {"deadlines": runtime.engine.config.deadlines.model_dump(), "levels": rows}
+
+
+async def run(
+    iterations: int,
+    filler: int,
+    levels: tuple[int, ...] = (1, 8, 32, 128),
+    concurrency_requests: int = 600,
+    concurrency_only: bool = False,
+) -> dict[str, Any]:
     """Fill a node with the workload's canonical prompts, then time each path."""
+    stub, stub_task, stub_port = await _serve(create_stub_app())  # where misses go
+    try:
+        if not concurrency_only:
+            return await _run_node(
+                iterations, filler, levels, concurrency_requests, False, stub_port
+            )
+        # The same run on a node with the embedder deadline of before queue and service time
+        # were told apart, for comparison (same machine, same minute), then on the current one.
+        legacy = await _run_node(
+            iterations, filler, levels, concurrency_requests, True, stub_port, legacy=True
+        )
+        current = await _run_node(iterations, filler, levels, concurrency_requests, True, stub_port)
+        return {
+            "machine": current["machine"],
+            "semantic_queries": current["semantic_queries"],
+            "concurrency": current["concurrency"],
+            "legacy_whole_call_deadline": legacy["concurrency"],
+        }
+    finally:
+        stub.should_exit = True
+        await stub_task
+
+
+async def _run_node(
+    iterations: int,
+    filler: int,
+    levels: tuple[int, ...],
+    concurrency_requests: int,
+    concurrency_only: bool,
+    stub_port: int,
+    *,
+    legacy: bool = False,
+) -> dict[str, Any]:
     workload = load_workload()
     canonical = [g["prompts"][0] for g in workload["groups"]]
     paraphrases = [p for g in workload["groups"] for p in g["prompts"][1:]]
+    upstream = f"http://127.0.0.1:{stub_port}/v1"
     with tempfile.TemporaryDirectory() as data_dir:
         config = load_node_config(
-            overrides={"data_dir": data_dir, "upstream": {"base_url": "http://127.0.0.1:9/v1"}}
+            overrides={"data_dir": data_dir, "upstream": {"base_url": upstream}}
         )
         model = await OnnxEmbedder.from_config(
             config.embedding
@@ -165,6 +374,16 @@ async def run(iterations: int, filler: int) -> dict[str, Any]:
             ]
             for raw in exact_bodies[:20] + semantic_hits[:20]:
                 await lookup(raw)  # warm-up
+            if legacy:
+                _legacy_embed_deadline(engine)
+            if concurrency_only:
+                return {
+                    "machine": _machine(),
+                    "semantic_queries": len(semantic_hits),
+                    "concurrency": await run_concurrency(
+                        runtime, config, semantic_hits, levels, concurrency_requests
+                    ),
+                }
 
             counter = {"exact": 0, "semantic": 0, "miss": 0}
 
@@ -237,15 +456,14 @@ async def run(iterations: int, filler: int) -> dict[str, Any]:
                 }
             server.should_exit = True
             await task
+            concurrency = await run_concurrency(
+                runtime, config, semantic_hits, levels, concurrency_requests
+            )
         finally:
             await runtime.close()
 
     return {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": _machine(),
         "entries": len(canonical),
         "filler_vectors_in_partition": filler,
         "semantic_queries": len(semantic_hits),
@@ -253,12 +471,46 @@ async def run(iterations: int, filler: int) -> dict[str, Any]:
         "embedding_only": embed_only,
         "verifier": verifier,
         "http_loopback": over_http,
+        "concurrency": concurrency,
         "targets": {
             "exact_hit_p50_ms": 1.0,
             "semantic_hit_p50_ms": 10.0,
             "verifier_per_candidate_p50_ms": 3.0,
         },
     }
+
+
+def _legacy_embed_deadline(engine: Any) -> None:
+    """Make `engine` embed as before queue and service time were told apart: one deadline
+    (`embedder_ms` on lookups, `write_ms` on write-backs) on the whole call, queue included,
+    every timeout a breaker failure. For the comparison in `--concurrency-only` runs."""
+
+    async def embed(guard: Any, embedder: Any, texts: list[str], queue_s: float) -> Any:
+        background = queue_s == engine._write_deadline
+        deadline = engine._write_deadline if background else engine._embed_deadline
+        return await guard.call("embed", embedder.embed(texts), deadline)
+
+    engine._embed = embed
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def _print_concurrency(concurrency: dict[str, Any]) -> None:
+    for row in concurrency["levels"]:
+        print(
+            f"concurrency {row['concurrency']:3d}: {row['hit_fraction']:.1%} still hit "
+            f"({row['semantic_hits_per_s']} semantic hits/s), timeouts {row['embedder_timeouts']}"
+            f", breaker opens {row['breaker_opens']} (skipped {row['breaker_open_skips']})"
+            f", shed {row['shed_busy']}, queue wait mean {row['queue_wait_mean_ms']} ms"
+            f" (p99 <= {row['queue_wait_p99_ms_upper_bound']} ms)"
+        )
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
@@ -304,11 +556,40 @@ def main(argv: list[str] | None = None) -> int:
         "--filler", type=int, default=20_000, help="extra hot vectors in the searched partition"
     )
     parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument(
+        "--concurrency", default="1,8,32,128", help="client counts of the concurrency section"
+    )
+    parser.add_argument(
+        "--concurrency-requests", type=int, default=600, help="requests per concurrency level"
+    )
+    parser.add_argument(
+        "--concurrency-only",
+        action="store_true",
+        help="only the concurrency section, with the former embedder deadline for comparison, "
+        "written to latency-concurrency.json",
+    )
     args = parser.parse_args(argv)
     configure_logging("warning")
-    result = asyncio.run(run(args.iterations, args.filler))
+    levels = tuple(int(item) for item in args.concurrency.split(","))
+    result = asyncio.run(
+        run(
+            args.iterations,
+            args.filler,
+            levels,
+            args.concurrency_requests,
+            args.concurrency_only,
+        )
+    )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.concurrency_only:
+        (out_dir / "latency-concurrency.json").write_text(json.dumps(result, indent=2) + "\n")
+        print("before (one deadline on the whole embed call, queue included):")
+        _print_concurrency(result["legacy_whole_call_deadline"])
+        print("now (queue and service time bounded apart):")
+        _print_concurrency(result["concurrency"])
+        print(f"written to {args.out}/latency-concurrency.json")
+        return 0
     (out_dir / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, out_dir / "latency.png")
     inside = result["inside_node"]
@@ -318,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"miss overhead p50 {inside['miss_lookup_overhead']['p50_ms']:.3f} ms")
     for name, row in result["verifier"].items():
         print(f"guards + verifier, {name}: p50 {row['p50_ms']:.4f} ms  p99 {row['p99_ms']:.4f} ms")
+    _print_concurrency(result["concurrency"])
     print(f"written to {args.out}/latency.json and latency.png")
     return 0
 

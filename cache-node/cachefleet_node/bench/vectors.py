@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cachefleet_node.embedders.base import Vectors
+from cachefleet_node.embedders.base import EmbedBudget, Vectors
 from cachefleet_node.embedders.local import OnnxModel
 from cachefleet_node.keyspace import embedding_space
 
@@ -97,8 +97,8 @@ class TableEmbedder:
         found: Vectors = self._cache.model.encode([text])[0] if row is None else self.vectors[row]
         return found
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
-        """Rows for `texts`."""
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
+        """Rows for `texts` (computed at once: no queue, the budget is never at stake)."""
         return np.stack([self.vector(text) for text in texts]).astype(np.float32)
 
     async def aclose(self) -> None:

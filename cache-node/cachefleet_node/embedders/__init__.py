@@ -1,8 +1,11 @@
 """Text embedders of the cache node: local ONNX, remote TEI/OpenAI, and the embedding cache."""
 
 from cachefleet_node.embedders.base import (
+    EmbedBudget,
     Embedder,
+    EmbedderBusy,
     EmbeddingError,
+    EmbeddingTimeout,
     EmbeddingUnavailable,
     MicroBatcher,
     Vectors,
@@ -15,8 +18,11 @@ from cachefleet_node.embedders.remote import RemoteEmbedder, RemoteService
 
 __all__ = [
     "CachingEmbedder",
+    "EmbedBudget",
     "Embedder",
+    "EmbedderBusy",
     "EmbeddingError",
+    "EmbeddingTimeout",
     "EmbeddingUnavailable",
     "MicroBatcher",
     "OnnxEmbedder",

@@ -10,7 +10,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -18,8 +18,11 @@ import numpy.typing as npt
 import structlog
 
 __all__ = [
+    "EmbedBudget",
     "Embedder",
+    "EmbedderBusy",
     "EmbeddingError",
+    "EmbeddingTimeout",
     "EmbeddingUnavailable",
     "MicroBatcher",
     "Vectors",
@@ -41,6 +44,43 @@ class EmbeddingUnavailable(EmbeddingError):
     """The embedder cannot start: model missing, hub offline, service unreachable."""
 
 
+class EmbeddingTimeout(EmbeddingError):
+    """The batch holding the call ran past its service deadline (the caller gave up on it), or
+    the embedder is stuck: every worker in a batch past its deadline, nothing finished for a
+    whole queue budget.
+
+    Only a stuck embedder is a failure of the tier (`tier_failure`, fed to its breaker): a
+    batch that is merely slow may still finish, and slowness under load is not an outage.
+    """
+
+    def __init__(self, message: str, *, tier_failure: bool = True) -> None:
+        super().__init__(message)
+        self.tier_failure = tier_failure
+
+
+class EmbedderBusy(EmbeddingError):
+    """The call was shed: the queue in front of a working embedder is longer than the call's
+    queue budget. Not a failure of the tier: the queue is moving, the breaker ignores it."""
+
+
+@dataclass(slots=True)
+class EmbedBudget:
+    """How long one embed call may take, and where its time went (filled in by the batcher).
+
+    `service_s` is the service deadline per text: the batch that carries the call may run
+    `service_s` x its number of texts, counted from the moment the batch starts, before the
+    caller gives up (`EmbeddingTimeout`). `queue_s` bounds the wait before that batch starts:
+    a call whose estimated wait is longer is shed at once, and a call still queued after
+    `queue_s` is dropped (`EmbedderBusy`). Calls answered without the batcher (embedding
+    cache hits) leave `queued_s` and `served_s` at None.
+    """
+
+    service_s: float
+    queue_s: float
+    queued_s: float | None = None  # seconds waited in the queue
+    served_s: float | None = None  # seconds the batch that carried the call ran
+
+
 class Embedder(Protocol):
     """Maps texts to unit-length float32 vectors of one vector space."""
 
@@ -48,8 +88,12 @@ class Embedder(Protocol):
     dim: int
     space: str
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
-        """Embed `texts`: shape (len(texts), dim), float32, rows L2-normalised."""
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
+        """Embed `texts`: shape (len(texts), dim), float32, rows L2-normalised.
+
+        With a `budget`, the call honours its queue and service deadlines: `EmbedderBusy`
+        when shed, `EmbeddingTimeout` when the embedder is hung (see `EmbedBudget`).
+        """
         ...
 
     async def aclose(self) -> None:
@@ -79,9 +123,27 @@ def redact_url(url: str) -> str:
 
 
 @dataclass(eq=False)
+class _Batch:
+    size: int  # texts
+    started_at: float
+    allowance_s: float | None  # its callers give up after this long (None: no budget)
+    stuck_after_s: float | None  # the embedder is stuck if it runs this long (None: never)
+
+
+@dataclass(eq=False)
 class _Pending:
     texts: list[str]
     future: asyncio.Future[Vectors]
+    started: asyncio.Future[None]  # set when a worker takes it
+    enqueued_at: float
+    budget: EmbedBudget | None
+    batch: _Batch | None = None
+    served_s: float | None = None
+    queued: bool = True  # still counted in the queue's length
+
+
+#: Weight of the newest batch in the running estimate of service time per text.
+_COST_WEIGHT = 0.3
 
 
 class MicroBatcher:
@@ -91,6 +153,13 @@ class MicroBatcher:
     waiting window, so a lone call runs at once and batches form only under load. Callers that
     were cancelled while queued are skipped. `run` gets a non-empty list of texts and returns
     one row per text.
+
+    Queue time and service time are kept apart (see `EmbedBudget`): a call with a budget is
+    shed (`EmbedderBusy`) when the wait it would have, estimated from the queue ahead and the
+    measured service time per text, exceeds its queue budget, or when it is still queued after
+    it; it times out (`EmbeddingTimeout`) only when its own batch runs past the service
+    deadline, or when every worker is stuck in a batch past its deadline for a whole queue
+    budget (the embedder is hung: queued and new calls then fail at once, as tier failures).
     """
 
     def __init__(
@@ -105,31 +174,160 @@ class MicroBatcher:
         self._max_batch = max_batch
         self._concurrency = concurrency
         self._pending: deque[_Pending] = deque()
+        self._queued_texts = 0
+        self._running: set[_Batch] = set()
+        self._cost_per_text_s: float | None = None  # running estimate; None until measured
         self._ready = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    async def submit(self, texts: Sequence[str]) -> Vectors:
+    @property
+    def queued_texts(self) -> int:
+        """Texts waiting for a worker."""
+        return self._queued_texts
+
+    @property
+    def cost_per_text_s(self) -> float | None:
+        """Recent service seconds per text (None before the first batch finished)."""
+        return self._cost_per_text_s
+
+    async def submit(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
         """Embed `texts` (non-empty) through the shared batches; rows in input order."""
         if self._closed:
             raise EmbeddingError("embedder is closed")
         loop = asyncio.get_running_loop()
         self._start_workers(loop)
+        now = loop.time()
+        if budget is not None:
+            if self._stalled(now):
+                raise EmbeddingTimeout(self._stall_message(now))
+            wait = self.estimated_wait_s(now)
+            if wait is not None and wait > budget.queue_s:
+                budget.queued_s = 0.0
+                raise EmbedderBusy(
+                    f"embedder busy: about {wait * 1000:.0f} ms of queue ahead "
+                    f"(budget {budget.queue_s * 1000:.0f} ms)"
+                )
         parts = [
-            _Pending(list(texts[start : start + self._max_batch]), loop.create_future())
+            _Pending(
+                list(texts[start : start + self._max_batch]),
+                loop.create_future(),
+                loop.create_future(),
+                now,
+                budget,
+            )
             for start in range(0, len(texts), self._max_batch)
         ]
         self._pending.extend(parts)
+        self._queued_texts += len(texts)
         self._ready.set()
         try:
-            results = [await part.future for part in parts]
+            if budget is None:
+                results = [await part.future for part in parts]
+            else:
+                results = [await self._await_within(part, budget) for part in parts]
         except BaseException:
             for part in parts:  # drop the queued rest; mark failures of the rest as seen
+                self._unqueue(part)
                 if not part.future.cancel() and not part.future.cancelled():
                     part.future.exception()
             raise
         return results[0] if len(results) == 1 else np.concatenate(results)
+
+    def estimated_wait_s(self, now: float | None = None) -> float | None:
+        """How long a call queued now would wait for its batch to start (None: not measured).
+
+        Until a worker frees up (the running batches' expected end), then one full batch per
+        `max_batch` texts already queued, shared among the workers.
+        """
+        cost = self._cost_per_text_s
+        if cost is None:
+            return None
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        free_in = 0.0
+        if len(self._running) >= self._concurrency:
+            free_in = min(
+                max(0.0, batch.started_at + batch.size * cost - now) for batch in self._running
+            )
+        full_batches = self._queued_texts // self._max_batch
+        return free_in + full_batches * self._max_batch * cost / self._concurrency
+
+    async def _await_within(self, part: _Pending, budget: EmbedBudget) -> Vectors:
+        """The part's rows, within its queue budget and then its batch's service deadline."""
+        loop = asyncio.get_running_loop()
+        queue_deadline = part.enqueued_at + budget.queue_s
+        while not part.started.done() and not part.future.done():
+            now = loop.time()
+            stalled = self._stalled(now)
+            if stalled or now >= queue_deadline:
+                budget.queued_s = now - part.enqueued_at
+                self._drop(part)
+                if stalled:
+                    raise EmbeddingTimeout(self._stall_message(now))
+                raise EmbedderBusy(
+                    f"embedder busy: queued {budget.queued_s * 1000:.0f} ms "
+                    f"(budget {budget.queue_s * 1000:.0f} ms)"
+                )
+            wake = queue_deadline
+            stall_at = self._stall_time()
+            if stall_at is not None:
+                wake = min(wake, stall_at + 1e-3)
+            either: list[asyncio.Future[Any]] = [part.started, part.future]
+            await asyncio.wait(
+                either, timeout=max(0.0, wake - now), return_when=asyncio.FIRST_COMPLETED
+            )
+        batch = part.batch
+        if batch is None:  # failed while queued (the embedder closed)
+            budget.queued_s = loop.time() - part.enqueued_at
+            return part.future.result()
+        budget.queued_s = batch.started_at - part.enqueued_at
+        allowance = budget.service_s * batch.size
+        remaining = batch.started_at + allowance - loop.time()
+        if not part.future.done() and remaining > 0:
+            await asyncio.wait([part.future], timeout=remaining)
+        if not part.future.done():
+            budget.served_s = loop.time() - batch.started_at
+            part.future.cancel()
+            raise EmbeddingTimeout(
+                f"embedding did not finish within {allowance * 1000:.0f} ms "
+                f"(a batch of {batch.size} texts)",
+                tier_failure=False,  # slow so far; if it never finishes, that is a stall
+            )
+        budget.served_s = part.served_s
+        return part.future.result()
+
+    def _stalled(self, now: float) -> bool:
+        """Every worker is stuck: in a batch past its service deadline that has run for at
+        least a queue budget, so nothing finished meanwhile. A hung embedder, not a busy one."""
+        stall_at = self._stall_time()
+        return stall_at is not None and now > stall_at
+
+    def _stall_time(self) -> float | None:
+        """When every worker will be stuck if no running batch finishes (None: not while they
+        run: a worker is free, or a batch carries no budget)."""
+        if len(self._running) < self._concurrency:
+            return None
+        ends = []
+        for batch in self._running:
+            if batch.stuck_after_s is None:
+                return None
+            ends.append(batch.started_at + batch.stuck_after_s)
+        return max(ends)
+
+    def _stall_message(self, now: float) -> str:
+        oldest = max(now - batch.started_at for batch in self._running)
+        return f"embedder stuck: a batch has run for {oldest * 1000:.0f} ms"
+
+    def _drop(self, part: _Pending) -> None:
+        self._unqueue(part)
+        part.future.cancel()
+
+    def _unqueue(self, part: _Pending) -> None:
+        if part.queued:
+            part.queued = False
+            self._queued_texts -= len(part.texts)
 
     async def aclose(self) -> None:
         """Stop the workers; queued and running calls fail with `EmbeddingError`."""
@@ -139,7 +337,9 @@ class MicroBatcher:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
         while self._pending:
-            _fail(self._pending.popleft(), EmbeddingError("embedder is closed"))
+            item = self._pending.popleft()
+            self._unqueue(item)
+            _fail(item, EmbeddingError("embedder is closed"))
 
     def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is loop:
@@ -158,11 +358,12 @@ class MicroBatcher:
         while self._pending:
             item = self._pending[0]
             if item.future.done():  # caller gave up while queued
-                self._pending.popleft()
+                self._unqueue(self._pending.popleft())
                 continue
             if batch and size + len(item.texts) > self._max_batch:
                 break
             batch.append(self._pending.popleft())
+            self._unqueue(item)
             size += len(item.texts)
         return batch
 
@@ -177,6 +378,18 @@ class MicroBatcher:
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         texts = [text for item in batch for text in item.texts]
+        loop = asyncio.get_running_loop()
+        budgets = [item.budget for item in batch if item.budget is not None]
+        allowance = stuck_after = None
+        if budgets:
+            allowance = min(budget.service_s for budget in budgets) * len(texts)
+            stuck_after = max(allowance, min(budget.queue_s for budget in budgets))
+        running = _Batch(len(texts), loop.time(), allowance, stuck_after)
+        for item in batch:
+            item.batch = running
+            if not item.started.done():
+                item.started.set_result(None)
+        self._running.add(running)
         try:
             vectors = await self._run(texts)
         except asyncio.CancelledError:
@@ -193,9 +406,18 @@ class MicroBatcher:
             for item in batch:
                 _fail(item, error)
             return
+        finally:
+            self._running.discard(running)
+        served = loop.time() - running.started_at
+        cost = served / len(texts)
+        previous = self._cost_per_text_s
+        self._cost_per_text_s = (
+            cost if previous is None else previous + _COST_WEIGHT * (cost - previous)
+        )
         offset = 0
         for item in batch:
             count = len(item.texts)
+            item.served_s = served
             if not item.future.done():
                 item.future.set_result(vectors[offset : offset + count])
             offset += count

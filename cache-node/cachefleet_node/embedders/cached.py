@@ -21,7 +21,7 @@ import structlog
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cachefleet_node.embedders.base import Embedder, Vectors
+from cachefleet_node.embedders.base import EmbedBudget, Embedder, Vectors
 from cachefleet_node.keyspace import embedding_key
 
 __all__ = ["CachingEmbedder"]
@@ -67,7 +67,7 @@ class CachingEmbedder:
         self._skip_redis_until = 0.0
         self._writes: set[asyncio.Task[None]] = set()
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
         """Embed `texts`, computing only those found in neither cache (in one inner call)."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}  # key -> positions of that text
@@ -87,7 +87,7 @@ class CachingEmbedder:
                 self._local_put(key, vector)
         if missing:
             computed = await self.inner.embed(
-                [texts[positions[0]] for positions in missing.values()]
+                [texts[positions[0]] for positions in missing.values()], budget
             )
             for (key, positions), vector in zip(missing.items(), computed, strict=True):
                 out[positions] = vector

@@ -24,6 +24,7 @@ from tokenizers import Encoding, Tokenizer
 
 from cachefleet_node.config import EmbeddingConfig
 from cachefleet_node.embedders.base import (
+    EmbedBudget,
     EmbeddingUnavailable,
     MicroBatcher,
     Vectors,
@@ -186,11 +187,11 @@ class OnnxEmbedder:
         )
         return cls(model, config.model_id, config.batch_size)
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
         """Embed `texts`; concurrent calls share batches of up to `batch_size` texts."""
         if not texts:
             return empty_vectors(self.dim)
-        return await self._batcher.submit(texts)
+        return await self._batcher.submit(texts, budget)
 
     async def aclose(self) -> None:
         """Fail pending calls and stop the inference thread."""

@@ -16,6 +16,7 @@ import structlog
 
 from cachefleet_node.config import EmbeddingConfig
 from cachefleet_node.embedders.base import (
+    EmbedBudget,
     EmbeddingError,
     EmbeddingUnavailable,
     MicroBatcher,
@@ -204,11 +205,11 @@ class RemoteEmbedder:
         )
         return await cls.connect(service, config.model_id, config.batch_size)
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
         """Embed `texts`; `EmbeddingError` on timeout, HTTP error or malformed answer."""
         if not texts:
             return empty_vectors(self.dim)
-        return await self._batcher.submit(texts)
+        return await self._batcher.submit(texts, budget)
 
     async def aclose(self) -> None:
         """Fail pending calls and close the connections."""
