@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from cluster import Cluster, Kubectl, wait_for
@@ -360,6 +361,16 @@ def test_retain_has_no_finalizer_and_delete_purges_through_a_node(
             kubectl("delete", "scache", "dev", "-n", ns, "--wait=true", "--timeout=60s")
             stats = node_json(f"{node}/v1/cache/stats")["namespaces"][namespace]
             assert stats["entries"] == 0
+            # The fleet's state went too; whatever is left (or written later) expires.
+            client = redis.Redis.from_url(redis_url, socket_timeout=10)
+            try:
+                keys = [key.decode() for key in client.scan_iter(match="*", count=1000)]
+                assert [
+                    key for key in keys if key.endswith((":ns:active", ":embedding:active"))
+                ] == []
+                assert [key for key in keys if client.ttl(key) < 0] == []
+            finally:
+                client.close()
             assert chat(node, "What is the capital of France?")[0] == "miss"
     purged_event = wait_event(kubectl, ns, "dev", "Purged")
     assert purged_event["message"] == f"purged cache namespaces {namespace} (1 removed)"

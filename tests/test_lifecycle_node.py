@@ -709,6 +709,59 @@ async def test_retired_only_purge_refuses_the_active_namespace_and_empties_a_ret
         assert (await node.chat(question)).headers["x-cachefleet-cache"] == "hit-exact"
 
 
+async def test_every_key_expires_and_a_deleted_cache_leaves_no_fleet_state(
+    node_factory: NodeFactory,
+    redis_server: RedisServer,
+    redis_client: aioredis.Redis,
+    model_dir: Path,
+) -> None:
+    """Issue 16: the fleet's state keys (switches, counters) carry a TTL like every other key,
+    and `deleting_cache` (deletionPolicy: Delete) removes them."""
+    node = await node_factory({"redis": {"url": redis_server.url}, **migration(model_dir)})
+    for question in QUESTIONS[:2]:
+        await node.chat(question)
+    await node.chat(QUESTIONS[0])  # a hit: counters
+    await node.settle()
+    await node.runtime.engine.stats.flush(redis_client, "cf")
+    switched = await node.client.post(
+        "/v1/cache/namespaces/switch", json={"name": "default", "namespace": "default-v2"}
+    )
+    assert switched.status_code == 200, switched.text
+    spaces = (await node.client.get("/v1/cache/embedding")).json()
+    moved = await node.client.post(
+        "/v1/cache/embedding/switch", json={"space": spaces["next"]["space"]}
+    )
+    assert moved.status_code == 200, moved.text
+    await node.chat(QUESTIONS[2])
+    await node.settle()
+    await node.runtime.engine.stats.flush(redis_client, "cf")
+
+    async def ttls() -> dict[str, int]:
+        return {
+            raw.decode(): int(await redis_client.ttl(raw))
+            async for raw in redis_client.scan_iter(match="cf:*")
+        }
+
+    state = [keyspace.active_namespaces_key("cf"), keyspace.embedding_active_key("cf")]
+    found = await ttls()
+    for key in [
+        *state,
+        keyspace.stats_key("cf", "default"),
+        keyspace.stats_key("cf", "default-v2"),
+    ]:
+        assert 0 < found[key] <= keyspace.FLEET_STATE_TTL_S, (key, found.get(key))
+    assert [key for key, ttl in found.items() if ttl < 0] == []  # every key expires
+
+    for namespace in ("default", "default-v2"):
+        deleted = await node.client.post(
+            "/v1/cache/invalidate", json={"namespace": namespace, "deleting_cache": True}
+        )
+        assert deleted.status_code == 200, deleted.text
+    left = await ttls()
+    assert [key for key in left if not key.startswith("cf:emb:")] == [], left
+    assert [key for key, ttl in left.items() if ttl < 0] == []
+
+
 def _sha(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -868,7 +868,31 @@ class CacheEngine:
         if self.redis is None:
             return
         key = keyspace.active_namespaces_key(self.config.redis.key_prefix)
-        await self.redis.hset(key, name, namespace)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, name, namespace)
+        pipe.expire(key, keyspace.FLEET_STATE_TTL_S)
+        await pipe.execute()
+
+    async def forget_fleet_state(self, namespaces: Iterable[str]) -> None:
+        """The cache is being deleted: drop the counters of `namespaces` and the persisted
+        namespace and embedding switches (the keys that only expire a month after use)."""
+        for namespace in namespaces:
+            await self.drop_namespace_stats(namespace)
+        if self.redis is not None:
+            prefix = self.config.redis.key_prefix
+            await self.redis.unlink(
+                keyspace.active_namespaces_key(prefix), keyspace.embedding_active_key(prefix)
+            )
+
+    async def renew_fleet_state(self) -> None:
+        """Renew the TTL of the persisted switches while this node runs."""
+        if self.redis is None:
+            return
+        prefix = self.config.redis.key_prefix
+        pipe = self.redis.pipeline(transaction=False)
+        for key in (keyspace.active_namespaces_key(prefix), keyspace.embedding_active_key(prefix)):
+            pipe.expire(key, keyspace.FLEET_STATE_TTL_S)
+        await pipe.execute()
 
     async def close(self) -> None:
         """Finish pending writes, flush hit counts and release tiers."""

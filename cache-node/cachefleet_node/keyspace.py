@@ -16,6 +16,10 @@ Redis (all keys carry a TTL, so `maxmemory-policy volatile-lru`/`allkeys-lru` bo
 - `{p}:ns:active` — hash: configured namespace name -> active cache namespace (switches).
 - `{p}:embedding:active` — string: the embedding space that serves lookups (migrations).
 - `{p}:stats:{namespace}` — hash of fleet-wide counters.
+  These three are the fleet's state: their TTL (`FLEET_STATE_TTL_S`) is renewed on every
+  write and by every running node every 10 minutes, so they outlive any outage of the fleet
+  short of a month and vanish a month after the last node; a cache deleted with
+  `deletionPolicy: Delete` removes them at once.
 - `{p}:events` — pub/sub channel for invalidations and namespace switches.
 
 Milvus: one collection per embedding space, `{collection_prefix}_{space}`, partition key
@@ -28,6 +32,7 @@ import hashlib
 import re
 
 __all__ = [
+    "FLEET_STATE_TTL_S",
     "active_namespaces_key",
     "embedding_active_key",
     "embedding_key",
@@ -44,6 +49,9 @@ __all__ = [
     "tag_key",
     "text_digest",
 ]
+
+#: Lifetime of the fleet's state keys (switches, counters) after their last renewal.
+FLEET_STATE_TTL_S = 30 * 24 * 3600
 
 
 def text_digest(text: str) -> str:

@@ -233,7 +233,11 @@ class NodeRuntime:
         if space not in {s.space for s in self.spaces()}:
             raise UnknownSpaceError(space)
         if self.redis is not None:
-            await self.redis.set(keyspace.embedding_active_key(self.config.redis.key_prefix), space)
+            await self.redis.set(
+                keyspace.embedding_active_key(self.config.redis.key_prefix),
+                space,
+                ex=keyspace.FLEET_STATE_TTL_S,
+            )
         else:
             path = Path(self.config.data_dir) / EMBEDDING_ACTIVE_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +262,8 @@ class NodeRuntime:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_S)
+            with contextlib.suppress(Exception):
+                await self.engine.renew_fleet_state()
             for space in self.spaces():
                 vectors = space.vectors
                 if vectors is not None and vectors.connected:

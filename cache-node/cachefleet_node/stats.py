@@ -109,6 +109,7 @@ class NamespaceStats:
                         pipe.hincrbyfloat(key, item.name, value)
                     else:
                         pipe.hincrby(key, item.name, value)
+                pipe.expire(key, keyspace.FLEET_STATE_TTL_S)  # after: the key exists now
             await pipe.execute()
         except Exception:
             for namespace, delta in pending.items():

@@ -83,6 +83,11 @@ class InvalidateRequest(StrictBody):
         description="Only entries whose prompt is at least `min_similarity` similar to `text`, "
         "across all partitions of the namespace.",
     )
+    deleting_cache: bool = Field(
+        False,
+        description="The SemanticCache is being deleted (`deletionPolicy: Delete`): also drop "
+        "the namespaces' counters and the fleet's persisted namespace and embedding switches.",
+    )
 
 
 class SwitchRequest(StrictBody):
@@ -228,6 +233,11 @@ async def invalidate(http_request: Request) -> Response:
             raise unavailable(f"invalidation of '{namespace}'", exc) from exc
         if not payload.dry_run:
             await runtime.broadcast({"type": "invalidate", "scope": scope.to_dict()})
+    if payload.deleting_cache and not payload.dry_run:
+        try:
+            await runtime.engine.forget_fleet_state(namespaces)
+        except Exception as exc:
+            raise unavailable("removal of the fleet state", exc) from exc
     return json_response({"dry_run": payload.dry_run, "tenant": tenant, "removed": results})
 
 

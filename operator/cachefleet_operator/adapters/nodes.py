@@ -109,10 +109,12 @@ class NodeClient:
         retired_only: bool = False,
         similar_to: dict[str, Any] | None = None,
         time_limit: float | None = None,
+        deleting_cache: bool = False,
     ) -> dict[str, Any]:
         """Remove (or with `dry_run` count) entries of one cache namespace on every tier and
         every node's L1. `retired_only`: refused (409 `namespace_active`) while any configured
-        namespace uses it. Answers `{"dry_run", "tenant", "removed": {ns: {l1, store,
+        namespace uses it. `deleting_cache`: the cache is being deleted; the node also drops
+        the fleet's state keys. Answers `{"dry_run", "tenant", "removed": {ns: {l1, store,
         vectors}}}`."""
         body: dict[str, Any] = {"namespace": namespace}
         if tenant is not None:
@@ -127,6 +129,8 @@ class NodeClient:
             body["retired_only"] = True
         if similar_to is not None:
             body["similar_to"] = similar_to
+        if deleting_cache:
+            body["deleting_cache"] = True
         result: dict[str, Any] = await self._call(
             "POST",
             f"{base_url}/v1/cache/invalidate",

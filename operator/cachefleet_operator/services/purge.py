@@ -102,7 +102,9 @@ class Purger:
         for namespace in namespaces:
             for url in urls:
                 try:
-                    answer = await self._nodes.invalidate(url, namespace, api_key=api_key)
+                    answer = await self._nodes.invalidate(
+                        url, namespace, api_key=api_key, deleting_cache=True
+                    )
                 except NodeError as error:
                     errors.append(str(error))
                     continue
