@@ -70,6 +70,13 @@ class ServerConfig(_Strict):
         "images sent inline as base64); larger ones get 413. Bodies of routes that pass "
         "through to the upstream are streamed and not limited here.",
     )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest a client may take to send a request body; a slower upload gets "
+        "408 and its connection is freed.",
+    )
 
 
 class UpstreamConfig(_Strict):
@@ -78,7 +85,13 @@ class UpstreamConfig(_Strict):
     base_url: str = Field(
         "https://api.openai.com/v1", description="Base URL; `/chat/completions` is appended."
     )
-    timeout_s: float = Field(300.0, gt=0, description="Total timeout of one upstream call.")
+    timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Total deadline of one upstream call: connect, first byte and the whole "
+        "body (a trickling upstream is cut: 504, or a streamed answer ends with an "
+        "interruption event; nothing is stored).",
+    )
     connect_timeout_s: float = Field(5.0, gt=0, description="TCP/TLS connect timeout.")
     api_key_env: str = Field(
         "CACHEFLEET_UPSTREAM_API_KEY",

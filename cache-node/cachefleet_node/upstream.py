@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import httpx
@@ -46,6 +47,7 @@ class Upstream:
         # False once the upstream refused `stream_options` (an older OpenAI-compatible server)
         self.accepts_stream_options = True
         self.base_url = config.base_url
+        self.timeout_s = config.timeout_s
         self._client = httpx.AsyncClient(
             base_url=config.base_url,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
@@ -95,12 +97,43 @@ class Upstream:
         )
         return await self._client.send(request, stream=True)
 
-    async def send(self, body: bytes, headers: dict[str, str], stream: bool) -> httpx.Response:
-        """POST the body; with `stream`, the caller must read and close the response."""
+    def deadline(self) -> float:
+        """When an upstream call started now must be over (event-loop time): `timeout_s`."""
+        return asyncio.get_running_loop().time() + self.timeout_s
+
+    async def send(
+        self, body: bytes, headers: dict[str, str], stream: bool, deadline: float | None = None
+    ) -> httpx.Response:
+        """POST the body before `deadline` (default: `timeout_s` from now): the whole answer,
+        or with `stream` its headers (read the body with `relay`, then close it).
+        `httpx.TimeoutException` past the deadline."""
         request = self._client.build_request(
             "POST", "/chat/completions", content=body, headers=headers
         )
-        return await self._client.send(request, stream=stream)
+        remaining = (deadline or self.deadline()) - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(self._client.send(request, stream=stream), remaining)
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(
+                f"no complete upstream answer within {self.timeout_s:g}s", request=request
+            ) from exc
+
+    async def relay(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
+        """The raw body of a streamed `response`, cut with `httpx.TimeoutException` at
+        `deadline` (however steadily the upstream trickles)."""
+        loop = asyncio.get_running_loop()
+        chunks = response.aiter_raw().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), deadline - loop.time())
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(
+                    f"the upstream answer did not end within {self.timeout_s:g}s",
+                    request=response.request,
+                ) from exc
+            yield chunk
 
     async def aclose(self) -> None:
         """Close pooled connections."""

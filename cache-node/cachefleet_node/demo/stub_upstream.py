@@ -7,7 +7,8 @@ can be told to be slow, to fail, or to break a stream half-way:
 - `GET  /_stub/stats`     -> {"calls": N, "streamed": M, "model_calls": K}
 - `GET  /_stub/last`      -> the last request body and its Authorization header
 - `POST /_stub/behaviour` -> {"latency_ms", "fail_status", "fail_next", "break_stream_after",
-  "temperature_noise", "valid_keys", "models_status"}; fields left out keep their value;
+  "temperature_noise", "valid_keys", "models_status", "trickle_ms"}; fields left out keep
+  their value;
   `valid_keys` (a list of bearer keys) makes every other key, or none, get OpenAI's 401
 - `POST /_stub/reset`     -> calls = 0, default behaviour
 """
@@ -48,6 +49,7 @@ class StubBehaviour:
     temperature_noise: bool = True  # temperature > 0 varies the answer per call
     valid_keys: list[str] | None = None  # accepted bearer keys (None: any or none)
     models_status: int = 200  # status of GET /models for an accepted key (404: no such route)
+    trickle_ms: float = 0.0  # send a non-streamed answer in 16-byte pieces this far apart
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -188,6 +190,15 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
                 ],
                 "usage": usage,
             }
+            if behaviour.trickle_ms:
+                data = orjson.dumps(completion)
+
+                async def trickle() -> AsyncIterator[bytes]:
+                    for start in range(0, len(data), 16):
+                        yield data[start : start + 16]
+                        await asyncio.sleep(behaviour.trickle_ms / 1000)
+
+                return StreamingResponse(trickle(), media_type="application/json")
             return Response(orjson.dumps(completion), media_type="application/json")
 
         state["streamed"] += 1

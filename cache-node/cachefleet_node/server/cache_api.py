@@ -103,7 +103,11 @@ async def lookup(http_request: Request) -> Response:
     runtime = runtime_of(http_request)
     caller = await caller_of(http_request, runtime)
     body = decode_json_object(
-        await read_body(http_request, runtime.config.server.max_request_bytes)
+        await read_body(
+            http_request,
+            runtime.config.server.max_request_bytes,
+            runtime.config.server.body_timeout_s,
+        )
     )
     _, plan = plan_request(runtime.engine.router, http_request.headers, body, caller.tenant)
     outcome = await runtime.engine.lookup(plan)

@@ -70,7 +70,10 @@ def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
 
 async def parse_body(request: Request, runtime: NodeRuntime, model: type[M]) -> M:
     """Read, decode and validate a JSON body; 400 naming the bad parameter."""
-    data = decode_json_object(await read_body(request, runtime.config.server.max_request_bytes))
+    server = runtime.config.server
+    data = decode_json_object(
+        await read_body(request, server.max_request_bytes, server.body_timeout_s)
+    )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

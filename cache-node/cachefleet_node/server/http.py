@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -29,8 +30,9 @@ def json_response(
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or a 413 as soon as it exceeds `limit` bytes."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body; 413 as soon as it exceeds `limit` bytes, 408 if it has not arrived
+    within `timeout_s` (an upload that never ends must not hold a connection)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(
@@ -38,13 +40,23 @@ async def read_body(request: Request, limit: int) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(
-                413, f"request body exceeds the {limit}-byte limit", code="request_too_large"
-            )
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(
+                        413,
+                        f"request body exceeds the {limit}-byte limit",
+                        code="request_too_large",
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(
+            408,
+            f"the request body did not arrive within {timeout_s:g}s",
+            code="request_timeout",
+        ) from None
     return b"".join(chunks)
 
 

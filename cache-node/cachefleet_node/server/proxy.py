@@ -190,7 +190,9 @@ async def chat_completions(http_request: Request) -> Response:
     """OpenAI-compatible chat completions, answered from cache when possible."""
     started = time.perf_counter()
     runtime = _runtime(http_request)
-    raw = await read_body(http_request, runtime.config.server.max_request_bytes)
+    raw = await read_body(
+        http_request, runtime.config.server.max_request_bytes, runtime.config.server.body_timeout_s
+    )
     caller = runtime.tenants.resolve(http_request.headers.get("authorization"))
     body = decode_json_object(raw)
     request, plan = plan_request(runtime.engine.router, http_request.headers, body, caller.tenant)
@@ -301,6 +303,7 @@ async def _from_upstream(
     """The upstream's answer, relayed; written back when cacheable; landed for followers."""
     headers = runtime.upstream.headers(http_request.headers, caller.forward_auth)
     upstream_started = time.perf_counter()
+    deadline = runtime.upstream.deadline()  # connect, first byte and whole body
     # A streamed answer is stored with its token counts: ask for them, hide them from a client
     # that did not (an upstream that refuses `stream_options` is asked without from then on).
     ask_usage = (
@@ -312,7 +315,7 @@ async def _from_upstream(
     )
     try:
         upstream = await runtime.upstream.send(
-            _with_usage(request) if ask_usage else raw, headers, stream=request.stream
+            _with_usage(request) if ask_usage else raw, headers, request.stream, deadline
         )
         if ask_usage and upstream.status_code == 400:
             refusal = await upstream.aread()  # kept by the response: relayed below if final
@@ -320,7 +323,7 @@ async def _from_upstream(
                 await upstream.aclose()
                 runtime.upstream.accepts_stream_options = False
                 log.warning("upstream_refuses_stream_options")
-                upstream = await runtime.upstream.send(raw, headers, stream=request.stream)
+                upstream = await runtime.upstream.send(raw, headers, request.stream, deadline)
             ask_usage = False
     except httpx.HTTPError as exc:
         runtime.engine.record(plan.namespace, plan.model, outcome)
@@ -341,7 +344,15 @@ async def _from_upstream(
     if request.stream and upstream.is_success and is_sse:
         return StreamingResponse(
             _relay_stream(
-                runtime, plan, outcome, upstream, started, upstream_started, flight, ask_usage
+                runtime,
+                plan,
+                outcome,
+                upstream,
+                started,
+                upstream_started,
+                deadline,
+                flight,
+                ask_usage,
             ),
             status_code=upstream.status_code,
             headers=out_headers,
@@ -351,7 +362,10 @@ async def _from_upstream(
         )
 
     try:
-        content = await upstream.aread()
+        if upstream.is_stream_consumed:  # read whole by `send` (not streamed) or a refusal
+            content = upstream.content
+        else:
+            content = b"".join([part async for part in runtime.upstream.relay(upstream, deadline)])
     except httpx.HTTPError as exc:
         runtime.engine.record(plan.namespace, plan.model, outcome)
         return _upstream_unreachable(plan, outcome, exc)
@@ -393,6 +407,7 @@ async def _relay_stream(
     upstream: httpx.Response,
     started: float,
     upstream_started: float,
+    deadline: float,
     flight: str | None = None,
     hide_usage: bool = False,
 ) -> AsyncIterator[bytes]:
@@ -402,7 +417,7 @@ async def _relay_stream(
     usage_filter = UsageChunkFilter() if hide_usage else None
     completed = False
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in runtime.upstream.relay(upstream, deadline):
             try:
                 recorder.feed(chunk)
             except Exception:  # the recorder never breaks a relay; record nothing then
