@@ -72,7 +72,8 @@ def finished(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
 def entries(url: str, namespace: str) -> int:
     from lifecycle_harness import get_json
 
-    return int((get_json(f"{url}/v1/cache/namespaces")["entries"] or {}).get(namespace, 0))
+    report = get_json(f"{url}/v1/cache/namespaces", key=KEYS["ops"])  # admin only
+    return int((report["entries"] or {}).get(namespace, 0))
 
 
 def test_dry_run_then_a_tenant_scoped_purge_then_a_semantic_one(

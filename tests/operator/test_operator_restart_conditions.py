@@ -33,6 +33,7 @@ from cachefleet_operator.domain.status import (
     status_differs,
 )
 from cachefleet_operator.services.discovery import NodeDiscovery
+from cachefleet_operator.services.nodeaccess import NodeAccess
 from cachefleet_operator.services.stats import StatsCollector, StatsTarget
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -239,7 +240,7 @@ class FakeNodes:
     def __init__(self, readiness: dict[str, Any] | None) -> None:
         self._readiness = readiness
 
-    async def stats(self, base_url: str) -> dict[str, Any]:
+    async def stats(self, base_url: str, *, api_key: str | None = None) -> dict[str, Any]:
         raise OSError("no stats in this test")
 
     async def readiness(self, base_url: str) -> dict[str, Any]:
@@ -249,8 +250,10 @@ class FakeNodes:
 
 
 def collector(readiness: dict[str, Any] | None, changes: list[tuple[str, str]]) -> StatsCollector:
+    discovery = NodeDiscovery(cast(Any, None), from_annotation=True)
     return StatsCollector(
-        discovery=NodeDiscovery(cast(Any, None), from_annotation=True),
+        discovery=discovery,
+        access=NodeAccess(cast(Any, None), discovery),
         nodes=cast(NodeClient, FakeNodes(readiness)),
         metrics=OperatorMetrics(),
         interval=60,

@@ -52,7 +52,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        openapi_url=None,  # served by `ops`: behind the tenant keys when they are configured
+        docs_url=None,
         redoc_url=None,
     )
     app.state.runtime = node

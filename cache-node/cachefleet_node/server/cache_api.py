@@ -272,8 +272,10 @@ async def _refuse_active(runtime: NodeRuntime, namespaces: list[str]) -> None:
 @router.get("/namespaces")
 async def namespaces(http_request: Request) -> Response:
     """Configured namespaces, the cache namespace each one uses, the embedding spaces, and the
-    entries of every cache namespace this node knows (`null` if the store is unreachable)."""
+    entries of every cache namespace this node knows (`null` if the store is unreachable).
+    With tenant keys, admin only: it spans every tenant."""
     runtime = runtime_of(http_request)
+    await require_admin(http_request, runtime, "reading the fleet's namespaces")
     engine = runtime.engine
     active = engine.router.all_active()
     entries: dict[str, int] | None = None
@@ -308,8 +310,10 @@ async def switch_namespace(http_request: Request) -> Response:
 
 @router.get("/stats")
 async def stats(http_request: Request) -> Response:
-    """Per-namespace requests, hits by tier, entries, tokens and dollars saved."""
+    """Per-namespace requests, hits by tier, entries, tokens and dollars saved. With tenant
+    keys, admin only: the counters span every tenant."""
     runtime = runtime_of(http_request)
+    await require_admin(http_request, runtime, "reading the fleet's stats")
     engine = runtime.engine
     names = set(engine.router.all_active().values()) | set(engine.stats.totals)
     report: dict[str, Any] = {}

@@ -170,8 +170,11 @@ async def reembed(http_request: Request) -> Response:
 @router.get("/embedding")
 async def embedding(http_request: Request) -> Response:
     """The embedding space serving lookups (`active`) and the migration's other one (`next`):
-    each `{model_id, space, collection}`; `next` is null without a migration."""
-    return json_response(runtime_of(http_request).engine.describe_embedding())
+    each `{model_id, space, collection}`; `next` is null without a migration. With tenant
+    keys, admin only."""
+    runtime = runtime_of(http_request)
+    await require_admin(http_request, runtime, "reading the embedding spaces")
+    return json_response(runtime.engine.describe_embedding())
 
 
 @router.post("/embedding/switch", openapi_extra=openapi_body(EmbeddingSwitchRequest))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cachefleet_node.runtime import NodeRuntime
@@ -25,6 +26,20 @@ async def metrics(request: Request) -> Response:
     return Response(
         generate_latest(_runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> Response:
+    """The OpenAPI description; with tenant keys configured, for key holders only."""
+    _runtime(request).tenants.resolve(request.headers.get("authorization"))
+    return json_response(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs(request: Request) -> HTMLResponse:
+    """Swagger UI over `/openapi.json` (with tenant keys, for key holders only)."""
+    _runtime(request).tenants.resolve(request.headers.get("authorization"))
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=request.app.title)
 
 
 @router.get("/healthz")

@@ -84,9 +84,12 @@ class NodeClient:
         except ValueError as error:
             raise NodeError(f"{method} {url}: not JSON", status=response.status_code) from error
 
-    async def stats(self, base_url: str) -> dict[str, Any]:
-        """Counters per cache namespace (node and fleet), entries, tier flags."""
-        result: dict[str, Any] = await self._call("GET", f"{base_url}/v1/cache/stats")
+    async def stats(self, base_url: str, *, api_key: str | None = None) -> dict[str, Any]:
+        """Counters per cache namespace (node and fleet), entries, tier flags (with tenants,
+        an admin key)."""
+        result: dict[str, Any] = await self._call(
+            "GET", f"{base_url}/v1/cache/stats", api_key=api_key
+        )
         return result
 
     async def readiness(self, base_url: str) -> dict[str, Any]:

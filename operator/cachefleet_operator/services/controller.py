@@ -92,6 +92,7 @@ class Controller:
         self.access = NodeAccess(kube, self.discovery)
         self.collector = StatsCollector(
             discovery=self.discovery,
+            access=self.access,
             nodes=nodes,
             metrics=metrics,
             interval=config.stats_interval,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from cachefleet_operator.adapters.kube import SECRETS, KubeClient
 from cachefleet_operator.api.v1alpha1 import SemanticCache
+from cachefleet_operator.api.v1alpha1.semanticcache import Auth
 from cachefleet_operator.domain.endpoints import ENDPOINTS_ANNOTATION
 from cachefleet_operator.domain.naming import Component, child_name
 from cachefleet_operator.services.discovery import NodeDiscovery
@@ -40,14 +41,17 @@ class NodeAccess:
 
     async def admin_key(self, cache: SemanticCache) -> AdminKey:
         """The first `admin` tenant's key from `spec.auth.apiKeysSecretRef` (no auth: none)."""
-        auth = cache.spec.auth
+        return await self.admin_key_for(cache.metadata.namespace or "", cache.spec.auth)
+
+    async def admin_key_for(self, namespace: str, auth: Auth | None) -> AdminKey:
+        """`admin_key` of a cache in `namespace` with that `spec.auth`."""
         if auth is None:
             return AdminKey(True)
         admins = [tenant.name for tenant in auth.tenants if tenant.admin]
         secret_name = auth.api_keys_secret_ref.name
         if not admins:
             return AdminKey(False, problem="spec.auth has no admin tenant")
-        secret = await self._kube.get(SECRETS, cache.metadata.namespace or "", secret_name)
+        secret = await self._kube.get(SECRETS, namespace, secret_name)
         value = ((secret or {}).get("data") or {}).get(admins[0])
         if value is None:
             return AdminKey(False, problem=f"Secret {secret_name} has no key {admins[0]}")

@@ -124,6 +124,7 @@ def stats_target(
         ),
         external_redis=cache.spec.exact_tier.external is not None,
         external_milvus=cache.spec.semantic_tier.external is not None,
+        auth=cache.spec.auth,
     )
 
 

@@ -20,6 +20,7 @@ import structlog
 from cachefleet_operator.adapters.kube import ApiError
 from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.adapters.nodes import NodeClient, NodeError
+from cachefleet_operator.api.v1alpha1.semanticcache import Auth
 from cachefleet_operator.domain.hitrate import (
     HitRateReport,
     HitRateWindow,
@@ -29,6 +30,7 @@ from cachefleet_operator.domain.hitrate import (
 )
 from cachefleet_operator.domain.status import TierHealth
 from cachefleet_operator.services.discovery import NodeDiscovery
+from cachefleet_operator.services.nodeaccess import NodeAccess
 from cachefleet_operator.services.workqueue import QueueClosed, WorkQueue
 
 __all__ = ["StatsCollector", "StatsTarget", "tier_health"]
@@ -49,6 +51,7 @@ class StatsTarget:
     cache_namespaces: tuple[str, ...]
     external_redis: bool
     external_milvus: bool
+    auth: Auth | None = None  # `spec.auth`: the stats route needs the admin tenant's key
 
     @property
     def key(self) -> CacheKey:
@@ -103,6 +106,7 @@ class StatsCollector:
         self,
         *,
         discovery: NodeDiscovery,
+        access: NodeAccess,
         nodes: NodeClient,
         metrics: OperatorMetrics,
         interval: float,
@@ -112,6 +116,7 @@ class StatsCollector:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._discovery = discovery
+        self._access = access
         self._nodes = nodes
         self._metrics = metrics
         self.interval = interval
@@ -201,8 +206,12 @@ class StatsCollector:
                 state, TierHealth(None, None, "no cache node endpoint", collected=True)
             )
             return
+        admin = await self._access.admin_key_for(target.namespace, target.auth)
         stats, readiness = await asyncio.gather(
-            asyncio.gather(*(self._nodes.stats(url) for url in urls), return_exceptions=True),
+            asyncio.gather(
+                *(self._nodes.stats(url, api_key=admin.value) for url in urls),
+                return_exceptions=True,
+            ),
             asyncio.gather(*(self._nodes.readiness(url) for url in urls), return_exceptions=True),
         )
         responses = [item for item in stats if isinstance(item, dict)]
