@@ -129,8 +129,9 @@ k8s-bins: venv
 k8s-gomod: venv
 	@$(CLUSTER) gomod
 
-## Start the full profile (etcd, apiserver, controller-manager, scheduler, kwok + fake CPU/GPU nodes)
-## in the background, state in ~/.cache/cachefleet/cluster; prints the `export KUBECONFIG=...` line.
+## Start the full profile (etcd, apiserver, controller-manager, scheduler, kwok + fake CPU/GPU nodes,
+## a default StorageClass) in the background, state in ~/.cache/cachefleet/cluster; prints the
+## `export KUBECONFIG=...` line and an `export PATH=...` line (the venv's kubectl, the built helm).
 cluster-up: venv k8s-bins
 	@$(CLUSTER) up --profile full
 

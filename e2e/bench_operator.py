@@ -133,19 +133,7 @@ def ready(runs: int, workdir: Path) -> dict[str, Any]:
                 timeout_s=60,
                 what="default ServiceAccount",
             )
-            for size in ("10Gi", "20Gi"):
-                kubectl.apply(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "PersistentVolume",
-                        "metadata": {"name": f"{namespace}-{size.lower()}"},
-                        "spec": {
-                            "capacity": {"storage": size},
-                            "accessModes": ["ReadWriteOnce"],
-                            "hostPath": {"path": f"/tmp/{namespace}-{size}"},
-                        },
-                    }
-                )
+            # The managed tiers' claims bind to the default StorageClass's volumes.
             operator = start_operator(cluster, workdir, namespaces=[namespace], name=f"op-{run}")
             try:
                 kubectl.apply(in_namespace(documents(EXAMPLES / "modelversion.yaml")[0], namespace))

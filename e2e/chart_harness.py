@@ -128,24 +128,3 @@ def service_account_kubeconfig(
 def as_kubectl(cluster: Cluster, kubeconfig: Path) -> Kubectl:
     cluster.assert_ours(kubeconfig)
     return Kubectl(cluster.binaries.kubectl, kubeconfig)
-
-
-def adopt_crds(kubectl: Kubectl, release: str, namespace: str) -> list[str]:
-    """Give CRDs installed without Helm (`kubectl apply -f crds/`) Helm's ownership metadata,
-    so that the release can take them over (charts/cachefleet/README.md, "CRDs")."""
-    adopted = []
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        if kubectl.run("get", "crd", name, check=False).returncode != 0:
-            continue
-        kubectl("label", "--overwrite", "crd", name, "app.kubernetes.io/managed-by=Helm")
-        kubectl(
-            "annotate",
-            "--overwrite",
-            "crd",
-            name,
-            f"meta.helm.sh/release-name={release}",
-            f"meta.helm.sh/release-namespace={namespace}",
-        )
-        adopted.append(name)
-    return adopted

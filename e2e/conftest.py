@@ -3,7 +3,8 @@
 ``kube_api`` (marker ``apiserver``): etcd + kube-apiserver. ``kube_cluster`` (marker ``cluster``):
 also controller-manager, scheduler and kwok with fake CPU and GPU nodes. Both are session-scoped,
 start on free loopback ports in a temp dir and are torn down at the end of the session, on
-Ctrl-C/SIGTERM and when a test fails. They only ever hand out kubeconfigs they wrote themselves.
+Ctrl-C/SIGTERM and when a test fails. ``fresh_kube_cluster`` (marker ``cluster``) is a full
+profile of one test's own. They only ever hand out kubeconfigs they wrote themselves.
 
 When the binaries are missing (no Go, failed build), tests using them skip with the reason —
 except with CI=true, where they fail.
@@ -23,7 +24,11 @@ from cluster import BinariesUnavailable, Cluster, ControlPlane, Profile, locate,
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-_FIXTURE_MARKERS = {"kube_api": "apiserver", "kube_cluster": "cluster"}
+_FIXTURE_MARKERS = {
+    "kube_api": "apiserver",
+    "kube_cluster": "cluster",
+    "fresh_kube_cluster": "cluster",
+}
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
@@ -71,6 +76,13 @@ def kube_api() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def kube_cluster() -> Iterator[Cluster]:
     """The full profile: controllers, scheduler, kwok with fake CPU and GPU nodes."""
+    yield from _start(Profile.FULL)
+
+
+@pytest.fixture
+def fresh_kube_cluster() -> Iterator[Cluster]:
+    """A full profile of its own, empty, stopped after the test: what `make cluster-up` starts
+    (the same ControlPlane), for a test that must begin from an empty cluster."""
     yield from _start(Profile.FULL)
 
 

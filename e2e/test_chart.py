@@ -41,7 +41,6 @@ from chart_harness import (
     ROOT,
     Helm,
     HelmError,
-    adopt_crds,
     as_kubectl,
     documents,
     find,
@@ -442,12 +441,12 @@ def release(kube_cluster: Cluster, helm: Helm) -> Iterator[Helm]:
             },
         }
     )
-    # Other tests of this session may have installed the CRDs with kubectl: adopt them.
-    adopted = adopt_crds(kubectl, RELEASE, RELEASE_NAMESPACE)
-    if adopted:
-        print(f"\nadopting CRDs installed without Helm: {', '.join(adopted)}")
-    (install,) = commands_of("docs/quickstart.md", "helm install cachefleet charts/cachefleet")
+    install, adopt = commands_of("docs/quickstart.md", "helm install cachefleet charts/cachefleet")
     assert commands_of("charts/cachefleet/README.md", "helm install") == [install]
+    # Other tests of this session may have installed the CRDs with kubectl: then the
+    # quickstart's `--take-ownership` variant, which adopts them.
+    if kubectl.run("get", "crd", "semanticcaches.cachefleet.io", check=False).returncode == 0:
+        install = adopt
     print("\n" + _bash(bound, f"{install} --wait --timeout=180s"))
     try:
         yield bound
@@ -512,31 +511,6 @@ def test_the_service_account_has_nothing_beyond_the_rules(
     assert not granted, f"the chart's ServiceAccount may also: {granted}"
 
 
-@pytest.fixture
-def volumes(kube_cluster: Cluster, cluster_namespace: str) -> Iterator[None]:
-    """Volumes for the managed tiers' claims of the GPU example (no provisioner here)."""
-    kubectl = kube_cluster.kubectl
-    names = []
-    for size in ("10Gi", "20Gi", "10Gi", "20Gi"):
-        name = f"{cluster_namespace}-{len(names)}"
-        names.append(name)
-        kubectl.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": name},
-                "spec": {
-                    "capacity": {"storage": size},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "hostPath": {"path": f"/tmp/{name}"},
-                },
-            }
-        )
-    yield
-    kubectl.run("delete", "pv", *names, "--wait=false", check=False)
-
-
 def _gpu_example(namespace: str, name: str) -> list[dict[str, Any]]:
     docs = documents((EXAMPLES / "semanticcache-gpu.yaml").read_text())
     cache = copy.deepcopy(docs[-1])
@@ -560,7 +534,7 @@ def _wait_ready(kubectl: Kubectl, obj: str, namespace: str, timeout_s: int = 180
 
 
 def test_operator_with_the_chart_service_account_reconciles_and_fails_when_narrowed(
-    kube_cluster: Cluster, release: Helm, cluster_namespace: str, volumes: None, tmp_path: Path
+    kube_cluster: Cluster, release: Helm, cluster_namespace: str, tmp_path: Path
 ) -> None:
     """The operator as a local process, with a token of the chart's ServiceAccount and the
     chart's arguments (all namespaces): the GPU example (StatefulSets, Deployments, Services,

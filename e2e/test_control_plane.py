@@ -18,6 +18,7 @@ from cluster import (
     wait_for,
 )
 from cluster.kube import write_kubeconfig
+from cluster.storage import HOSTPATH_ROOT, STORAGE_CLASS
 from cluster.versions import Versions
 
 GROUP = "e2e.cachefleet.dev"
@@ -398,4 +399,72 @@ def test_deleting_an_owner_garbage_collects_its_children(
 
     wait_for(
         collected, timeout_s=120, what="ReplicaSets, Pods and the child ConfigMap to be collected"
+    )
+
+
+@pytest.mark.cluster
+def test_claims_of_the_default_storage_class_bind_and_their_volumes_go_with_them(
+    kube_cluster: Cluster, cluster_namespace: str
+) -> None:
+    """A claim without a class (as the operator's volumeClaimTemplates render it) gets the
+    default StorageClass and a hostPath volume from kube-controller-manager; a StatefulSet's
+    pod on it is scheduled and Ready; deleting the claim deletes the PV and its directory."""
+    kubectl = kube_cluster.kubectl
+    ns = cluster_namespace
+    classes = kubectl.json("get", "storageclass")["items"]
+    default = [
+        c["metadata"]["name"]
+        for c in classes
+        if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
+    ]
+    assert default == [STORAGE_CLASS]
+    container = {
+        "name": "db",
+        "image": "registry.invalid/db:1",
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    template = deployment("db", ns, 1, pod_spec={"containers": [container]})["spec"]["template"]
+    kubectl.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": ns},
+            "spec": {
+                "replicas": 1,
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": template,
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "7Gi"}},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    kubectl("wait", "--for=condition=Ready", "pod/db-0", "-n", ns, "--timeout=120s")
+    claim = kubectl.json("get", "pvc", "data-db-0", "-n", ns)
+    assert claim["spec"]["storageClassName"] == STORAGE_CLASS
+    assert claim["status"]["phase"] == "Bound"
+    volume = kubectl.json("get", "pv", claim["spec"]["volumeName"])
+    assert volume["spec"]["capacity"]["storage"] == "7Gi"
+    path = Path(volume["spec"]["hostPath"]["path"])
+    assert path.parent == HOSTPATH_ROOT
+    assert path.is_dir()
+
+    kubectl("delete", "statefulset", "db", "-n", ns, "--wait=true")
+    kubectl("delete", "pod", "db-0", "-n", ns, "--ignore-not-found", "--wait=true")
+    kubectl("delete", "pvc", "data-db-0", "-n", ns, "--wait=true")
+    wait_for(
+        lambda: (
+            kubectl.run("get", "pv", volume["metadata"]["name"], check=False).returncode != 0
+            and not path.exists()
+        ),
+        timeout_s=60,
+        what="the PV and its directory to be deleted with the claim",
     )

@@ -1,8 +1,8 @@
 """The examples on the full local control plane: Ready on kwok nodes, then real traffic.
 
-- `examples/semanticcache-gpu.yaml` (managed Redis and Milvus on volumes, GPU embedding pods,
-  autoscaled nodes) becomes `Ready=True` on kwok's fake nodes: `kubectl wait` works, the GPU
-  pods land on GPU nodes.
+- `examples/semanticcache-gpu.yaml` (managed Redis and Milvus on volumes of the cluster's
+  default StorageClass, GPU embedding pods, autoscaled nodes) becomes `Ready=True` on kwok's
+  fake nodes: `kubectl wait` works, the GPU pods land on GPU nodes.
 - `examples/semanticcache-dev.yaml` (external Redis from a Secret, Milvus Lite in the node):
   the node pods are kwok's, so a real `cachefleet-node` process runs the config the operator
   rendered, against a real redis-server and the stub upstream; the operator finds it through
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,30 +52,6 @@ def kubectl(kube_cluster: Cluster) -> Kubectl:
     return kube_cluster.kubectl
 
 
-@pytest.fixture
-def volumes(kubectl: Kubectl, cluster_namespace: str) -> Iterator[None]:
-    """Pre-provisioned volumes for the managed tiers' claims (no provisioner runs here)."""
-    names = []
-    for size in ("10Gi", "20Gi"):
-        name = f"{cluster_namespace}-{size.lower()}"
-        names.append(name)
-        kubectl.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": name},
-                "spec": {
-                    "capacity": {"storage": size},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "hostPath": {"path": f"/tmp/{name}"},
-                },
-            }
-        )
-    yield
-    kubectl.run("delete", "pv", *names, "--wait=false", check=False)
-
-
 def pods(kubectl: Kubectl, namespace: str, component: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = kubectl.json(
         "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/component={component}"
@@ -88,7 +63,6 @@ def test_examples_become_ready_and_show_the_hit_rate(
     kube_cluster: Cluster,
     kubectl: Kubectl,
     cluster_namespace: str,
-    volumes: None,
     tmp_path: Path,
 ) -> None:
     ns = cluster_namespace

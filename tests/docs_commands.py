@@ -115,11 +115,15 @@ EXERCISED: tuple[Exercised, ...] = (
     ),
     Exercised(
         r"kubectl apply --server-side -f crds/",
-        "e2e/test_docs_commands.py::test_quickstart_fleet_commands",
+        "e2e/test_docs_commands.py::test_helm_install_adopts_crds_applied_with_kubectl",
     ),
     Exercised(
         r"(\.venv/bin/)?cachefleet-operator (--namespace inference|--all-namespaces)",
         "e2e/test_operator_cluster.py::test_examples_become_ready_and_show_the_hit_rate",
+    ),
+    Exercised(
+        r"\.venv/bin/cachefleet-operator --all-namespaces --node-endpoints-from-annotation",
+        "e2e/test_docs_commands.py::test_quickstart_top_to_bottom_reaches_ready",
     ),
     Exercised(
         r"kubectl apply -n inference -f examples/modelversion\.yaml -f examples/semanticcache-gpu\.yaml",
@@ -143,7 +147,8 @@ EXERCISED: tuple[Exercised, ...] = (
     Exercised(r"make k8s-bins", "make k8s-bins"),  # a prerequisite of `make test`
     Exercised(
         r"make (cluster-up|cluster-status|cluster-down)",
-        "not exercised: wraps `python -m cluster`, whose ControlPlane the e2e fixtures start; run by hand",
+        "not exercised: wraps `python -m cluster`, whose ControlPlane the e2e fixtures start "
+        "(docs/quickstart.md's on `fresh_kube_cluster`); run by hand",
     ),
     Exercised(
         r"export KUBECONFIG=~/\.cache/cachefleet/cluster/kubeconfig",
@@ -163,11 +168,15 @@ EXERCISED: tuple[Exercised, ...] = (
     # docs/quickstart.md and charts/cachefleet/README.md: the chart, on the full local cluster
     Exercised(
         r"helm install cachefleet charts/cachefleet --namespace cachefleet-system --create-namespace",
-        "e2e/test_chart.py::test_install_runs_the_operator_pod_on_a_kwok_node",
+        "e2e/test_docs_commands.py::test_quickstart_top_to_bottom_reaches_ready",
+    ),
+    Exercised(
+        r"helm install cachefleet charts/cachefleet --namespace cachefleet-system --create-namespace --take-ownership",
+        "e2e/test_docs_commands.py::test_helm_install_adopts_crds_applied_with_kubectl",
     ),
     Exercised(
         r"kubectl -n cachefleet-system rollout status deployment/cachefleet",
-        "e2e/test_chart.py::test_install_runs_the_operator_pod_on_a_kwok_node",
+        "e2e/test_docs_commands.py::test_quickstart_top_to_bottom_reaches_ready",
     ),
     Exercised(
         r"kubectl -n team-chat port-forward svc/chat-node 8080:8080",
@@ -179,11 +188,11 @@ EXERCISED: tuple[Exercised, ...] = (
     ),
     Exercised(
         r"kubectl apply --server-side -k examples/gitops/cachefleet|kubectl get -n team-chat .*|kubectl delete namespace team-chat",
-        "e2e/test_docs_commands.py::test_quickstart_fleet_commands",
+        "e2e/test_docs_commands.py::test_quickstart_top_to_bottom_reaches_ready",
     ),
     Exercised(
         r"kubectl wait -n team-chat --for=condition=Ready scache/chat --timeout=10m",
-        "e2e/test_operator_cluster.py::test_examples_become_ready_and_show_the_hit_rate",
+        "e2e/test_docs_commands.py::test_quickstart_top_to_bottom_reaches_ready",
     ),
     # docs/lifecycle.md: a rollover and a CacheInvalidation
     Exercised(

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import build, gomod
-from .binaries import BinariesUnavailable, find_kubectl
+from .binaries import BinariesUnavailable, find_kubectl, locate
 from .control_plane import (
     ControlPlane,
     NotOurs,
@@ -29,6 +29,23 @@ def default_state_dir() -> Path:
     return cache_root() / "cluster"
 
 
+def path_line() -> str | None:
+    """`export PATH=...` with the kubectl and helm of the pins first (docs/quickstart.md uses
+    both), or None when the binaries are not built."""
+    try:
+        dirs = dict.fromkeys(str(p.parent) for p in (find_kubectl(), locate().helm))
+    except BinariesUnavailable:
+        return None
+    return f"export PATH={':'.join(dirs)}:$PATH"
+
+
+def _print_exports(kubeconfig: object) -> None:
+    print(f"export KUBECONFIG={kubeconfig}")
+    line = path_line()
+    if line:
+        print(line)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -40,7 +57,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         records = state_records(state)
         if records and all(r.alive() for r in records):
             print(f"cluster: already running ({state.get('profile')}) in {workdir}")
-            print(f"export KUBECONFIG={state.get('kubeconfig')}")
+            _print_exports(state.get("kubeconfig"))
             return 0
         print(f"cluster: cleaning up a stopped cluster in {workdir}")
         stop_from_state(workdir)
@@ -66,7 +83,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"cluster: kwok nodes: {', '.join(cluster.nodes)}")
     print(f"cluster: non-admin kubeconfig ({cluster.user.user}): {cluster.user.kubeconfig}")
     print(f"cluster: logs in {workdir / 'logs'}; stop with `make cluster-down`")
-    print(cluster.export_line())
+    _print_exports(cluster.kubeconfig)
     return 0
 
 
@@ -96,7 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         kubectl = Kubectl(find_kubectl(), kubeconfig)
         ready = kubectl.run("get", "--raw", "/readyz", check=False)
         print(f"  /readyz: {ready.stdout.strip() or ready.stderr.strip()}")
-        print(f"export KUBECONFIG={kubeconfig}")
+        _print_exports(kubeconfig)
     return 0 if up else 3
 
 

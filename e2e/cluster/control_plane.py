@@ -2,7 +2,8 @@
 
 Profile ``api``: etcd + kube-apiserver (seconds to start). Profile ``full``: also
 kube-controller-manager, kube-scheduler and kwok with fake CPU and GPU nodes, so Deployments get
-Pods, Pods get scheduled and report Ready, and owner references are garbage-collected.
+Pods, Pods get scheduled and report Ready, owner references are garbage-collected, and claims of
+the default StorageClass ``standard`` get a volume (storage.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from pathlib import Path
 from types import TracebackType
 
 from . import pki as pki_mod
-from .binaries import Binaries, locate
+from .binaries import Binaries, BinariesUnavailable, find_kubectl, locate
 from .kube import Kubectl, kubeconfig_nonce, kubeconfig_server, write_kubeconfig
 from .nodes import KWOK_ANNOTATION, NodeSpec, default_nodes
 from .process import ManagedProcess, ProcessRecord, free_ports, port_open, stop_all
+from .storage import CONTROLLER_MANAGER_FLAG, remove_volume_dirs, storage_class
 
 STATE_FILE = "state.json"
 TEMP_PREFIX = "cachefleet-k8s-"
@@ -100,9 +102,6 @@ class Cluster:
     def env(self) -> dict[str, str]:
         """Environment variables that point a client (kopf, kubectl) at this cluster."""
         return {"KUBECONFIG": str(self.kubeconfig)}
-
-    def export_line(self) -> str:
-        return f"export KUBECONFIG={self.kubeconfig}"
 
     def assert_ours(self, kubeconfig: Path) -> None:
         """Refuse any kubeconfig that this control plane did not write."""
@@ -194,6 +193,8 @@ class ControlPlane:
             return
         self._stopped = True
         atexit.unregister(self.stop)
+        if self.cluster is not None and self.profile is Profile.FULL:
+            remove_volume_dirs(self.cluster.kubectl)
         records = [proc.record for proc in reversed(self.processes)]
         stop_all(records)
         for proc in self.processes:
@@ -363,6 +364,7 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--use-service-account-credentials=false",
                 "--concurrent-gc-syncs=5",
+                CONTROLLER_MANAGER_FLAG,  # volumes for the default StorageClass (storage.py)
             ],
             ports=[kcm_port],
         )
@@ -406,7 +408,7 @@ class ControlPlane:
     def _create_nodes(self, timeout_s: float) -> None:
         assert self.cluster is not None
         kubectl = self.cluster.kubectl
-        kubectl.create([node.manifest() for node in self.nodes])
+        kubectl.create([storage_class(), *(node.manifest() for node in self.nodes)])
         names = [node.name for node in self.nodes]
         self.cluster.nodes = names
 
@@ -547,6 +549,9 @@ def stop_from_state(workdir: Path, *, remove: bool = True) -> list[str]:
         raise NotOurs(f"{workdir} does not hold a control plane started by this package")
     records = state_records(state)
     running = [r.name for r in records if r.alive()]
+    if isinstance(kubeconfig, str) and state.get("profile") == Profile.FULL and running:
+        with contextlib.suppress(BinariesUnavailable):
+            remove_volume_dirs(Kubectl(find_kubectl(), Path(kubeconfig)))
     stop_all(list(reversed(records)))
     busy = [p for r in records for p in r.ports if port_open(p)]
     if busy:
