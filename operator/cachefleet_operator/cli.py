@@ -120,8 +120,9 @@ async def run(config: OperatorConfig) -> int:
     election, stand by until this process leads, and stop (exit code 1, the pod restarts and
     stands by) the moment it no longer does."""
     access = load_access(config.kubeconfig)
+    stop = _stop_on_signals()
     if not config.leader_election:
-        await _operate(config, access)
+        await _operate(config, access, stop)
         return 0
     kube = KubeClient(access, user_agent="cachefleet-operator")
     election = LeaderElection(
@@ -142,14 +143,14 @@ async def run(config: OperatorConfig) -> int:
     )
     await standby.start()
     try:
-        if not await _stand_by(election):
+        if not await _stand_by(election, stop):
             await kube.aclose()
             return 0  # stopped (SIGTERM) before leading
     finally:
         await standby.stop()
     lost = False
     holding = asyncio.create_task(election.hold())
-    operating = asyncio.create_task(_operate(config, access))
+    operating = asyncio.create_task(_operate(config, access, stop))
     try:
         done, _ = await asyncio.wait({holding, operating}, return_when=asyncio.FIRST_COMPLETED)
         if holding in done:
@@ -169,12 +170,19 @@ async def run(config: OperatorConfig) -> int:
     return 1 if lost else 0
 
 
-async def _stand_by(election: LeaderElection) -> bool:
-    """Wait to lead; False when SIGTERM/SIGINT came first (kopf handles them once it runs)."""
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM/SIGINT, and kopf's stop flag: the handlers stay until kopf
+    installs its own when it starts, so a signal between leading and kopf's start (or while
+    the process sets up) stops the operator cleanly instead of killing it (no Lease release)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _stand_by(election: LeaderElection, stop: asyncio.Event) -> bool:
+    """Wait to lead; False when SIGTERM/SIGINT came first."""
     acquiring = asyncio.create_task(election.acquire())
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -186,11 +194,9 @@ async def _stand_by(election: LeaderElection) -> bool:
     finally:
         for task in (acquiring, stopping):
             task.cancel()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
-async def _operate(config: OperatorConfig, access: ClusterAccess) -> None:
+async def _operate(config: OperatorConfig, access: ClusterAccess, stop: asyncio.Event) -> None:
     memo = kopf.Memo(config=config, access=access, ready=False)
     ready = asyncio.Event()
 
@@ -213,6 +219,7 @@ async def _operate(config: OperatorConfig, access: ClusterAccess) -> None:
             namespaces=config.namespaces,
             memo=memo,
             ready_flag=ready,
+            stop_flag=stop,  # a signal before kopf's own handlers are in place
         )
     finally:
         marker.cancel()
