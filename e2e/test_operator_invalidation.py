@@ -137,6 +137,8 @@ def test_dry_run_then_a_tenant_scoped_purge_then_a_semantic_one(
             assert condition(dry, "Complete")["reason"] == "DryRun"  # type: ignore[index]
             assert entries(fleet.urls[0], namespace) == 7
             wait_event(kubectl, ns, "dry", "DryRun")
+            _, row = kubectl("get", "cinv", "dry", "-n", ns).splitlines()
+            assert row.split()[:3] == ["dry", "Succeeded", "4"]  # REMOVED shows what it matched
 
             # The real thing: team-a's entries go, team-b's stay.
             kubectl.apply(invalidation(ns, "purge-a", name, scope={"tenant": "team-a"}))
@@ -180,6 +182,11 @@ def test_dry_run_then_a_tenant_scoped_purge_then_a_semantic_one(
             assert [e["reason"] for e in events(kubectl, ns, "purge-a")].count("Invalidated") == 1
 
             # Semantic scope: only entries close to the text, across tenants (admin).
+            semantic = {"similarTo": {"text": "how can I rotate my api keys", "minSimilarity": 0.8}}
+            kubectl.apply(invalidation(ns, "similar-dry", name, scope=semantic, dryRun=True))
+            assert finished(kubectl, ns, "similar-dry")["status"]["removed"]["store"] == 1
+            _, row = kubectl("get", "cinv", "similar-dry", "-n", ns).splitlines()
+            assert row.split()[:3] == ["similar-dry", "Succeeded", "1"]
             kubectl.apply(
                 invalidation(
                     ns, "similar", name,
@@ -196,7 +203,7 @@ def test_dry_run_then_a_tenant_scoped_purge_then_a_semantic_one(
             assert (
                 operator.metric("cachefleet_operator_invalidations_total", result="succeeded") == 2
             )
-            assert operator.metric("cachefleet_operator_invalidations_total", result="dry_run") == 1
+            assert operator.metric("cachefleet_operator_invalidations_total", result="dry_run") == 2
 
 
 def test_an_invalidation_of_a_missing_cache_fails_once(
