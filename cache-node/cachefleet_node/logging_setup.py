@@ -18,6 +18,15 @@ class _DropUnimplementedRpc(logging.Filter):
         return "Method not implemented" not in record.getMessage()
 
 
+def _route_to_root() -> None:
+    """Loggers that brought their own handlers (pymilvus installs plain-text ones that do not
+    propagate) write through the root's JSON handler instead."""
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            logger.handlers.clear()
+            logger.propagate = True
+
+
 def configure_logging(level: str = "info") -> None:
     """One JSON object per line on stdout, for structlog and stdlib loggers alike."""
     numeric = logging.getLevelName(level.upper())
@@ -51,6 +60,7 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
+    _route_to_root()
     for noisy in ("uvicorn.access", "httpx", "httpcore", "pymilvus", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("grpc._server").addFilter(_DropUnimplementedRpc())
