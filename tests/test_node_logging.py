@@ -3,9 +3,16 @@ included: pymilvus installs plain-text handlers of its own that do not propagate
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from node_harness import Stub, spawn_node, wait_ready
 
 SCRIPT = """
 import logging
@@ -31,3 +38,37 @@ def test_third_party_log_lines_are_json_with_their_tracebacks_inside() -> None:
     assert by_event["pymilvus says hello"]["logger"] == "pymilvus"
     assert "RuntimeError: deadline exceeded" in by_event["search failed"]["exception"]
     assert by_event["plain stdlib"]["level"] == "error"
+
+
+async def test_a_node_log_is_json_and_names_a_client_that_left(
+    tmp_path: Path, stub: Stub, model_dir: Path
+) -> None:
+    node = spawn_node(
+        {"upstream": {"base_url": stub.base_url}, "embedding": {"model_dir": str(model_dir)}},
+        tmp_path,
+        "logged",
+    )
+    try:
+        await wait_ready(node)
+        address = urlsplit(node.url)
+        _, writer = await asyncio.open_connection(address.hostname, address.port)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: node\r\n"
+            b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n" + b'{"model": '
+        )
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()  # the client leaves half-way through its upload
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(
+                f"{node.url}/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            )
+        assert answer.status_code == 200
+        await asyncio.sleep(0.5)
+    finally:
+        node.stop()
+    records = [json.loads(line) for line in node.log_path.read_text().splitlines() if line]
+    events = [record["event"] for record in records]
+    assert "client_disconnected" in events
+    assert "unhandled_error" not in events
