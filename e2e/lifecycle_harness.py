@@ -2,9 +2,10 @@
 
 - `milvus_process`: a Milvus Lite gRPC server (`milvus-lite server`) shared by the nodes;
 - `NodeFleet`: cache node processes started from the node ConfigMap the operator rendered,
-  on fixed loopback ports, restarted when the node Deployment's pod template changes its
-  `cachefleet.io/config-hash` (what a rollout does in a cluster), named in the cache's
-  `cachefleet.io/node-endpoints` annotation;
+  on fixed loopback ports, named in the cache's `cachefleet.io/node-endpoints` annotation. As
+  in a cluster: a ConfigMap change rewrites the nodes' config files in place (a ConfigMap
+  volume), and a change of the node Deployment's pod template (`cachefleet.io/config-hash`)
+  is a rollout: the nodes restart with FRESH data dirs (the pods' emptyDir);
 - clients for the proxy and the cache API, and direct reads of Redis keys and Milvus rows.
 """
 
@@ -211,7 +212,9 @@ class NodeFleet:
     ports: list[int] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     config_hash: str = ""
-    restarts: int = 0
+    config_text: str = ""
+    restarts: int = 0  # rollouts: pod-template changes seen by `sync`, and `rollout` calls
+    generation: int = 0  # data dirs in use: `<cache>-data-<index>-g<generation>`
 
     @property
     def urls(self) -> list[str]:
@@ -234,7 +237,7 @@ class NodeFleet:
     def _config(self, text: str, index: int) -> dict[str, Any]:
         config: dict[str, Any] = yaml.safe_load(text)
         config["node_id"] = f"{self.cache}-{index}"
-        config["data_dir"] = str(self.workdir / f"{self.cache}-data-{index}")
+        config["data_dir"] = str(self.workdir / f"{self.cache}-data-{index}-g{self.generation}")
         config["server"] = {"host": "127.0.0.1", "port": self.ports[index]}
         config["redis"] = {**config.get("redis", {}), "url": self.redis_url}
         for key in ("embedding", "embedding_next"):
@@ -250,7 +253,7 @@ class NodeFleet:
         if not self.ports:
             self.ports = free_ports(self.size)
         self.config_hash = self.rendered_hash()
-        config_text = self.rendered()
+        config_text = self.config_text = self.rendered()
         env = {
             **os.environ,
             "CACHEFLEET_EMBEDDING_MODEL_DIR": self.model_dir,
@@ -260,13 +263,12 @@ class NodeFleet:
         binary = Path(sys.executable).with_name("cachefleet-node")
         self.processes = []
         for index in range(self.size):
-            path = self.workdir / f"{self.cache}-node-{index}.yaml"
-            path.write_text(yaml.safe_dump(self._config(config_text, index)))
+            self._write_config(config_text, index)
             log = self.workdir / f"{self.cache}-node-{index}.log"
             with log.open("ab") as sink:
                 self.processes.append(
                     subprocess.Popen(
-                        [str(binary), "serve", "--config", str(path)],
+                        [str(binary), "serve", "--config", str(self._config_path(index))],
                         stdout=sink,
                         stderr=subprocess.STDOUT,
                         env=env,
@@ -282,6 +284,17 @@ class NodeFleet:
             {"metadata": {"annotations": {ENDPOINTS_ANNOTATION: ",".join(self.urls)}}},
         )
         return self.urls
+
+    def _config_path(self, index: int) -> Path:
+        return self.workdir / f"{self.cache}-node-{index}.yaml"
+
+    def _write_config(self, text: str, index: int) -> None:
+        """Replace the file at once (a ConfigMap volume swaps a symlink): a node that reads
+        it meanwhile sees the old or the new file, never half of one."""
+        path = self._config_path(index)
+        staged = path.with_suffix(".yaml.new")
+        staged.write_text(yaml.safe_dump(self._config(text, index)))
+        staged.replace(path)
 
     def _ready(self, index: int, url: str) -> bool:
         if self.processes[index].poll() is not None:
@@ -307,14 +320,26 @@ class NodeFleet:
         self.processes = []
 
     def sync(self) -> bool:
-        """Restart the nodes (same ports) from the current ConfigMap when the Deployment's
-        config hash changed: what its rollout does in a cluster. True if they were restarted."""
-        if self.rendered_hash() == self.config_hash:
-            return False
+        """What the kubelet and the Deployment controller do: a changed ConfigMap rewrites the
+        running nodes' config files in place; a changed pod template (config hash) is a
+        rollout: the nodes restart (same ports) with fresh data dirs. True on a rollout."""
+        if self.rendered_hash() != self.config_hash:
+            self.rollout()
+            return True
+        text = self.rendered()
+        if text != self.config_text:
+            self.config_text = text
+            for index in range(self.size):
+                self._write_config(text, index)
+        return False
+
+    def rollout(self) -> None:
+        """Replace every node (a rollout, a drain, a rescheduled pod): new processes on the
+        same ports, each with a new, empty data dir, as pods with an emptyDir volume get."""
         self.stop()
+        self.generation += 1
         self.start()
         self.restarts += 1
-        return True
 
     def namespaces(self, index: int = 0) -> dict[str, Any]:
         result: dict[str, Any] = get_json(f"{self.urls[index]}/v1/cache/namespaces")

@@ -8,7 +8,11 @@ redis-server and a Milvus Lite server, the real embedding model, the stub upstre
   switch time (ModelVersion edit → every node on the new namespace) is measured.
 - Flush and Keep; rollback within retention; warm-up refills the most-hit prompts.
 - Embedding-model change: thousands of entries re-embedded, the operator killed half-way and
-  restarted, the same hit behaviour at the end; the throughput is measured.
+  restarted, the same hit behaviour at the end; the throughput is measured. The nodes load
+  the next model live (no rollout: the Deployment's generation and config hash stay), and
+  after a later rollout with fresh node data dirs the hits are kept. With Milvus Lite in the
+  nodes (`semanticTier.embedded`), the same: no rollout, every node keeps its vectors; a
+  migration that would end with a rollout there (GPU embedding) is refused, visibly.
 
 Set CACHEFLEET_RECORD_BENCHMARKS=1 to write the measurements to docs/benchmarks/lifecycle.json.
 """
@@ -554,6 +558,22 @@ def migration(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any] | None:
     return result
 
 
+def node_deployment(kubectl: Kubectl, ns: str, name: str) -> tuple[int, str]:
+    """(metadata.generation, pod-template config hash) of the node Deployment: either moves
+    on every change of the pod template, that is on every rollout."""
+    deployment = kubectl.json("get", "deployment", f"{name}-node", "-n", ns)
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    return int(deployment["metadata"]["generation"]), str(
+        annotations.get("cachefleet.io/config-hash", "")
+    )
+
+
+def nodes_without_next(fleet: NodeFleet) -> bool:
+    """Every node dropped the other embedding space (taken live from the rewritten config)."""
+    fleet.sync()
+    return all(fleet.namespaces(i)["embedding"]["next"] is None for i in range(fleet.size))
+
+
 def test_embedding_change_reembeds_resumes_after_an_operator_kill_and_keeps_hits(
     kube_api: Cluster,
     kubectl: Kubectl,
@@ -615,17 +635,19 @@ def test_embedding_change_reembeds_resumes_after_an_operator_kill_and_keeps_hits
             before = hit_behaviour(fleet.urls[0], queries)
             hits_before = sum(1 for result, _ in before if result == "hit")
             assert 5 <= hits_before < len(queries), hits_before
+            deployment_before = node_deployment(kubectl, ns, name)
 
             json_patch(kubectl, "mv", MV, ns, {"spec": {"embeddingModel": COPY}})
 
             def phase() -> str | None:
-                fleet.sync()  # nodes restart when the operator renders a new config
+                fleet.sync()  # config files follow the ConfigMap; a new pod template rolls
                 found = migration(kubectl, ns, name)
                 return found["phase"] if found else None
 
             wait_for(lambda: phase() == "Reembedding", timeout_s=300, interval_s=0.5,
                      what="Reembedding")  # fmt: skip
-            assert fleet.restarts == 1  # with embedding_next
+            assert fleet.restarts == 0  # embedding_next loaded live
+            assert "embedding_next" in fleet.rendered()
             assert condition(scache(kubectl, ns, name), "RollingOver")["reason"] in (  # type: ignore[index]
                 "Reembedding",
                 "Switching",
@@ -658,8 +680,11 @@ def test_embedding_change_reembeds_resumes_after_an_operator_kill_and_keeps_hits
                 return None
 
             done = wait_for(finished, timeout_s=300, interval_s=0.5, what="the migration")
-            wait_for(lambda: (fleet.sync() or True) and fleet.restarts == 2, timeout_s=120,
+            wait_for(lambda: nodes_without_next(fleet), timeout_s=60,
                      what="nodes on the final config")  # fmt: skip
+            # Not one rollout during the whole migration.
+            assert fleet.restarts == 0
+            assert node_deployment(kubectl, ns, name) == deployment_before
             final_config = fleet.rendered()
             assert "embedding_next" not in final_config
             assert COPY in final_config
@@ -689,6 +714,17 @@ def test_embedding_change_reembeds_resumes_after_an_operator_kill_and_keeps_hits
 
             assert intents(after) == intents(before)
             assert operator.metric("cachefleet_operator_reembedded_entries_total") > 0
+
+            # A later rollout (an image upgrade, a drain): new processes, empty data dirs.
+            # Nothing of the migration lived there: same hits, on the new model.
+            fleet.rollout()
+            for index in range(2):
+                embedding = fleet.namespaces(index)["embedding"]
+                assert embedding["active"]["model_id"] == COPY
+                assert embedding["next"] is None
+            after_rollout = hit_behaviour(fleet.urls[0], queries)
+            assert [r for r, _ in after_rollout] == [r for r, _ in before]
+            assert intents(after_rollout) == intents(before)
     finally:
         if operator.process.popen.poll() is None:
             operator.stop()
@@ -711,8 +747,148 @@ def test_embedding_change_reembeds_resumes_after_an_operator_kill_and_keeps_hits
             "status_rate_per_s_incl_restart": at_kill.get("rate"),
             "processed_when_killed": at_kill.get("processed"),
             "operator_down_s": round(restarted - killed, 1),
+            "node_rollouts_during_migration": 0,
             "hit_behaviour_unchanged": True,
             "queries": len(queries),
             "hits": hits_before,
         },
+    )
+
+
+def test_embedding_migration_on_embedded_milvus_restarts_no_node_and_keeps_the_vectors(
+    kube_api: Cluster,
+    kubectl: Kubectl,
+    api_namespace: str,
+    tmp_path: Path,
+    redis_url: str,
+    upstream: str,
+    operator: OperatorProcess,
+) -> None:
+    """`semanticTier.embedded`: each node's vectors live in Milvus Lite in its data dir, an
+    emptyDir. The migration restarts no node (a rollout here would start them on empty data
+    dirs, as the harness does), every node re-embeds its own copy, and every node keeps its
+    hits on the new model."""
+    ns, name = api_namespace, "lite"
+    data = clinc()
+    prompts = list(dict.fromkeys(text for text, _ in data["train"]))[:2000]
+    queries = [text for text, _ in data["val"][::30]][:100]
+    mv = model_version_manifest(ns, version="v1")
+    extra = {
+        "semanticTier": {"embedded": {}},
+        "reembedding": {"ratePerSecond": 400, "batchSize": 200},
+        "policies": {"thresholds": {MINILM: 0.82, COPY: 0.82}},
+    }
+    start_cache(
+        kubectl, ns, name, redis_url=redis_url, milvus="", upstream=upstream, mv=mv,
+        extra_spec=extra,
+    )  # fmt: skip
+    with node_fleet(
+        kubectl=kubectl, namespace=ns, cache=name, workdir=tmp_path, redis_url=redis_url,
+        model_dir=model_dir(),
+    ) as fleet:  # fmt: skip
+        fleet.start()
+        assert "uri:" not in fleet.rendered()  # Milvus Lite under each node's data dir
+        wait_for(lambda: active_namespace(kubectl, ns, name), timeout_s=30, what="status")
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Written through node 0: the entries are in the shared Redis, the vectors only in
+        # node 0's Milvus Lite (node 1 finds none of them semantically).
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(
+                pool.map(
+                    lambda item: store(fleet.urls[0], item[1], f"answer {item[0]}: {item[1]}"),
+                    enumerate(prompts),
+                )
+            )
+        assert all(r.status == 201 for r in replies)
+        seen: list[list[tuple[str, str | None]]] = []
+
+        def stable() -> list[tuple[str, str | None]] | None:
+            """The hit behaviour once the vector writes (in the background) are all in."""
+            seen.append(hit_behaviour(fleet.urls[0], queries))
+            return seen[-1] if len(seen) > 1 and seen[-1] == seen[-2] else None
+
+        before = wait_for(stable, timeout_s=120, interval_s=1, what="stable hits")
+        assert 3 <= sum(1 for result, _ in before if result == "hit") < len(queries)
+        deployment_before = node_deployment(kubectl, ns, name)
+
+        json_patch(kubectl, "mv", MV, ns, {"spec": {"embeddingModel": COPY}})
+
+        def finished() -> dict[str, Any] | None:
+            fleet.sync()  # a rollout would restart the nodes on FRESH data dirs
+            obj = scache(kubectl, ns, name)
+            embedding = obj.get("status", {}).get("embedding") or {}
+            if embedding.get("model") == COPY and not embedding.get("migration"):
+                return obj
+            return None
+
+        wait_for(finished, timeout_s=300, interval_s=0.5, what="the migration")
+        wait_for(lambda: nodes_without_next(fleet), timeout_s=60, what="the final config")
+        reasons = [e["reason"] for e in events(kubectl, ns, name)]
+        assert "EmbeddingSwitched" in reasons, reasons
+        intent = dict(data["train"])
+
+        def intents(found: list[tuple[str, str | None]]) -> list[str | None]:
+            return [intent.get(a.split(": ", 1)[1]) if a else None for _, a in found]
+
+        for index, url in enumerate(fleet.urls):
+            assert fleet.namespaces(index)["embedding"]["active"]["model_id"] == COPY
+            # Each node re-embedded every stored prompt (from the shared Redis) into the new
+            # collection in its own Milvus Lite: node 0 kept its hits, node 1 now has them too.
+            after = hit_behaviour(url, queries)
+            assert [r for r, _ in after] == [r for r, _ in before], (index, fleet.restarts)
+            assert intents(after) == intents(before), index
+        # Not one rollout (which would have started the nodes on empty data dirs).
+        assert fleet.restarts == 0
+        assert node_deployment(kubectl, ns, name) == deployment_before
+        print(f"\n[lifecycle] embedded migration of {len(prompts)} entries: 0 node rollouts")
+
+
+def test_embedding_migration_that_would_roll_embedded_milvus_nodes_is_refused(
+    kubectl: Kubectl, api_namespace: str, redis_url: str, upstream: str, operator: OperatorProcess
+) -> None:
+    """GPU embedding with Milvus Lite in the nodes: the migration would end with a rollout
+    (back onto the GPU pods) that empties every node's data dir, so it is not started:
+    Stalled/`EmbeddingMigrationRefused` with the fix, a Warning Event, nothing changed."""
+    ns, name = api_namespace, "lite-gpu"
+    mv = model_version_manifest(ns, version="v1")
+    start_cache(
+        kubectl, ns, name, redis_url=redis_url, milvus="", upstream=upstream, mv=mv,
+        extra_spec={
+            "semanticTier": {"embedded": {}},
+            "embedding": {"mode": "gpu", "gpu": {"replicas": 1}},
+        },
+    )  # fmt: skip
+    wait_for(
+        lambda: (scache(kubectl, ns, name).get("status", {}).get("embedding") or {}).get("model"),
+        timeout_s=30,
+        what="status.embedding",
+    )
+    config_before = kubectl.json("get", "configmap", f"{name}-node", "-n", ns)["data"]
+    deployment_before = node_deployment(kubectl, ns, name)
+
+    json_patch(kubectl, "mv", MV, ns, {"spec": {"embeddingModel": COPY}})
+
+    def refused() -> dict[str, Any] | None:
+        stalled = condition(scache(kubectl, ns, name), "Stalled")
+        return stalled if stalled and stalled["reason"] == "EmbeddingMigrationRefused" else None
+
+    stalled = wait_for(refused, timeout_s=30, what="the refusal")
+    assert stalled["status"] == "True"
+    for words in ("semanticTier.embedded", "rollout", "semanticTier.managed", "mode local"):
+        assert words in stalled["message"], stalled["message"]
+    event = wait_event(kubectl, ns, name, "EmbeddingMigrationRefused")
+    assert event["type"] == "Warning"
+    status = scache(kubectl, ns, name)["status"]
+    assert status["embedding"]["model"] == MINILM
+    assert not status["embedding"].get("migration")
+    assert kubectl.json("get", "configmap", f"{name}-node", "-n", ns)["data"] == config_before
+    assert node_deployment(kubectl, ns, name) == deployment_before
+
+    # Back to the model it serves: the refusal is over.
+    json_patch(kubectl, "mv", MV, ns, {"spec": {"embeddingModel": MINILM}})
+    wait_for(
+        lambda: (condition(scache(kubectl, ns, name), "Stalled") or {}).get("status") == "False",
+        timeout_s=30,
+        what="Stalled=False",
     )

@@ -547,7 +547,7 @@ async def test_embedding_switch_reaches_every_node_with_the_same_hits(
             f"{node_a.url}/v1/cache/embedding/switch", json={"space": new["space"]}
         )
         assert switched.status_code == 200
-        assert switched.json() == {"active": new, "next": old}
+        assert switched.json() == {"active": new, "next": old, "loading": None}
 
         async def b_switched() -> bool:
             body = (await client.get(f"{node_b.url}/v1/cache/embedding")).json()
@@ -588,6 +588,103 @@ async def test_embedding_switch_reaches_every_node_with_the_same_hits(
             return bool(body["active"]["space"] == old["space"])
 
         await until(a_back, 1.0)
+
+
+async def test_the_next_model_is_loaded_and_dropped_live_keeping_embedded_vectors(
+    tmp_path: Path, redis_server: RedisServer, stub: Stub, model_dir: Path
+) -> None:
+    """What an embedding migration does to a node in embedded mode (Milvus Lite in its data
+    dir), driven by its config file alone as a ConfigMap volume is updated in place: the next
+    model is loaded and later dropped by the same process (no restart, so nothing in the data
+    dir is lost), and the re-embedded vectors keep serving hits after the switch."""
+    import yaml
+
+    await stub.reset()
+    prefix = "m" + uuid.uuid4().hex[:10]
+    config: dict[str, Any] = {
+        "upstream": {"base_url": stub.base_url},
+        "redis": {"url": redis_server.url, "key_prefix": prefix},
+        "embedding": {"model_dir": str(model_dir)},
+        "namespaces": [{"name": "default"}],
+        "deadlines": TEST_DEADLINES,
+    }
+    node = spawn_node(config, tmp_path, "live")
+    await wait_ready(node)
+    path = tmp_path / "live.yaml"
+    pid = node.process.pid
+
+    def rewrite(**change: Any) -> None:
+        data = {**yaml.safe_load(path.read_text()), **change}
+        for key, value in change.items():
+            if value is None:
+                data.pop(key)
+        path.write_text(yaml.safe_dump(data))
+
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+
+            async def embedding() -> dict[str, Any]:
+                body: dict[str, Any] = (await client.get(f"{node.url}/v1/cache/embedding")).json()
+                return body
+
+            answers = []
+            for question in QUESTIONS:
+                miss = await client.post(f"{node.url}/v1/chat/completions", json=chat(question))
+                assert miss.headers["x-cachefleet-cache"] == "miss"
+                answers.append(answer_of(miss))
+            old = (await embedding())["active"]
+            assert (await embedding())["next"] is None
+
+            # Cancelled before it ends: loaded, then dropped again.
+            rewrite(embedding_next={"model_id": MIGRATED_MODEL, "model_dir": str(model_dir)})
+
+            async def loaded() -> bool:
+                found = await embedding()
+                return bool(found["next"] and found["next"]["model_id"] == MIGRATED_MODEL)
+
+            await until(loaded, 60.0)
+            new = (await embedding())["next"]
+            rewrite(embedding_next=None)
+
+            async def dropped() -> bool:
+                return (await embedding())["next"] is None
+
+            await until(dropped, 20.0)
+            assert (await embedding())["active"] == old
+
+            # The migration: load, re-embed, switch, drop the old space.
+            rewrite(embedding_next={"model_id": MIGRATED_MODEL, "model_dir": str(model_dir)})
+            await until(loaded, 60.0)
+            assert (await embedding())["next"] == new
+            cursor, done = "", False
+            while not done:
+                batch = await client.post(
+                    f"{node.url}/v1/cache/reembed",
+                    json={"namespace": "default", "cursor": cursor, "limit": 100},
+                )
+                assert batch.status_code == 200, batch.text
+                cursor, done = batch.json()["next_cursor"], batch.json()["done"]
+            switched = await client.post(
+                f"{node.url}/v1/cache/embedding/switch", json={"space": new["space"]}
+            )
+            assert switched.status_code == 200
+            rewrite(
+                embedding={"model_id": MIGRATED_MODEL, "model_dir": str(model_dir)},
+                embedding_next=None,
+            )
+            await until(dropped, 20.0)
+            found = await embedding()
+            assert found["active"] == new
+            semantic = await client.post(f"{node.url}/v1/cache/lookup", json=chat(PARAPHRASE))
+            assert semantic.json()["result"] == "hit-semantic"
+            assert answer_of_body(semantic.json()) == answers[0]
+            assert node.process.poll() is None
+            assert node.process.pid == pid
+            log = node.log_path.read_text()
+            assert log.count('"embedding_next_loaded"') == 2
+            assert log.count('"embedding_next_dropped"') == 2
+    finally:
+        node.stop()
 
 
 def answer_of_body(body: dict[str, Any]) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -42,9 +44,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-async def serve(config: NodeConfig) -> int:
-    """Start the runtime, then serve HTTP until interrupted."""
-    runtime = NodeRuntime(config)
+async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = None) -> int:
+    """Start the runtime, then serve HTTP until interrupted. `reload`: reads the config file
+    again (the node follows a migration's `embedding_next` live)."""
+    runtime = NodeRuntime(config, reload)
     try:
         await runtime.start()
     except (EmbeddingUnavailable, ConfigError) as exc:
@@ -62,10 +65,23 @@ async def serve(config: NodeConfig) -> int:
             timeout_graceful_shutdown=10,
         )
     )
+    # uvicorn traps SIGTERM/SIGINT while it serves, then restores the handlers it found and
+    # raises the signal again: with the default handlers the process would die right there,
+    # before `runtime.close` drains the write-backs and flushes the embedded Milvus Lite
+    # (a restart then found a torn write-ahead log). Install handlers that let close run.
+    stopping: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         await server.serve()
     finally:
+        log.info("node_stopping", signals=stopping)
         await runtime.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("node_stopped")
     return 0
 
 
@@ -114,14 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         print(config.model_dump_json(indent=2))
         return 0
 
+    overrides = _overrides(args)
     try:
-        config = load_node_config(args.config, _overrides(args))
+        config = load_node_config(args.config, overrides)
     except ConfigError as exc:
         print(f"cachefleet-node: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.level)
+    path = args.config
+    reload = None if path is None else (lambda: load_node_config(path, overrides))
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, reload))
     except KeyboardInterrupt:
         return 130
 

@@ -163,6 +163,7 @@ class CacheEngine:
         self.target_space = (
             None if next_embedder is None else VectorSpace(next_embedder, next_vectors)
         )
+        self.next_loading: str | None = None  # a next model being loaded live (model id)
         self.store = store
         self.redis = redis
         self.metrics = metrics
@@ -808,12 +809,42 @@ class CacheEngine:
     # ----------------------------------------------------------------- embedding spaces
 
     def describe_embedding(self) -> dict[str, Any]:
-        """`{"active": {...}, "next": {...} | None}` (see `VectorSpace.describe`)."""
+        """`{"active": {...}, "next": {...} | None, "loading": model_id | None}` (see
+        `VectorSpace.describe`; `loading`: a next model being loaded live, not usable yet)."""
         target = self.target_space
         return {
             "active": self.active_space.describe(),
             "next": None if target is None else target.describe(),
+            "loading": self.next_loading,
         }
+
+    def replace_target_space(self, space: VectorSpace | None) -> VectorSpace | None:
+        """Make `space` the dual-write target (a migration's next model loaded live), or drop
+        the target (`None`: the migration is over or cancelled); return the space replaced.
+
+        The caller releases the returned space with `release_space` once nothing uses it."""
+        if space is not None and space.space == self.active_space.space:
+            raise ValueError(f"space {space.space} already serves lookups")
+        previous, self.target_space = self.target_space, space
+        self._target_milvus_guard = self._guard("milvus-next")
+        self._target_embed_guard = self._guard("embedder-next")
+        log.info(
+            "embedding_target_replaced",
+            space=None if space is None else space.space,
+            model_id=None if space is None else space.model_id,
+            previous=None if previous is None else previous.space,
+        )
+        return previous
+
+    async def release_space(self, space: VectorSpace) -> None:
+        """Close a space that no longer serves nor receives writes (after the copies into it
+        that were already under way)."""
+        pending = list(self._dual_pending)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if space.vectors is not None:
+            await space.vectors.close()
+        await space.embedder.aclose()
 
     def activate_space(self, space: str) -> bool:
         """Serve lookups from `space`; return whether anything changed.

@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,24 @@ MILVUS_RETRY_S = 5.0
 STATS_FLUSH_S = 1.0
 EXPIRY_SWEEP_S = 600.0
 EMBEDDING_ACTIVE_FILE = "embedding-active"  # embedded mode: the persisted embedding switch
+CONFIG_RELOAD_S = 2.0  # how often the config file is read again for `embedding_next`
+NEXT_LOAD_RETRY_S = 30.0  # after a failed live load of the next embedding model
 
 
 class NodeRuntime:
     """Everything a running node holds; `start` builds it, `close` releases it."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(
+        self, config: NodeConfig, config_source: Callable[[], NodeConfig] | None = None
+    ) -> None:
+        """`config_source`: reads the config again (the file the node was started from); the
+        node then follows `embedding_next` live (see `follow_embedding`)."""
         self.config = config
+        self._config_source = config_source
+        self._config_error: str | None = None
+        self._next_wanted: EmbeddingConfig | None = config.embedding_next
+        self._next_task: asyncio.Task[None] | None = None
+        self._next_retry_at = 0.0
         self.node_id = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.metrics = NodeMetrics()
         self.tenants = TenantResolver(config.auth)
@@ -124,6 +136,8 @@ class NodeRuntime:
             self.bus.start()
         self._tasks.append(asyncio.create_task(self._flush_stats_forever()))
         self._tasks.append(asyncio.create_task(self._sweep_forever()))
+        if self._config_source is not None:
+            self._tasks.append(asyncio.create_task(self._watch_config_forever()))
         self.ready = True
         log.info(
             "node_started",
@@ -244,6 +258,109 @@ class NodeRuntime:
             await asyncio.to_thread(path.write_text, space, encoding="utf-8")
         await self.broadcast({"type": "embedding_switch", "space": space})
 
+    # ------------------------------------------------------- next embedding model, live
+
+    async def _watch_config_forever(self) -> None:
+        assert self._config_source is not None
+        while True:
+            await asyncio.sleep(CONFIG_RELOAD_S)
+            try:
+                config = await asyncio.to_thread(self._config_source)
+            except Exception as exc:
+                if str(exc) != self._config_error:
+                    self._config_error = str(exc)
+                    log.warning("config_reload_failed", error=str(exc)[:500])
+                continue
+            self._config_error = None
+            with contextlib.suppress(Exception):
+                await self.follow_embedding(config)
+
+    async def follow_embedding(self, config: NodeConfig) -> None:
+        """Follow the `embedding_next` of a config read again, without a restart.
+
+        A Kubernetes ConfigMap volume updates the file in place; the operator starts,
+        restarts or ends an embedding migration by changing `embedding_next` alone, so the
+        node's vectors (Milvus Lite in the data dir included) and L1 survive the migration:
+
+        - a new next model: loaded in the background (`loading` in GET /v1/cache/embedding),
+          then it becomes the dual-write target (replacing another next model);
+        - no next model: the other space is dropped (the migration is over: lookups already
+          use `embedding`'s model; or it was cancelled). Kept while the space that serves
+          lookups is not `embedding`'s model (a switch that has not reached this node yet).
+
+        Everything else in the file takes effect at the next start (a change of it changes
+        the pods' config hash: the operator rolls them).
+        """
+        wanted = config.embedding_next
+        engine = self.engine
+        if wanted == self._next_wanted and (wanted is None or self._next_retry_at == 0.0):
+            return
+        if wanted is not None and time.monotonic() < self._next_retry_at:
+            return
+        if self._next_task is not None and not self._next_task.done():
+            self._next_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._next_task
+        self._next_task = None
+        engine.next_loading = None
+        self._next_retry_at = 0.0
+        target = engine.target_space
+        if wanted is None:
+            if target is not None and engine.active_space.model_id != config.embedding.model_id:
+                log.warning(
+                    "embedding_next_kept",
+                    detail="the config drops embedding_next but this node still serves "
+                    "lookups from another model than embedding.model_id",
+                    serving=engine.active_space.model_id,
+                    configured=config.embedding.model_id,
+                )
+                return
+            self._next_wanted = None
+            if target is not None:
+                engine.replace_target_space(None)
+                await engine.release_space(target)
+                log.info("embedding_next_dropped", space=target.space, model_id=target.model_id)
+            return
+        self._next_wanted = wanted
+        if target is not None and target.model_id == wanted.model_id:
+            return
+        if engine.active_space.model_id == wanted.model_id:
+            log.warning("embedding_next_serving", model_id=wanted.model_id)
+            return
+        self._next_task = asyncio.create_task(self._load_next(wanted))
+
+    async def _load_next(self, wanted: EmbeddingConfig) -> None:
+        engine = self.engine
+        engine.next_loading = wanted.model_id
+        started = time.perf_counter()
+        try:
+            embedder = await self._embedder(wanted)
+            vectors = self._vector_store(embedder)
+            await self._connect_milvus_once(vectors)
+            previous = engine.replace_target_space(VectorSpace(embedder, vectors))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._next_retry_at = time.monotonic() + NEXT_LOAD_RETRY_S
+            log.error(
+                "embedding_next_load_failed",
+                model_id=wanted.model_id,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                retry_s=NEXT_LOAD_RETRY_S,
+            )
+            return
+        finally:
+            if engine.next_loading == wanted.model_id:
+                engine.next_loading = None
+        log.info(
+            "embedding_next_loaded",
+            model_id=wanted.model_id,
+            space=embedder.space,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+        if previous is not None:
+            await engine.release_space(previous)
+
     async def broadcast(self, event: dict[str, Any]) -> None:
         """Apply an event here and send it to the other nodes (when a Redis is shared)."""
         await self.apply_event(event)
@@ -273,6 +390,8 @@ class NodeRuntime:
     async def close(self) -> None:
         """Stop background work, flush, disconnect."""
         self.ready = False
+        if self._next_task is not None:
+            self._tasks.append(self._next_task)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -303,6 +303,72 @@ def test_a_namespace_switch_changes_the_config_map_but_does_not_roll_the_nodes()
     )
 
 
+NEXT_MODEL = "BAAI/bge-small-en-v1.5"
+
+
+def _migration_rolls(shape: str) -> tuple[list[str], list[str]]:
+    """(node config hash, node.yaml) at each step of an embedding migration of a fleet shape:
+    before, Preparing..Switching (next model named), done (the next model serves)."""
+    the_cache, model_versions = fleet(shape)
+    current = model_versions[0].spec.embedding_model
+    served = {mv.metadata.name: f"{mv.metadata.name}-0123456789" for mv in model_versions}
+    hashes, configs = [], []
+    for embedding in ((current, None), (current, NEXT_MODEL), (NEXT_MODEL, None)):
+        children = render_children(
+            the_cache, model_versions, FleetView(served=served, embedding=embedding)
+        )
+        name = f"{the_cache.metadata.name}-node"
+        deployment = find(children, "Deployment", name)
+        hashes.append(
+            deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+        )
+        configs.append(find(children, "ConfigMap", name)["data"]["node.yaml"])
+    return hashes, configs
+
+
+@pytest.mark.parametrize("shape", ["dev-embedded", "managed-external"])
+def test_an_embedding_migration_with_in_node_embedding_rolls_no_node_pod(shape: str) -> None:
+    """The nodes load and drop the next model live from the ConfigMap and already serve it
+    when the file names it: the pod template never changes (Milvus Lite in an emptyDir keeps
+    every vector)."""
+    hashes, configs = _migration_rolls(shape)
+    assert len(set(configs)) == 3  # the ConfigMap says each step
+    assert "embedding_next" in configs[1]
+    assert NEXT_MODEL in configs[1]
+    assert "embedding_next" not in configs[2]
+    assert NEXT_MODEL in configs[2]
+    assert len(set(hashes)) == 1, hashes
+
+
+def test_an_embedding_migration_with_gpu_embedding_rolls_the_node_pods_once_at_the_end() -> None:
+    """Loading the next model is live; the end moves the nodes back onto the GPU pods (which
+    now serve the new model): exactly one rollout, after the switch."""
+    hashes, configs = _migration_rolls("chat-gpu")
+    assert "embedding_next" in configs[1]
+    assert hashes[0] == hashes[1] != hashes[2]
+    the_cache, model_versions = fleet("chat-gpu")
+    served = {mv.metadata.name: "x" for mv in model_versions}
+    gpu = find(
+        render_children(
+            the_cache, model_versions, FleetView(served=served, embedding=(NEXT_MODEL, None))
+        ),
+        "Deployment",
+        "chat-embedding",
+    )
+    assert NEXT_MODEL in gpu["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_a_change_of_embedding_mode_still_rolls_the_node_pods() -> None:
+    local = find(render_children(cache("dev"), [model_version()]), "Deployment", "dev-node")
+    gpu_cache = cache("dev", embedding={"mode": "gpu", "gpu": {"replicas": 1}})
+    gpu = find(render_children(gpu_cache, [model_version()]), "Deployment", "dev-node")
+    annotations = [
+        d["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+        for d in (local, gpu)
+    ]
+    assert annotations[0] != annotations[1]
+
+
 def test_rendering_is_deterministic_and_leaves_the_input_alone() -> None:
     the_cache, model_versions = fleet("chat-gpu")
     before = the_cache.model_dump()

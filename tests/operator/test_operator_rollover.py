@@ -19,6 +19,7 @@ from cachefleet_operator.domain.rollover import (
     Transition,
     decide_namespace,
     due_purges,
+    embedding_migration_refused,
     embedding_switched,
     namespace_mismatches,
     plan_cache,
@@ -519,6 +520,43 @@ def test_flush_and_rollback_never_warm() -> None:
 
 
 # --- embedding migration --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "refused"),
+    [
+        ({}, False),  # dev: Milvus Lite in the nodes, in-node embedding: nothing restarts
+        ({"embedding": {"mode": "gpu", "gpu": {"replicas": 1}}}, True),
+        (
+            {
+                "semanticTier": {"external": {"uri": "http://milvus:19530"}},
+                "embedding": {"mode": "gpu", "gpu": {"replicas": 1}},
+            },
+            False,
+        ),
+    ],
+)
+def test_a_migration_that_would_lose_embedded_vectors_is_refused(
+    spec: dict[str, Any], refused: bool
+) -> None:
+    the_cache = dev(**spec)
+    lifecycle = start(the_cache, [mv("1")])
+    other = mv("1", embeddingModel=OTHER)
+    plan = plan_cache(the_cache, [other], lifecycle, embedding_model=OTHER, now=at(1))
+    reason = embedding_migration_refused(the_cache, plan.lifecycle, OTHER)
+    if not refused:
+        assert reason is None
+        assert [e.reason for e in plan.events] == ["EmbeddingMigrationStarted"]
+        return
+    assert plan.events == []
+    assert plan.lifecycle.embedding is not None
+    assert plan.lifecycle.embedding.migration is None
+    assert plan.lifecycle.embedding.model == MINILM  # the fleet keeps serving it
+    assert reason is not None
+    for words in ("semanticTier.embedded", "rollout", "semanticTier.managed", "mode local", MINILM):
+        assert words in reason
+    # Back to the current model: nothing to refuse.
+    assert embedding_migration_refused(the_cache, plan.lifecycle, MINILM) is None
 
 
 def test_an_embedding_change_migrates_preparing_reembedding_switching() -> None:

@@ -218,17 +218,36 @@ def build_node_config(
     )
 
 
+#: Stands for the embedding model in the restart hash of in-node embedders (lifecycle state).
+LIVE_EMBEDDING_MODEL = "<live>"
+
+
 def restart_relevant(config: NodeConfig) -> NodeConfig:
-    """The config without what running nodes take live: each namespace's `cache_namespace`,
-    which the lifecycle switches on every node in place (and a node that starts later on an
-    older file is switched by the persisted switch and the lifecycle's convergence step). The
-    node pods' config hash covers only this, so a rollover does not restart the fleet."""
+    """The config without what running nodes take live, so that the lifecycle restarts
+    nothing. The node pods' config hash covers only this.
+
+    - each namespace's `cache_namespace`: the lifecycle switches it on every node in place (a
+      node that starts later on an older file is switched by the persisted switch and the
+      lifecycle's convergence step);
+    - `embedding_next`: the nodes load and drop a migration's next model live from the file
+      (the ConfigMap volume is updated in place), so a migration keeps every node's vectors,
+      Milvus Lite in the node's data dir included;
+    - the model of an in-node (`local`) embedder: at the end of a migration the nodes already
+      serve the next model (switched live) and the file only catches up. A `remote` embedder
+      (the GPU pods) keeps its model in the hash: the nodes move back to the GPU pods, which
+      now serve the new model, with exactly one rollout, after the switch.
+    """
+    embedding = config.embedding
+    if embedding.kind == "local":
+        embedding = embedding.model_copy(update={"model_id": LIVE_EMBEDDING_MODEL})
     return config.model_copy(
         update={
             "namespaces": [
                 namespace.model_copy(update={"cache_namespace": None})
                 for namespace in config.namespaces
-            ]
+            ],
+            "embedding": embedding,
+            "embedding_next": None,
         }
     )
 

@@ -74,6 +74,7 @@ __all__ = [
     "WarmRequest",
     "decide_namespace",
     "due_purges",
+    "embedding_migration_refused",
     "embedding_models",
     "embedding_switched",
     "namespace_mismatches",
@@ -698,7 +699,9 @@ def plan_cache(
         retained=tuple(_bound_retention(retained, by_name, rollovers, now)),
         embedding=lifecycle.embedding,
     )
-    embedding, embedding_events = _plan_embedding(lifecycle.embedding, embedding_model, now)
+    embedding, embedding_events = _plan_embedding(
+        lifecycle.embedding, embedding_model, now, refuse=_loses_vectors(cache)
+    )
     return Plan(replace(lifecycle, embedding=embedding), events + embedding_events)
 
 
@@ -947,14 +950,43 @@ def namespace_mismatches(
 # --- embedding migration --------------------------------------------------------------------
 
 
+def _loses_vectors(cache: SemanticCache) -> bool:
+    """Whether a migration of this cache would throw its vectors away: Milvus Lite in each node
+    (an emptyDir) and GPU embedding, whose migration ends with a rollout of the nodes (back
+    onto the GPU pods, which serve the new model then). With in-node embedding a migration
+    restarts nothing, and a shared Milvus survives any rollout."""
+    return cache.spec.semantic_tier.embedded is not None and cache.spec.embedding.mode == "gpu"
+
+
+def embedding_migration_refused(
+    cache: SemanticCache, lifecycle: Lifecycle, desired: str
+) -> str | None:
+    """Why the embedding migration to `desired` is not started (`Stalled`, reason
+    `EmbeddingMigrationRefused`), or None."""
+    embedding = lifecycle.embedding
+    if embedding is None or embedding.migration is not None or embedding.model == desired:
+        return None
+    if not _loses_vectors(cache):
+        return None
+    return (
+        f"embedding model {embedding.model} -> {desired} not started: with "
+        "semanticTier.embedded each node keeps its vectors in Milvus Lite on the pod's "
+        "emptyDir, and with embedding.mode gpu the migration ends with a rollout of the nodes "
+        "(back onto the GPU pods), which would throw every re-embedded vector away. Use a "
+        "shared Milvus (semanticTier.managed or semanticTier.external), or embedding.mode "
+        f"local (the migration then restarts nothing), or set embeddingModel back to "
+        f"{embedding.model}"
+    )
+
+
 def _plan_embedding(
-    current: EmbeddingStatus | None, desired: str, now: datetime
+    current: EmbeddingStatus | None, desired: str, now: datetime, *, refuse: bool = False
 ) -> tuple[EmbeddingStatus, list[EventSpec]]:
     if current is None:
         return EmbeddingStatus(model=desired), []
     migration = current.migration
     if migration is None:
-        if current.model == desired:
+        if current.model == desired or refuse:
             return current, []
         return current.model_copy(
             update={"migration": _migration(current.model, desired, current.space, now)}
@@ -962,8 +994,8 @@ def _plan_embedding(
             EventSpec(
                 "Normal",
                 "EmbeddingMigrationStarted",
-                f"embedding model {current.model} -> {desired}: nodes restart with "
-                f"{desired} as the next model (dual writes), then the stored prompts are "
+                f"embedding model {current.model} -> {desired}: every node loads {desired} "
+                "live as the next model (dual writes; no restart), then the stored prompts are "
                 "re-embedded",
             )
         ]
@@ -997,7 +1029,7 @@ def _migration(
         from_space=from_space,
         phase="Preparing",
         started_at=now,
-        message=f"waiting for every node to run {to_model} as the next embedding model",
+        message=f"waiting for every node to load {to_model} as the next embedding model",
     )
 
 

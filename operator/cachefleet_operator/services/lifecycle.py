@@ -8,7 +8,8 @@ plan_cache (pure) ─► Switching: POST /namespaces/switch ─► poll GET /nam
                      retry) ─► switched (pure)
                   ─► Warming: one POST /warm batch (≈3 s at the rate) ─► warmed (pure)
                   ─► due purges: POST /invalidate {retired_only} on every node ─► purged
-                  ─► embedding: Preparing (GET: every node runs the next model) ─►
+                  ─► embedding: Preparing (GET: every node loaded the next model live from
+                     its ConfigMap, no restart) ─►
                      Reembedding (one POST /reembed batch) ─► Switching (POST
                      /embedding/switch, verify) ─► done
                   ─► converge: a node serving a ModelVersion from another namespace
@@ -538,9 +539,15 @@ class LifecycleRunner:
                 if (_embedding_part(report, "next") or {}).get("model_id") == migration.to_model
             ]
             if len(ready) < len(urls):
+                loading = [
+                    url
+                    for url, report in answers.items()
+                    if (report.get("embedding") or {}).get("loading") == migration.to_model
+                ]
                 message = (
-                    f"waiting for every node to run {migration.to_model} as the next embedding "
-                    f"model: {len(ready)}/{len(urls)} do"
+                    f"waiting for every node to load {migration.to_model} as the next embedding "
+                    f"model (live, from the node ConfigMap; no restart): {len(ready)}/{len(urls)} "
+                    f"do" + (f", {len(loading)} loading" if loading else "")
                 )
                 step.update_migration(message=message)
                 step.retry("EmbeddingNotPrepared")

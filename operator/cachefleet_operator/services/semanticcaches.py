@@ -55,7 +55,11 @@ from cachefleet_operator.domain.render import (
     owned_kinds,
     render_children,
 )
-from cachefleet_operator.domain.rollover import Lifecycle, embedding_models
+from cachefleet_operator.domain.rollover import (
+    Lifecycle,
+    embedding_migration_refused,
+    embedding_models,
+)
 from cachefleet_operator.domain.status import (
     EventSpec,
     cache_transition_events,
@@ -224,6 +228,9 @@ class CacheReconciler:
                         problems.append(problem)
                     else:
                         await self._prune_if_due(cache, children)
+                refused = embedding_migration_refused(cache, lifecycle, model)
+                if refused is not None:  # the fleet keeps serving the current model
+                    problems.append(Problem("EmbeddingMigrationRefused", refused))
         await self._observe(cache, workloads)
 
         report = self._collector.report(key)
