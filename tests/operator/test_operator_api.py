@@ -100,10 +100,16 @@ def test_policy_defaults_are_the_nodes() -> None:
         node_deadlines.redis_ms,
         node_deadlines.milvus_ms,
     )
-    assert (deadlines.embedder_ms, deadlines.write_ms) == (
+    assert (deadlines.embedder_ms, deadlines.embedder_queue_ms, deadlines.write_ms) == (
         node_deadlines.embedder_ms,
+        node_deadlines.embedder_queue_ms,
         node_deadlines.write_ms,
     )
+    # Every node deadline can be set from the SemanticCache.
+    assert set(Deadlines.model_fields) == set(DeadlinesConfig.model_fields) - {
+        "breaker_failures",
+        "breaker_cooldown_s",
+    }
 
 
 def test_wire_format_is_camel_case_and_round_trips() -> None:

@@ -204,6 +204,7 @@ def build_node_config(
             redis_ms=spec.deadlines.redis_ms,
             milvus_ms=spec.deadlines.milvus_ms,
             embedder_ms=spec.deadlines.embedder_ms,
+            embedder_queue_ms=spec.deadlines.embedder_queue_ms,
             write_ms=spec.deadlines.write_ms,
         ),
         embedding=_embedding(cache, model_id),

@@ -540,7 +540,17 @@ class Deadlines(ApiModel):
         _DEADLINE_DEFAULTS["milvus_ms"].default, gt=0, le=10_000, description="Milvus searches."
     )
     embedder_ms: float = Field(
-        _DEADLINE_DEFAULTS["embedder_ms"].default, gt=0, le=10_000, description="Embedding."
+        _DEADLINE_DEFAULTS["embedder_ms"].default,
+        gt=0,
+        le=10_000,
+        description="Embedding service time per text (queue time is bounded separately).",
+    )
+    embedder_queue_ms: float = Field(
+        _DEADLINE_DEFAULTS["embedder_queue_ms"].default,
+        gt=0,
+        le=60_000,
+        description="Longest wait in the embedder's queue on the request path; a lookup that "
+        "would wait longer goes upstream at once (shed, not a failure).",
     )
     write_ms: float = Field(
         _DEADLINE_DEFAULTS["write_ms"].default,
