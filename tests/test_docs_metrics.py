@@ -32,7 +32,8 @@ TARGET_LABELS = {"job", "instance", "pod", "container", "endpoint", "service"}
 #: What the values of each label are. A label without a note fails the generation.
 LABEL_VALUES = {
     "namespace": "cache namespace (the ModelVersion's active one in a fleet)",
-    "result": "`hit-exact`, `hit-semantic`, `miss`, `bypass`",
+    "result": "`hit-exact`, `hit-semantic`, `miss`, `bypass`; `partial` (an embeddings batch "
+    "answered in part from cache)",
     "requests.tier": "`l1` or `l2` on hits, `none` otherwise",
     "tier_latency.tier": "`embedder`, `l1_ann`, `redis` or `local` (entry store), `milvus`, "
     "`upstream`",

@@ -16,7 +16,7 @@ async def test_models_and_unknown_routes_pass_through(node: Node, stub: Stub) ->
     assert models.headers["x-cachefleet-cache"] == "bypass"
     assert models.headers["x-cachefleet-bypass-reason"] == "not-cached-route"
     # a route the upstream lacks: its own 404, as it sent it
-    unknown = await node.client.post("/v1/embeddings?x=1", json={"input": "hi", "model": "m"})
+    unknown = await node.client.post("/v1/audio/speech?x=1", json={"input": "hi", "model": "m"})
     assert unknown.status_code == 404
     assert unknown.headers["x-cachefleet-cache"] == "bypass"
     assert await stub.calls() == 0  # nothing went to chat/completions

@@ -4,7 +4,9 @@ The operator and admin tools import these functions; the layout must not change 
 All parts that end up in names are validated identifiers or hex digests.
 
 Redis (all keys carry a TTL, so `maxmemory-policy volatile-lru`/`allkeys-lru` both work):
-- `{p}:e:{namespace}:{tenant}:{entry_id}` — one cache entry (payload stored once).
+- `{p}:e:{namespace}:{tenant}:{entry_id}` — one cache entry (payload stored once): a chat
+  answer set, or the float32 vector of one `/v1/embeddings` input item (entry id
+  `core.keys.embedding_entry_id`; no partition, no prompt, no request to replay).
 - `{p}:idx:{namespace}` — sorted set of the namespace's entry keys scored by expiry time
   (entry counts and purges without a keyspace SCAN; TTL = longest entry TTL).
 - `{p}:t:{namespace}:{tag}` — set of entry keys carrying a tag (TTL = longest entry TTL).

@@ -38,7 +38,8 @@ class NodeMetrics:
         r = self.registry
         self.requests = Counter(
             "cachefleet_requests_total",
-            "Requests by namespace and cache result (hit-exact, hit-semantic, miss, bypass).",
+            "Requests by namespace and cache result (hit-exact, hit-semantic, miss, bypass; "
+            "partial: an embeddings batch answered in part from cache).",
             ["namespace", "result", "tier"],
             registry=r,
         )

@@ -39,8 +39,8 @@ def response_headers(headers: httpx.Headers) -> dict[str, str]:
 
 
 class Upstream:
-    """Pooled HTTP client for `POST {base_url}/chat/completions` (and `GET /models` to check a
-    credential)."""
+    """Pooled HTTP client for `POST {base_url}/chat/completions`, `/embeddings` (and `GET
+    /models` to check a credential, `forward` for every other route)."""
 
     def __init__(self, config: UpstreamConfig, api_key: str | None) -> None:
         self._api_key = api_key
@@ -88,10 +88,10 @@ class Upstream:
         path: str,
         query: str,
         headers: dict[str, str],
-        body: AsyncIterator[bytes] | None,
+        body: AsyncIterator[bytes] | bytes | None,
     ) -> httpx.Response:
-        """Send any request to `{base_url}/{path}?{query}`; the caller reads and closes the
-        streamed response."""
+        """Send any request to `{base_url}/{path}?{query}` (the body streamed, or bytes read
+        already); the caller reads and closes the streamed response."""
         request = self._client.build_request(
             method, f"/{path}", params=httpx.QueryParams(query), headers=headers, content=body
         )
@@ -104,12 +104,23 @@ class Upstream:
     async def send(
         self, body: bytes, headers: dict[str, str], stream: bool, deadline: float | None = None
     ) -> httpx.Response:
-        """POST the body before `deadline` (default: `timeout_s` from now): the whole answer,
-        or with `stream` its headers (read the body with `relay`, then close it).
-        `httpx.TimeoutException` past the deadline."""
-        request = self._client.build_request(
-            "POST", "/chat/completions", content=body, headers=headers
-        )
+        """POST the body to `/chat/completions` before `deadline` (default: `timeout_s` from
+        now): the whole answer, or with `stream` its headers (read the body with `relay`, then
+        close it). `httpx.TimeoutException` past the deadline."""
+        return await self.post("/chat/completions", body, headers, stream=stream, deadline=deadline)
+
+    async def post(
+        self,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        stream: bool = False,
+        deadline: float | None = None,
+    ) -> httpx.Response:
+        """POST a JSON body to `{base_url}{path}` under the same total deadline as `send`: the
+        whole answer (read, closed), or with `stream` its headers."""
+        request = self._client.build_request("POST", path, content=body, headers=headers)
         remaining = (deadline or self.deadline()) - asyncio.get_running_loop().time()
         try:
             return await asyncio.wait_for(self._client.send(request, stream=stream), remaining)

@@ -24,6 +24,7 @@ __all__ = [
     "canonical_request",
     "compute_keys",
     "content_text",
+    "embedding_entry_id",
 ]
 
 KEY_VERSION = 1
@@ -67,6 +68,33 @@ class CacheKeys:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def embedding_entry_id(
+    *,
+    namespace: str,
+    tenant: str,
+    model: str,
+    dimensions: int | None,
+    item: str | tuple[int, ...],
+) -> str:
+    """Exact key of one input item of `POST /v1/embeddings`: namespace, tenant, model,
+    `dimensions` and the item itself (a string, or a token array: never equal to a string).
+
+    `encoding_format` (a presentation of the same float32 vector) and `user` stay out. The
+    `kind` field keeps these keys apart from chat keys, with which they share the entry store.
+    """
+    return _digest(
+        {
+            "v": KEY_VERSION,
+            "kind": "embedding",
+            "ns": namespace,
+            "tenant": tenant,
+            "model": model,
+            "dimensions": dimensions,
+            "input": item,
+        }
+    )
 
 
 def canonical_request(body: dict[str, Any]) -> dict[str, Any]:

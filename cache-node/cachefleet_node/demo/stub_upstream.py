@@ -4,8 +4,13 @@ It answers deterministically from the prompt, reports token usage, streams when 
 can be told to be slow, to fail, or to break a stream half-way:
 
 - `GET  /v1/models`       -> a one-model list (401 like OpenAI's when keys are enforced)
-- `GET  /_stub/stats`     -> {"calls": N, "streamed": M, "model_calls": K}
+- `POST /v1/embeddings`   -> deterministic unit vectors per (model, input item), like the API:
+  a string, token array or list of either; `encoding_format` float (float32 values as JSON
+  numbers) or base64 (little-endian float32); `dimensions` (the vector's head, renormalised;
+  text-embedding-3 models only); usage counted per item; OpenAI's 400/404 errors
+- `GET  /_stub/stats`     -> {"calls": N, "streamed": M, "model_calls": K, "embedding_calls": E}
 - `GET  /_stub/last`      -> the last request body and its Authorization header
+- `GET  /_stub/embeddings` -> the bodies of the embeddings calls received, in order
 - `POST /_stub/behaviour` -> {"latency_ms", "fail_status", "fail_next", "break_stream_after",
   "temperature_noise", "valid_keys", "models_status", "trickle_ms"}; fields left out keep
   their value;
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import itertools
 import time
@@ -24,6 +30,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request
@@ -68,6 +75,64 @@ def _answer(body: dict[str, Any], nonce: int) -> str:
     return f"Answer to '{text[:80]}': " + " ".join(words) + "."
 
 
+#: Embedding models the stub serves and their native dimensions (OpenAI's).
+EMBEDDING_MODELS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def _openai_error(status: int, message: str, code: str | None = None) -> Response:
+    error = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": code,
+        }
+    }
+    return Response(orjson.dumps(error), status_code=status, media_type="application/json")
+
+
+def _embedding_items(value: Any) -> list[str | list[int]] | None:
+    """The input items as the API reads them, or None for an invalid input."""
+
+    def tokens(item: Any) -> bool:
+        return (
+            isinstance(item, list)
+            and bool(item)
+            and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in item)
+        )
+
+    if isinstance(value, str):
+        return [value] if value else None
+    if tokens(value):
+        return [value]
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) and item for item in value):
+            return list(value)
+        if all(tokens(item) for item in value):
+            return list(value)
+    return None
+
+
+def stub_embedding(model: str, item: str | list[int], dimensions: int | None) -> np.ndarray:
+    """The stub's vector of one item: deterministic per (model, item), unit length; with
+    `dimensions`, the head of the native vector renormalised (as text-embedding-3 does)."""
+    seed = hashlib.sha256(orjson.dumps([model, item])).digest()
+    rng = np.random.default_rng(int.from_bytes(seed[:8], "little"))
+    vector = rng.standard_normal(EMBEDDING_MODELS[model])
+    if dimensions is not None:
+        vector = vector[:dimensions]
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def _item_tokens(item: str | list[int]) -> int:
+    return len(item) if isinstance(item, list) else max(1, len(item.split()) + len(item) // 16)
+
+
 def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
     """The stub as an ASGI app."""
     app = FastAPI(title="stub upstream")
@@ -85,7 +150,13 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
 
     @app.post("/_stub/reset")
     async def reset() -> Response:
-        state.update(behaviour=StubBehaviour(**asdict(start)), calls=0, streamed=0, model_calls=0)
+        state.update(
+            behaviour=StubBehaviour(**asdict(start)),
+            calls=0,
+            streamed=0,
+            model_calls=0,
+            embedding_requests=[],
+        )
         return Response(b"{}", media_type="application/json")
 
     @app.get("/_stub/stats")
@@ -94,8 +165,15 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
             "calls": state["calls"],
             "streamed": state["streamed"],
             "model_calls": state.get("model_calls", 0),
+            "embedding_calls": len(state.get("embedding_requests", [])),
         }
         return Response(orjson.dumps(counts), media_type="application/json")
+
+    @app.get("/_stub/embeddings")
+    async def embedding_requests() -> Response:
+        return Response(
+            orjson.dumps(state.get("embedding_requests", [])), media_type="application/json"
+        )
 
     @app.get("/_stub/last")
     async def last() -> Response:
@@ -137,6 +215,73 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
             "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "stub"}],
         }
         return Response(orjson.dumps(listing), media_type="application/json")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        state.setdefault("embedding_requests", []).append(body)
+        behaviour: StubBehaviour = state["behaviour"]
+        refusal = refused(request)
+        if refusal is not None:
+            return refusal
+        if behaviour.latency_ms:
+            await asyncio.sleep(behaviour.latency_ms / 1000)
+        if behaviour.fail_next > 0:
+            behaviour.fail_next -= 1
+            error = {"error": {"message": "injected failure", "type": "server_error", "code": None}}
+            return Response(
+                orjson.dumps(error),
+                status_code=behaviour.fail_status,
+                media_type="application/json",
+            )
+        model = body.get("model")
+        if not isinstance(model, str) or model not in EMBEDDING_MODELS:
+            return _openai_error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "model_not_found",
+            )
+        items = _embedding_items(body.get("input"))
+        if items is None:
+            return _openai_error(400, "'$.input' is invalid. Please check the API reference.")
+        if len(items) > MAX_EMBEDDING_INPUTS:
+            return _openai_error(400, f"'$.input' must have at most {MAX_EMBEDDING_INPUTS} items.")
+        encoding = body.get("encoding_format")
+        if encoding not in (None, "float", "base64"):
+            return _openai_error(
+                400, f"'{encoding}' is not one of ['float', 'base64'] - 'encoding_format'"
+            )
+        dimensions = body.get("dimensions")
+        if dimensions is not None:
+            if model == "text-embedding-ada-002":
+                return _openai_error(400, "This model does not support specifying dimensions.")
+            if (
+                not isinstance(dimensions, int)
+                or isinstance(dimensions, bool)
+                or not 1 <= dimensions <= EMBEDDING_MODELS[model]
+            ):
+                return _openai_error(400, f"Invalid value for 'dimensions' = {dimensions}.")
+        data = []
+        for index, item in enumerate(items):
+            vector = stub_embedding(model, item, dimensions)
+            value: Any = (
+                base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                if encoding == "base64"
+                else vector.astype(np.float64)
+            )
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        tokens = sum(_item_tokens(item) for item in items)
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return Response(
+            orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY),
+            media_type="application/json",
+            headers={"x-request-id": f"req_stub{len(state['embedding_requests'])}"},
+        )
 
     @app.post("/v1/chat/completions")
     async def completions(request: Request) -> Response:

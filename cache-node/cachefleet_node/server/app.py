@@ -11,7 +11,14 @@ from cachefleet_node import __version__
 from cachefleet_node.config import NodeConfig
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.runtime import NodeRuntime
-from cachefleet_node.server import cache_api, lifecycle_api, ops, passthrough, proxy
+from cachefleet_node.server import (
+    cache_api,
+    embeddings,
+    lifecycle_api,
+    ops,
+    passthrough,
+    proxy,
+)
 from cachefleet_node.server.http import install_error_handlers
 
 __all__ = ["create_app"]
@@ -21,8 +28,9 @@ Semantic cache node: an OpenAI-compatible proxy that answers repeated and paraph
 requests from cache, plus a cache API for applications and the Cachefleet operator.
 
 Every proxied response carries `x-cachefleet-cache` (`hit-exact`, `hit-semantic`, `miss`,
-`bypass`), `x-cachefleet-namespace`, and on hits `x-cachefleet-similarity`, `x-cachefleet-tier`
-and `age`. Errors are OpenAI-style JSON objects naming the offending parameter.
+`bypass`; `partial` for an embeddings batch answered in part from cache),
+`x-cachefleet-namespace`, and on hits `x-cachefleet-similarity`, `x-cachefleet-tier` and
+`age`. Errors are OpenAI-style JSON objects naming the offending parameter.
 """
 
 
@@ -59,6 +67,7 @@ def create_app(
     app.state.runtime = node
     install_error_handlers(app)
     app.include_router(proxy.router)
+    app.include_router(embeddings.router)
     app.include_router(cache_api.router)
     app.include_router(lifecycle_api.router)
     app.include_router(ops.router)

@@ -13,11 +13,12 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from cachefleet_node import keyspace
 from cachefleet_node.core.entry import CacheEntry, EntryFormatError
@@ -39,8 +40,16 @@ class EntryStore(Protocol):
     async def get(self, namespace: str, tenant: str, entry_id: str) -> CacheEntry | None:
         """The entry, or None if absent, expired or unreadable."""
 
+    async def get_many(
+        self, namespace: str, tenant: str, entry_ids: Sequence[str]
+    ) -> list[CacheEntry | None]:
+        """`get` of several entries of one tenant in one round trip, in the order asked."""
+
     async def put(self, entry: CacheEntry) -> None:
         """Store (or replace) an entry until its expiry."""
+
+    async def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        """`put` of several entries in one round trip."""
 
     async def delete_scope(self, scope: InvalidationScope, *, dry_run: bool = False) -> int:
         """Delete the entries in scope (or only count them); return how many."""
@@ -106,17 +115,55 @@ class RedisEntryStore:
             await pipe.execute()
             return None
 
+    async def get_many(
+        self, namespace: str, tenant: str, entry_ids: Sequence[str]
+    ) -> list[CacheEntry | None]:
+        if not entry_ids:
+            return []
+        keys = [keyspace.entry_key(self._prefix, namespace, tenant, e) for e in entry_ids]
+        entries: list[CacheEntry | None] = []
+        corrupt = []
+        for key, blob in zip(keys, await self._redis.mget(keys), strict=True):
+            entry = None
+            if blob is not None:
+                try:
+                    entry = CacheEntry.from_bytes(_as_bytes(blob))
+                except EntryFormatError:
+                    corrupt.append(key)
+            entries.append(entry)
+        if corrupt:
+            self.corrupt_entries += len(corrupt)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.unlink(*corrupt)
+            pipe.zrem(keyspace.index_key(self._prefix, namespace), *corrupt)
+            await pipe.execute()
+        return entries
+
     async def put(self, entry: CacheEntry) -> None:
+        await self.put_many([entry])
+
+    async def put_many(self, entries: Sequence[CacheEntry]) -> None:
         now = time.time()
-        ttl_ms = int((entry.expires_at - now) * 1000)
-        if ttl_ms <= 0:
+        pipe = self._redis.pipeline(transaction=False)
+        namespaces = set()
+        for entry in entries:
+            ttl_ms = int((entry.expires_at - now) * 1000)
+            if ttl_ms > 0:
+                self._queue_put(pipe, entry, ttl_ms)
+                namespaces.add(entry.namespace)
+        if not namespaces:
             return
+        await pipe.execute()
+        for namespace in sorted(namespaces):
+            if random.random() < 0.01:
+                await self._prune(namespace, now)
+
+    def _queue_put(self, pipe: Pipeline, entry: CacheEntry, ttl_ms: int) -> None:
         key = keyspace.entry_key(self._prefix, entry.namespace, entry.tenant, entry.entry_id)
         index = keyspace.index_key(self._prefix, entry.namespace)
         hits = keyspace.hits_key(self._prefix, entry.namespace)
         registry = keyspace.namespaces_key(self._prefix)
         keep_s = ttl_ms // 1000 + 60
-        pipe = self._redis.pipeline(transaction=False)
         pipe.set(key, entry.to_bytes(), px=ttl_ms)
         pipe.zadd(index, {key: entry.expires_at})
         # NX: a replaced entry keeps its hits; a new one enters the ranking with none.
@@ -131,9 +178,6 @@ class RedisEntryStore:
             pipe.sadd(tag_key, key)
             pipe.expire(tag_key, keep_s, nx=True)
             pipe.expire(tag_key, keep_s, gt=True)
-        await pipe.execute()
-        if random.random() < 0.01:
-            await self._prune(entry.namespace, now)
 
     async def _prune(self, namespace: str, now: float) -> None:
         """Drop expired entries from the namespace's index and hit ranking."""
@@ -368,30 +412,71 @@ class LocalEntryStore:
     async def get(self, namespace: str, tenant: str, entry_id: str) -> CacheEntry | None:
         return await asyncio.to_thread(self._get, namespace, tenant, entry_id)
 
-    def _put(self, entry: CacheEntry) -> None:
+    def _get_many(
+        self, namespace: str, tenant: str, entry_ids: Sequence[str]
+    ) -> list[CacheEntry | None]:
+        found: dict[str, CacheEntry] = {}
+        now = time.time()
         with self._lock:
-            # An upsert, not INSERT OR REPLACE: a replaced entry keeps its hit count.
-            self._db.execute(
-                "INSERT INTO entries (namespace, tenant, entry_id, created, expires, tags, blob)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (namespace, tenant, entry_id) DO UPDATE SET"
-                " created=excluded.created, expires=excluded.expires, tags=excluded.tags,"
-                " blob=excluded.blob",
-                (
-                    entry.namespace,
-                    entry.tenant,
-                    entry.entry_id,
-                    entry.created_at,
-                    entry.expires_at,
-                    "," + ",".join(entry.tags) + ",",
-                    entry.to_bytes(),
-                ),
+            for start in range(0, len(entry_ids), _BATCH):
+                batch = list(entry_ids[start : start + _BATCH])
+                marks = ",".join("?" * len(batch))
+                query = (  # placeholders only
+                    "SELECT entry_id, blob FROM entries WHERE namespace=? AND tenant=?"  # noqa: S608
+                    f" AND expires>? AND entry_id IN ({marks})"
+                )
+                rows = self._db.execute(query, (namespace, tenant, now, *batch)).fetchall()
+                for entry_id, blob in rows:
+                    with contextlib.suppress(EntryFormatError):
+                        found[str(entry_id)] = CacheEntry.from_bytes(blob)
+        return [found.get(entry_id) for entry_id in entry_ids]
+
+    async def get_many(
+        self, namespace: str, tenant: str, entry_ids: Sequence[str]
+    ) -> list[CacheEntry | None]:
+        if not entry_ids:
+            return []
+        return await asyncio.to_thread(self._get_many, namespace, tenant, list(entry_ids))
+
+    def _put_many(self, entries: Sequence[CacheEntry]) -> None:
+        rows = [
+            (
+                entry.namespace,
+                entry.tenant,
+                entry.entry_id,
+                entry.created_at,
+                entry.expires_at,
+                "," + ",".join(entry.tags) + ",",
+                entry.to_bytes(),
             )
-            if random.random() < 0.01:
-                self._db.execute("DELETE FROM entries WHERE expires<=?", (time.time(),))
+            for entry in entries
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")  # one transaction for the batch (autocommit otherwise)
+            try:
+                # An upsert, not INSERT OR REPLACE: a replaced entry keeps its hit count.
+                self._db.executemany(
+                    "INSERT INTO entries"
+                    " (namespace, tenant, entry_id, created, expires, tags, blob)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (namespace, tenant, entry_id) DO UPDATE SET"
+                    " created=excluded.created, expires=excluded.expires, tags=excluded.tags,"
+                    " blob=excluded.blob",
+                    rows,
+                )
+                if random.random() < 0.01:
+                    self._db.execute("DELETE FROM entries WHERE expires<=?", (time.time(),))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     async def put(self, entry: CacheEntry) -> None:
-        await asyncio.to_thread(self._put, entry)
+        await asyncio.to_thread(self._put_many, [entry])
+
+    async def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        if entries:
+            await asyncio.to_thread(self._put_many, list(entries))
 
     def _delete_scope(self, scope: InvalidationScope, dry_run: bool) -> int:
         where = ["namespace=?"]
