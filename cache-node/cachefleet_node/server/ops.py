@@ -61,7 +61,10 @@ async def readyz(request: Request) -> Response:
             "status": "ready",
             "tiers": {
                 "store": {"kind": engine.store.name, "breaker_open": engine.store_breaker_open},
-                "milvus": {"connected": engine.vectors is not None and engine.vectors.connected},
+                # connected: loaded and answering; else `problem` says why (being repaired)
+                "milvus": (
+                    {"connected": False} if engine.vectors is None else engine.vectors.describe()
+                ),
                 "coherence": None if runtime.bus is None else runtime.bus.subscribed.is_set(),
             },
         }

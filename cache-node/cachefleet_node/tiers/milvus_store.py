@@ -7,15 +7,27 @@ Every search filters on namespace, tenant, partition fingerprint and expiry, and
 re-checks the partition fields of what comes back.
 
 pymilvus is synchronous: calls run on a small dedicated thread pool, and the caller bounds
-them with a deadline.
+them with a deadline; every gRPC call also carries its own (`CALL_TIMEOUT_S`), so a hung
+server never holds a thread for good.
+
+Self-healing: a call that finds the collection unloaded (a restarted Milvus server loads
+nothing) or missing, or the server unreachable, takes the collection out of service
+(`connected` is False: lookups skip it, `/readyz` says why) and one background task reloads
+or recreates it, retrying until it answers; then the collection serves again.
+
+Milvus Lite (a local `.db` path, an in-process server) is not safe for concurrent writes: two
+upserts at once interleave their bytes in its write-ahead log, and the next start drops every
+row after the first torn batch. Its writes therefore run one at a time; `close` flushes the
+collection to its data files and, with the last collection of that file, stops the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +43,30 @@ from cachefleet_node.core.scope import InvalidationScope
 __all__ = ["MilvusVectorStore", "VectorHit", "VectorRow"]
 
 log = structlog.get_logger(__name__)
+
+CALL_TIMEOUT_S = 10.0  # gRPC deadline of every call (callers on the request path wait less)
+REPAIR_RETRY_S = (0.25, 2.0)  # first and longest pause between reload attempts
+CLOSE_TIMEOUT_S = 15.0  # longest wait for the final flush and the Milvus Lite shutdown
+CODE_COLLECTION_NOT_FOUND = 100  # Milvus (2.3+) and Milvus Lite error codes
+CODE_COLLECTION_NOT_LOADED = 101
+CODE_UNREACHABLE = 2  # pymilvus: "Fail connecting to server"
+_embedded_open: dict[str, int] = {}  # Milvus Lite path -> stores open on it (this process)
+
+
+def collection_fault(exc: BaseException) -> str | None:
+    """Why a failed call means the collection cannot serve until it is repaired, or None (a
+    slow or refused call: the caller's deadline and breaker deal with it)."""
+    if isinstance(exc, MilvusException):
+        code, message = exc.code, str(exc.message).lower()
+        if code == CODE_COLLECTION_NOT_LOADED or "not loaded" in message or "released" in message:
+            return "collection-not-loaded"
+        if code == CODE_COLLECTION_NOT_FOUND or (
+            "collection" in message and ("not found" in message or "not exist" in message)
+        ):
+            return "collection-not-found"
+        if code == CODE_UNREACHABLE or "fail connecting" in message:
+            return "unreachable"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +149,18 @@ class MilvusVectorStore:
         self.collection = collection
         self.dim = dim
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus")
+        # Milvus Lite: writes one at a time, on their own thread (searches never wait for them)
+        self.embedded = uri.endswith(".db")
+        self._writer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-write")
+            if self.embedded
+            else self._executor
+        )
         self._client: MilvusClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.problem: str | None = None  # why the collection is out of service (None: serving)
+        self.recoveries = 0  # times it was brought back after a fault
+        self._repair: asyncio.Task[None] | None = None
 
     @classmethod
     def embedded_uri(cls, data_dir: str) -> str:
@@ -126,10 +173,78 @@ class MilvusVectorStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
+    async def _call(self, fn: Any, *args: Any, write: bool = False, **kwargs: Any) -> Any:
+        """A pymilvus call with a gRPC deadline; a failure that shows the collection cannot
+        serve starts its repair, even when the caller stopped waiting for the answer."""
+        kwargs.setdefault("timeout", CALL_TIMEOUT_S)
+        self._loop = asyncio.get_running_loop()
+        future = (self._writer if write else self._executor).submit(fn, *args, **kwargs)
+        future.add_done_callback(self._observe)
+        return await asyncio.wrap_future(future)
+
+    def _observe(self, future: Future[Any]) -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        fault = collection_fault(future.exception())  # type: ignore[arg-type]
+        loop = self._loop
+        if fault is not None and loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._out_of_service, fault, future.exception())
+
+    def _out_of_service(self, fault: str, exc: BaseException | None) -> None:
+        if self._client is None or self.problem is not None:
+            return
+        self.problem = fault
+        log.warning(
+            "milvus_collection_out_of_service",
+            collection=self.collection,
+            fault=fault,
+            error=str(getattr(exc, "message", exc))[:300],
+        )
+        self._repair = asyncio.get_running_loop().create_task(self._repair_until_serving())
+
+    async def _repair_until_serving(self) -> None:
+        """Reconnect, reload (or recreate) the collection until it answers a search again."""
+        started, pause, attempts = time.monotonic(), REPAIR_RETRY_S[0], 0
+        while (client := self._client) is not None:
+            attempts += 1
+            try:
+                await asyncio.wait_for(
+                    self._run(self._ensure_collection, client), 4 * CALL_TIMEOUT_S
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempts == 1 or attempts % 10 == 0:
+                    log.info(
+                        "milvus_repair_failed",
+                        collection=self.collection,
+                        attempts=attempts,
+                        fault=collection_fault(exc) or type(exc).__name__,
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, REPAIR_RETRY_S[1])
+                continue
+            self.problem = None
+            self.recoveries += 1
+            log.info(
+                "milvus_collection_recovered",
+                collection=self.collection,
+                seconds=round(time.monotonic() - started, 2),
+                attempts=attempts,
+            )
+            return
+
     @property
     def connected(self) -> bool:
-        """Whether the collection is ready for use."""
-        return self._client is not None
+        """Whether the collection is ready for use (connected, loaded, not being repaired)."""
+        return self._client is not None and self.problem is None
+
+    def describe(self) -> dict[str, Any]:
+        """State for `/readyz`: `connected`, `problem` (why not: `collection-not-loaded`,
+        `collection-not-found`, `unreachable`, `connecting`), `recoveries`."""
+        problem = "connecting" if self._client is None else self.problem
+        return {"connected": self.connected, "problem": problem, "recoveries": self.recoveries}
 
     def _connect(self) -> MilvusClient:
         # pymilvus pings idle connections every 10 s; gRPC servers with default policy (Milvus
@@ -138,12 +253,19 @@ class MilvusVectorStore:
         # one failed (fail-open) call, then the channel reconnects.
         kwargs: dict[str, Any] = {
             "uri": self._uri,
+            "timeout": CALL_TIMEOUT_S,
             "grpc_options": {"grpc.keepalive_permit_without_calls": False},
         }
         if self._token:
             kwargs["token"] = self._token
         client = MilvusClient(**kwargs)
-        if not client.has_collection(self.collection):
+        self._ensure_collection(client)
+        return client
+
+    def _ensure_collection(self, client: MilvusClient) -> None:
+        """Create the collection if it is missing, load it, and warm it up (blocking)."""
+        timeout = CALL_TIMEOUT_S
+        if not client.has_collection(self.collection, timeout=timeout):
             schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
             schema.add_field("namespace", DataType.VARCHAR, max_length=64, is_partition_key=True)
@@ -157,23 +279,37 @@ class MilvusVectorStore:
             index = client.prepare_index_params()
             index.add_index("vector", index_type="AUTOINDEX", metric_type="IP")
             try:
-                client.create_collection(self.collection, schema=schema, index_params=index)
+                client.create_collection(
+                    self.collection, schema=schema, index_params=index, timeout=timeout
+                )
             except MilvusException:
                 # another node of the fleet creates the same collection at the same moment
                 # (its index may not exist yet): wait for its work rather than fail
                 self._wait_for_index(client)
-        client.load_collection(self.collection)
+        client.load_collection(self.collection, timeout=timeout)
+        if self.embedded:
+            # rows Milvus Lite recovered from its write-ahead log (after a crash) sit in an
+            # unindexed in-memory table that every search scans: write them out and index
+            # them now (nothing to do after a clean close)
+            client.flush(self.collection, timeout=timeout)
         # The first search on a freshly loaded collection is slow; pay for it here, not on a
         # request with a deadline.
-        client.search(self.collection, data=[[0.0] * self.dim], limit=1, filter='namespace == ""')
-        return client
+        client.search(
+            self.collection,
+            data=[[0.0] * self.dim],
+            limit=1,
+            filter='namespace == ""',
+            timeout=timeout,
+        )
 
     def _wait_for_index(self, client: MilvusClient, timeout_s: float = 30.0) -> None:
         """Return once the collection has its vector index (created elsewhere), or re-raise."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if client.has_collection(self.collection) and client.list_indexes(self.collection):
+                if client.has_collection(
+                    self.collection, timeout=CALL_TIMEOUT_S
+                ) and client.list_indexes(self.collection, timeout=CALL_TIMEOUT_S):
                     return
             except MilvusException:
                 pass
@@ -185,7 +321,14 @@ class MilvusVectorStore:
 
     async def connect(self) -> None:
         """Open the client and create/load the collection (raises on failure)."""
-        self._client = await self._run(self._connect)
+        self._loop = asyncio.get_running_loop()
+        client = await self._run(self._connect)
+        if self._client is not None:  # connected meanwhile (a retry after a slow attempt)
+            await self._run(client.close)
+            return
+        self._client = client
+        if self.embedded:
+            _embedded_open[self._uri] = _embedded_open.get(self._uri, 0) + 1
         log.info("milvus_connected", collection=self.collection)
 
     def _require(self) -> MilvusClient:
@@ -210,7 +353,7 @@ class MilvusVectorStore:
             }
             for row in rows
         ]
-        await self._run(client.upsert, self.collection, data)
+        await self._call(client.upsert, self.collection, data, write=True)
 
     async def search(
         self,
@@ -235,7 +378,7 @@ class MilvusVectorStore:
         fields = ["namespace", "tenant", "partition", "created_at"]
         if with_vectors:
             fields.append("vector")
-        result = await self._run(
+        result = await self._call(
             client.search,
             self.collection,
             data=[vector.astype(np.float32).tolist()],
@@ -252,7 +395,7 @@ class MilvusVectorStore:
         """Nearest live rows of a scope across all its partitions (targeted invalidation)."""
         client = self._require()
         expression = f"{scope_filter(scope)} and expires_at > {int(time.time() * 1000)}"
-        result = await self._run(
+        result = await self._call(
             client.search,
             self.collection,
             data=[vector.astype(np.float32).tolist()],
@@ -270,7 +413,7 @@ class MilvusVectorStore:
         if dry_run:
             return await self._count(client, expression)
         before = await self._count(client, expression)
-        await self._run(client.delete, self.collection, filter=expression)
+        await self._call(client.delete, self.collection, filter=expression, write=True)
         return before
 
     async def delete_ids(self, entry_ids: list[str], *, dry_run: bool = False) -> int:
@@ -283,11 +426,11 @@ class MilvusVectorStore:
             batch = entry_ids[start : start + 1000]
             found += await self._count(client, _ids_filter(batch))
             if not dry_run:
-                await self._run(client.delete, self.collection, ids=batch)
+                await self._call(client.delete, self.collection, ids=batch, write=True)
         return found
 
     async def _count(self, client: MilvusClient, expression: str) -> int:
-        rows = await self._run(
+        rows = await self._call(
             client.query, self.collection, filter=expression, output_fields=["count(*)"]
         )
         return int(rows[0]["count(*)"]) if rows else 0
@@ -301,13 +444,71 @@ class MilvusVectorStore:
     async def purge_expired(self) -> None:
         """Delete rows past their expiry."""
         client = self._require()
-        await self._run(
-            client.delete, self.collection, filter=f"expires_at <= {int(time.time() * 1000)}"
+        await self._call(
+            client.delete,
+            self.collection,
+            filter=f"expires_at <= {int(time.time() * 1000)}",
+            write=True,
         )
 
     async def close(self) -> None:
-        """Close the client and the thread pool."""
+        """Close the client and the thread pools; Milvus Lite: make every row durable first.
+
+        Milvus Lite keeps recent rows in memory and in its write-ahead log: flush them into
+        its data files (after the writes already queued), and stop its server with the last
+        collection open on the file, so the next start reads clean files. Bounded by
+        `CLOSE_TIMEOUT_S`; a real Milvus server keeps its own data.
+        """
+        if self._repair is not None:
+            self._repair.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._repair
         client, self._client = self._client, None
         if client is not None:
-            await self._run(client.close)
+            try:
+                await asyncio.wait_for(self._close_client(client), CLOSE_TIMEOUT_S)
+            except Exception as exc:
+                log.warning(
+                    "milvus_close_incomplete",
+                    collection=self.collection,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
+        if self._writer is not self._executor:
+            self._writer.shutdown(wait=False, cancel_futures=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _close_client(self, client: MilvusClient) -> None:
+        if not self.embedded:
+            await self._run(client.close)
+            return
+        loop = asyncio.get_running_loop()
+        started, flushed = time.monotonic(), True
+        try:  # on the writer thread: after every write already queued
+            await loop.run_in_executor(
+                self._writer, lambda: client.flush(self.collection, timeout=CLOSE_TIMEOUT_S)
+            )
+        except Exception as exc:
+            flushed = False
+            log.warning(
+                "milvus_lite_flush_failed",
+                collection=self.collection,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+        with contextlib.suppress(Exception):
+            await self._run(client.close)
+        left = _embedded_open.get(self._uri, 1) - 1
+        if left > 0:
+            _embedded_open[self._uri] = left
+        else:
+            _embedded_open.pop(self._uri, None)
+            from milvus_lite.server_manager import server_manager_instance
+
+            # closes every collection of the file (their rows into data files) and its lock
+            await self._run(server_manager_instance.release_server, self._uri)
+        log.info(
+            "milvus_lite_closed",
+            collection=self.collection,
+            flushed=flushed,
+            server_stopped=left <= 0,
+            seconds=round(time.monotonic() - started, 2),
+        )
