@@ -53,6 +53,11 @@ log = structlog.get_logger(__name__)
 Vector = npt.NDArray[np.float32]
 
 SEMANTIC_CANDIDATES = 4
+#: An in-process (L1) semantic candidate at least this similar is served without asking the
+#: shared tier. L1 holds a subset of the entries (a restarted node, evictions, other nodes'
+#: writes), so a less similar L1 winner may not be the best match: the shared tier is asked
+#: too and the better of the two wins.
+L1_SETTLES_SIMILARITY = 0.95
 MAX_PENDING_WRITES = 2048
 MAX_PENDING_DUAL_WRITES = 1024  # copies into a migration's other space (own budget)
 MAX_PENDING_SHADOWS = 4096
@@ -362,17 +367,11 @@ class CacheEngine:
                 continue
             if best is None or judgement.score > best[0].score:
                 best = (judgement, entry)
-        if best is not None:
-            judgement, entry = best
-            if plan.ns.shadow:
-                self._shadow(plan, outcome, entry, judgement.similarity)
-                return
-            self._served(judgement)
-            outcome.judgement = judgement
-            self._hit(outcome, "hit-semantic", "l1", entry, plan, judgement.similarity)
-            return
-
         vectors = space.vectors
+        shared = vectors is not None and vectors.connected
+        if best is not None and (best[0].similarity >= L1_SETTLES_SIMILARITY or not shared):
+            self._semantic_hit(plan, outcome, *best, tier="l1")
+            return
         if vectors is None or not vectors.connected:
             if vectors is not None:
                 outcome.reasons.append("milvus-unavailable")
@@ -393,6 +392,9 @@ class CacheEngine:
         )
         if found.error:
             outcome.reasons.append(found.error)
+            if best is not None:  # the shared tier failed: the L1 winner stands
+                self._semantic_hit(plan, outcome, *best, tier="l1")
+                return
             self._rejected_similarity(best_rejected)
             return
         best_l2: tuple[Judgement, CacheEntry, Any] | None = None  # judgement, entry, vector
@@ -409,7 +411,7 @@ class CacheEngine:
             if best_l2 is not None and hit.similarity + judge.bonus <= best_l2[0].score:
                 break
             if hit.entry_id in outcome.judged:
-                continue  # refused in L1 already (an accepted one would have been served)
+                continue  # judged in L1 already (refused, or it is the L1 winner)
             entry = await self._fetch_entry(plan, hit.entry_id, outcome, now)
             if entry is None or entry.partition != semantic.partition:
                 continue
@@ -421,18 +423,33 @@ class CacheEngine:
                 continue
             if best_l2 is None or judgement.score > best_l2[0].score:
                 best_l2 = (judgement, entry, hit.vector)
-        if best_l2 is not None:
+        if best_l2 is not None and (best is None or best_l2[0].score > best[0].score):
             judgement, entry, vector = best_l2
             if vector is not None:
                 l1_semantic.add(semantic.partition, vector, _vector_meta(entry))
-            if plan.ns.shadow:
-                self._shadow(plan, outcome, entry, judgement.similarity)
-                return
-            self._served(judgement)
-            outcome.judgement = judgement
-            self._hit(outcome, "hit-semantic", "l2", entry, plan, judgement.similarity)
+            self._semantic_hit(plan, outcome, judgement, entry, tier="l2")
+            return
+        if best is not None:
+            self._semantic_hit(plan, outcome, *best, tier="l1")
             return
         self._rejected_similarity(best_rejected)
+
+    def _semantic_hit(
+        self,
+        plan: LookupPlan,
+        outcome: Outcome,
+        judgement: Judgement,
+        entry: CacheEntry,
+        *,
+        tier: str,
+    ) -> None:
+        """Serve the winning candidate (or, in shadow mode, only record it)."""
+        if plan.ns.shadow:
+            self._shadow(plan, outcome, entry, judgement.similarity)
+            return
+        self._served(judgement)
+        outcome.judgement = judgement
+        self._hit(outcome, "hit-semantic", tier, entry, plan, judgement.similarity)
 
     def _threshold(self, plan: LookupPlan) -> float:
         """The similarity a candidate must reach for this request.
