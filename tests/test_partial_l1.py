@@ -45,7 +45,10 @@ async def test_a_partial_l1_never_serves_a_neighbour_when_the_shared_tier_has_th
         stored = await node.client.post(
             "/v1/cache/store",
             json={
-                "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]},
+                "request": {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": prompt}],
+                },
                 "response": answer(f"answer to: {prompt}"),
             },
         )
