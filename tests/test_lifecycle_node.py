@@ -680,6 +680,7 @@ async def test_the_next_model_is_loaded_and_dropped_live_keeping_embedded_vector
             assert answer_of_body(semantic.json()) == answers[0]
             assert node.process.poll() is None
             assert node.process.pid == pid
+
             # (the drop is logged once the old space is closed, just after it stops serving)
             async def logged() -> bool:
                 log = node.log_path.read_text()
