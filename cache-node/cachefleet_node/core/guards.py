@@ -6,18 +6,26 @@ still score as near-duplicates. A guard compares the query's fuzzy text with the
 prompt and names a reason when such an *answer-determining* token differs:
 
 - `negation`: one text is negated and the other is not (odd number of cues: not, never,
-  n't, without, ...);
+  n't, without, ...) and otherwise differs in a couple of words at most, compared by lemma
+  ("and switch to it" / "without switching to it");
 - `opposites`: the texts take opposite sides of a contrast (enable/disable, ascending/
   descending, install/uninstall, male/female, beginner/expert, brief/detailed, ...; a word
-  and its un-/dis-/de-/anti- form; one member of a closed class for another: Monday/Friday,
-  summer/winter, daily/weekly), swap a word for its WordNet antonym (good/bad, high/low),
-  or trade two things around the same words ("USD to EUR" / "EUR to USD", "is X faster
-  than Y" / "is Y faster than X", "a fox tricks a crow" / "a crow tricks a fox");
+  and its un-/dis-/de-/anti-/non- form; one member of a closed class for another: Monday/
+  Friday, summer/winter, daily/weekly, weekday/weekend, development/production), name the
+  other end of an exchange (donor/recipient, landlord/tenant, credit/debit, read/write
+  access), swap a word for its WordNet antonym (good/bad, high/low) or for its counterpart
+  by affix (hyper-/hypo-, up-/down-, over-/under-, in-/out-, -er/-ee, -ful/-less), or trade
+  two things around the same words ("USD to EUR" / "EUR to USD", "is X faster than Y" /
+  "is Y faster than X", "a fox tricks a crow" / "a crow tricks a fox") or around a
+  non-symmetric operator ("P(A | B)" / "P(B | A)", "2^10" / "10^2");
 - `numbers`: the numbers differ — compared exactly, so 13 is not 131 and 4 is not 429
-  (digits, number words, "one" when it counts something, versions, dates, amounts), a
-  list of the same numbers comes in another order ("sort [5, 2, 9] as [2, 5, 9]" / "as
-  [9, 5, 2]"), or the same number counts the other thing of the two both texts name ("5
-  miles in km" / "miles in 5 km");
+  (digits, number words, ordinals, "one" when it counts something, versions, dates,
+  amounts), a list of the same numbers comes in another order ("sort [5, 2, 9] as [2, 5,
+  9]" / "as [9, 5, 2]"), the same number counts the other thing of the two both texts name
+  ("5 miles in km" / "miles in 5 km") or measures another unit ("7 days" / "7 hours",
+  "150 lbs" / "150 kg"), a thing both count is counted by another number ("with two dice"
+  / "with three dice"), or one text asks for several of what the other asks one of ("ten
+  names" / "a name", "the last 3 commits" / "the last commit");
 - `entities`: each text names something the other does not (capitalised names that do not
   start a sentence, ALL-CAPS tokens, code identifiers, quoted strings), or, in texts whose
   content words differ by one swap only, a name on one side stands where the other has
@@ -41,7 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from cachefleet_node.core.lexicon import are_antonyms
+from cachefleet_node.core.lexicon import are_antonyms, is_word, lemmas
 
 __all__ = [
     "FUNCTION_WORDS",
@@ -64,75 +72,123 @@ _NEGATION_CUES = frozenset(
 
 # Contrasts: each is a tuple of poles, each pole a set of words (or two-word phrases) that
 # take the same side. A text "takes" every pole it mentions.
+_CONTRAST_POLES = (
+    # what an operation does to a thing: bring it into being / switch it on, or the reverse
+    "create,creating,created,install,installing,installed,enable,enabling,enabled,"
+    "activate,activating,activated,insert,turn on,switch on,set up,sign up,subscribe"
+    "|list all,list the,list every,list my,show,view,display,print out"
+    "|delete,deleting,deleted,remove,removing,removed,uninstall,uninstalling,disable,"
+    "disabling,disabled,deactivate,deactivating,erase,wipe,purge,destroy,turn off,"
+    "switch off,get rid,unsubscribe",
+    "keep,keeping,kept,save,retain,preserve|discard,throw away,lose,losing,wipe,delete,"
+    "deleting,remove,removing",
+    "start,begin,resume,restart|pause,suspend|stop,terminate,quit",
+    "ascending,increasing order,smallest to largest,lowest to highest"
+    "|descending,decreasing order,largest to smallest,highest to lowest",
+    "increase,raise,louder,faster|decrease,reduce,quieter,slower",
+    "upload,uploading|download,downloading",
+    "import|export",
+    "push|pull",
+    "buy,buying,purchase|sell,selling",
+    "deposit|withdraw,withdrawal",
+    "send,sending,sent|receive,receiving,received",
+    "encode|decode",
+    "before|after",
+    "first|last",
+    "left|right",
+    "upper,uppercase|lower,lowercase",
+    "soft,runny|hard,firm",
+    "hot|cold",
+    "true,correct|false,incorrect,wrong",
+    "positive|negative",
+    "even|odd",
+    "inner|outer",
+    "public|private",
+    "horizontal|vertical",
+    "input|output",
+    "incoming,inbound|outgoing,outbound",
+    "best|worst",
+    "better|worse",
+    "largest,biggest|smallest",
+    "accept,approve,allow,permit|reject,decline,deny,block,disallow,forbid,prohibit,disable",
+    "include|exclude",
+    "confirm|cancel",
+    "derivative,differentiate|integral,integrate,antiderivative",
+    "plus|minus,subtract",
+    "multiply,multiplied|divide,divided",
+    "login,log in,sign in|logout,log out,sign out",
+    "open|close",
+    "lock|unlock",
+    "freeze|unfreeze",
+    "male,males,man,men,boy,boys,masculine|female,females,woman,women,girl,girls,feminine",
+    "adult,adults,grown-up,grown-ups|child,children,kid,kids,toddler,toddlers",
+    "beginner,beginners,novice,novices,newbie,newbies|expert,experts,advanced",
+    "brief,briefly,short,concise,summary|detailed,in detail,in depth",
+    "formal|informal,casual",
+    "cheap,cheapest,cheaper|expensive,priciest,pricier",
+    # closed classes: every member is a pole of its own
+    "monday|tuesday|wednesday|thursday|friday|saturday|sunday",
+    "spring|summer|autumn|winter",
+    "morning|afternoon|evening|night",
+    "yesterday|today|tomorrow",
+    "hourly|daily|weekly|monthly|yearly,annually,annual",
+    "per hour,an hour|per day,a day|per week,a week|per month,a month|per year,a year",
+    "north,northern|south,southern|east,eastern|west,western",
+    "minimum,min|average,mean|median|maximum,max",
+)
+# Roles, ends of an exchange and kinds: a negation does not take a text to the other end
+# ("without credit" is not "debit", "not remote" is not "local").
+_ROLE_POLES = (
+    "donor,donors,giver,givers|recipient,recipients",
+    "absorb,absorbing,absorbed,absorption|release,releasing,released,emit,emitting,emitted,"
+    "emission,emissions",
+    "lend,lending,lender,lenders,lent|borrow,borrowing,borrowed,borrower,borrowers",
+    "buyer,buyers,purchaser,purchasers|seller,sellers,vendor,vendors",
+    "landlord,landlords|tenant,tenants,renter,renters",
+    "creditor,creditors|debtor,debtors",
+    "credit|debit",
+    "profit,profits,gain,gains|loss,losses",
+    "asset,assets|liability,liabilities",
+    "read access,read only,read permission,read from,reading from"
+    "|write access,write permission,write to,writing to",
+    "local|remote",
+    "domestic|international",
+    "single,unmarried|married",
+    "before|during",
+    "during|after",
+    "weekday,weekdays|weekend,weekends",
+    "development,dev|staging|production,prod",
+)
 _CONTRASTS: tuple[tuple[frozenset[str], ...], ...] = tuple(
     tuple(frozenset(pole.split(",")) for pole in poles.split("|"))
-    for poles in (
-        # what an operation does to a thing: bring it into being / switch it on, or the reverse
-        "create,creating,created,install,installing,installed,enable,enabling,enabled,"
-        "activate,activating,activated,insert,turn on,switch on,set up,sign up,subscribe"
-        "|list all,list the,list every,list my,show,view,display,print out"
-        "|delete,deleting,deleted,remove,removing,removed,uninstall,uninstalling,disable,"
-        "disabling,disabled,deactivate,deactivating,erase,wipe,purge,destroy,turn off,"
-        "switch off,get rid,unsubscribe",
-        "keep,keeping,kept,save,retain,preserve|discard,throw away,lose,losing,wipe,delete,"
-        "deleting,remove,removing",
-        "start,begin,resume,restart|pause,suspend|stop,terminate,quit",
-        "ascending,increasing order,smallest to largest,lowest to highest"
-        "|descending,decreasing order,largest to smallest,highest to lowest",
-        "increase,raise,louder,faster|decrease,reduce,quieter,slower",
-        "upload,uploading|download,downloading",
-        "import|export",
-        "push|pull",
-        "buy,buying,purchase|sell,selling",
-        "deposit|withdraw,withdrawal",
-        "send,sending,sent|receive,receiving,received",
-        "encode|decode",
-        "before|after",
-        "first|last",
-        "left|right",
-        "upper,uppercase|lower,lowercase",
-        "soft,runny|hard,firm",
-        "hot|cold",
-        "true,correct|false,incorrect,wrong",
-        "positive|negative",
-        "even|odd",
-        "inner|outer",
-        "public|private",
-        "horizontal|vertical",
-        "input|output",
-        "incoming,inbound|outgoing,outbound",
-        "best|worst",
-        "better|worse",
-        "largest,biggest|smallest",
-        "accept,approve,allow|reject,decline,deny,block",
-        "include|exclude",
-        "confirm|cancel",
-        "derivative,differentiate|integral,integrate,antiderivative",
-        "plus|minus,subtract",
-        "multiply,multiplied|divide,divided",
-        "login,log in,sign in|logout,log out,sign out",
-        "open|close",
-        "lock|unlock",
-        "freeze|unfreeze",
-        "male,males,man,men,boy,boys,masculine|female,females,woman,women,girl,girls,feminine",
-        "adult,adults,grown-up,grown-ups|child,children,kid,kids,toddler,toddlers",
-        "beginner,beginners,novice,novices,newbie,newbies|expert,experts,advanced",
-        "brief,briefly,short,concise,summary|detailed,in detail,in depth",
-        "formal|informal,casual",
-        "cheap,cheapest,cheaper|expensive,priciest,pricier",
-        # closed classes: every member is a pole of its own
-        "monday|tuesday|wednesday|thursday|friday|saturday|sunday",
-        "spring|summer|autumn|winter",
-        "morning|afternoon|evening|night",
-        "yesterday|today|tomorrow",
-        "hourly|daily|weekly|monthly|yearly,annually,annual",
-        "per hour,an hour|per day,a day|per week,a week|per month,a month|per year,a year",
-        "north,northern|south,southern|east,eastern|west,western",
-        "minimum,min|average,mean|median|maximum,max",
-    )
+    for poles in _CONTRAST_POLES + _ROLE_POLES
 )
 
 _OPPOSITE_PREFIXES = ("un", "dis", "de", "anti", "non")
+# Prefixes and suffixes that trade a word for its counterpart around the same stem:
+# hypothyroidism / hyperthyroidism, upload / download, employer / employee, stateful / stateless.
+_PREFIX_PAIRS = (
+    ("hyper", "hypo"),
+    ("over", "under"),
+    ("pre", "post"),
+    ("in", "out"),
+    ("in", "ex"),
+    ("im", "ex"),
+    ("intro", "extro"),
+    ("up", "down"),
+    ("on", "off"),
+    ("inter", "intra"),
+    ("max", "min"),
+    ("micro", "macro"),
+    ("sub", "super"),
+    ("en", "de"),
+    ("inc", "dec"),
+    ("endo", "exo"),
+    ("homo", "hetero"),
+    ("mono", "poly"),
+)
+_SUFFIX_PAIRS = (("er", "ee"), ("or", "ee"), ("ful", "less"))
+_AFFIX_STEM = 3  # letters the shared stem needs at least
 
 # "one" is left out here: it is mostly a pronoun ("a new one"); `_counts_one` tells when it
 # counts something ("in one sentence").
@@ -162,6 +218,85 @@ _NUMBER_WORDS.update(
         "twice": "2",
     }
 )
+
+# Ordinals count like their numbers ("third highest" / "3rd highest"); "second" only where it
+# is one ("the second highest", not "wait a second"). "first" is left to `opposites`
+# (first / last): "the first debate" is not a date.
+_ORDINALS = {
+    word: str(value)
+    for value, word in enumerate(
+        "_ _ second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split()
+    )
+    if word != "_"
+}
+_ORDINALS.update({"twentieth": "20", "hundredth": "100", "thousandth": "1000"})
+_AMBIGUOUS_ORDINALS = frozenset({"second"})
+_ORDINAL_AFTER = frozenset("the my your his her its our their".split())
+
+# Units a number measures, by canonical name: "2 hrs" is "2 hours", "150 lbs" is not "150 kg".
+_UNITS = {
+    alias: unit
+    for unit, aliases in {
+        "second": "second seconds sec secs",
+        "minute": "minute minutes min mins",
+        "hour": "hour hours hr hrs",
+        "day": "day days",
+        "week": "week weeks wk wks",
+        "month": "month months",
+        "year": "year years yr yrs",
+        "decade": "decade decades",
+        "century": "century centuries",
+        "milligram": "milligram milligrams mg",
+        "gram": "gram grams g",
+        "kilogram": "kilogram kilograms kg kgs kilo kilos",
+        "pound": "pound pounds lb lbs",
+        "ounce": "ounce ounces oz",
+        "ton": "ton tons tonne tonnes",
+        "millimeter": "millimeter millimeters millimetre millimetres mm",
+        "centimeter": "centimeter centimeters centimetre centimetres cm",
+        "meter": "meter meters metre metres",
+        "kilometer": "kilometer kilometers kilometre kilometres km kms",
+        "inch": "inch inches",
+        "foot": "foot feet ft",
+        "yard": "yard yards",
+        "mile": "mile miles mi",
+        "milliliter": "milliliter milliliters millilitre millilitres ml",
+        "liter": "liter liters litre litres",
+        "cup": "cup cups",
+        "tablespoon": "tablespoon tablespoons tbsp",
+        "teaspoon": "teaspoon teaspoons tsp",
+        "gallon": "gallon gallons gal",
+        "byte": "byte bytes",
+        "bit": "bit bits",
+        "kilobyte": "kilobyte kilobytes kb",
+        "megabyte": "megabyte megabytes mb",
+        "gigabyte": "gigabyte gigabytes gb",
+        "terabyte": "terabyte terabytes tb",
+        "word": "word words",
+        "sentence": "sentence sentences",
+        "paragraph": "paragraph paragraphs",
+        "page": "page pages",
+        "line": "line lines",
+        "dollar": "dollar dollars usd",
+        "euro": "euro euros eur",
+        "cent": "cent cents",
+        "yen": "yen jpy",
+        "percent": "percent percentage",
+        "degree": "degree degrees",
+        "celsius": "celsius",
+        "fahrenheit": "fahrenheit",
+        "calorie": "calorie calories kcal cal",
+        "mph": "mph",
+        "kph": "kph kmh",
+        "hertz": "hertz hz",
+        "gigahertz": "gigahertz ghz",
+        "megahertz": "megahertz mhz",
+        "watt": "watt watts",
+        "kilowatt": "kilowatt kilowatts kw",
+        "volt": "volt volts",
+    }.items()
+    for alias in aliases.split()
+}
 
 #: Words that say nothing about what is asked (also the lexical score's stop list).
 FUNCTION_WORDS = frozenset(
@@ -207,6 +342,13 @@ _DIRECTION_SKIP = frozenset(
 )
 
 
+# Two operands around an operator that is not symmetric: "P(A | B)", "x ^ 2", "a -> b", "7 / 3".
+_OPERATION = re.compile(
+    r"(?<![\w.])([A-Za-z0-9_.]+)\s*(\||->|→|=>|<-|<=|>=|<|>|\^|÷|/|-)\s*([A-Za-z0-9_.]+)(?![\w(])"
+)
+_SPELLED_OPERATORS = frozenset("/ -".split())  # between words these are "or" and hyphens
+
+
 @dataclass(frozen=True, slots=True)
 class TextFeatures:
     """What the guards compare, extracted once per text."""
@@ -218,16 +360,23 @@ class TextFeatures:
     numbers: frozenset[str]
     number_lists: frozenset[tuple[str, ...]]  # runs of numbers with only separators between
     counted: frozenset[tuple[str, str, int]]  # (number, the word after it, its position)
+    measures: frozenset[tuple[str, str]]  # (number, the unit it measures): ("2", "hour")
     entities: frozenset[str]
     directions: frozenset[tuple[str, str]]
+    operations: frozenset[tuple[str, str, str]]  # (left, operator, right): ("a", "|", "b")
 
 
 def _normalise(text: str) -> str:
     return text.replace("’", "'").replace("‘", "'")
 
 
+_NON_HYPHEN = re.compile(r"\b([Nn]on)[- ](?=[A-Za-z])")
+
+
 def _words(text: str) -> list[str]:
-    return [token.lower().replace("'", "") for token in _TOKEN.findall(_normalise(text))]
+    """Lower-case words; "non-taxable" and "non taxable" are one word, "nontaxable"."""
+    text = _NON_HYPHEN.sub(r"\1", _normalise(text))
+    return [token.lower().replace("'", "") for token in _TOKEN.findall(text)]
 
 
 def _negated(words: list[str]) -> bool:
@@ -250,24 +399,42 @@ def _stems(word: str) -> set[str]:
     return forms
 
 
-def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
-    """The (contrast, pole) pairs a text takes. A term right after a negation cue takes the
-    other side of a two-sided contrast: "without losing my work" keeps it."""
-    forms = [_stems(word) for word in words]
-    found = set()
+def _index_terms() -> tuple[
+    dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int, tuple[str, ...]]]]
+]:
+    """The contrast terms by word: one-word terms, and phrases by their first word."""
+    single: dict[str, list[tuple[int, int]]] = {}
+    phrases: dict[str, list[tuple[int, int, tuple[str, ...]]]] = {}
     for contrast_index, poles in enumerate(_CONTRASTS):
         for pole_index, pole in enumerate(poles):
             for term in pole:
-                parts = term.split()
-                for at in range(len(words) - len(parts) + 1):
-                    if len(parts) == 1:
-                        if term not in forms[at]:
-                            continue
-                    elif words[at : at + len(parts)] != parts:
-                        continue
-                    negated = at > 0 and words[at - 1] in _NEGATION_CUES
-                    side = 1 - pole_index if negated and len(poles) == 2 else pole_index
-                    found.add((contrast_index, side))
+                parts = tuple(term.split())
+                if len(parts) == 1:
+                    single.setdefault(term, []).append((contrast_index, pole_index))
+                else:
+                    phrases.setdefault(parts[0], []).append((contrast_index, pole_index, parts))
+    return single, phrases
+
+
+_SINGLE_TERMS, _PHRASE_TERMS = _index_terms()
+
+
+def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
+    """The (contrast, pole) pairs a text takes. A term right after a negation cue takes the
+    other side of a two-sided contrast: "without losing my work" keeps it."""
+    found = set()
+    for at, word in enumerate(words):
+        hits = [hit for form in _stems(word) for hit in _SINGLE_TERMS.get(form, ())]
+        hits += [
+            (contrast_index, pole_index)
+            for contrast_index, pole_index, parts in _PHRASE_TERMS.get(word, ())
+            if tuple(words[at : at + len(parts)]) == parts
+        ]
+        negated = at > 0 and words[at - 1] in _NEGATION_CUES
+        for contrast_index, pole_index in hits:
+            flips = len(_CONTRASTS[contrast_index]) == 2 and contrast_index < len(_CONTRAST_POLES)
+            side = 1 - pole_index if negated and flips else pole_index
+            found.add((contrast_index, side))
     return frozenset(found)
 
 
@@ -278,10 +445,26 @@ def _number_lists(text: str) -> frozenset[tuple[str, ...]]:
     )
 
 
+_GLUED_VERSION = re.compile(r"([A-Za-z]{2,})(\d+\.\d+)")
+_RANGE = re.compile(r"^(\d{1,4})-(\d{1,4})$")
+_ONE_HYPHEN = re.compile(r"\bone-[a-z]")
+_ORDINAL_HYPHEN = re.compile(r"\b(first|second)-(?=[a-z])")  # "first-year", "second-hand"
+
+
 def _digit_numbers(text: str) -> set[str]:
     """Numbers written with digits, without thousands separators or zero minutes: "1,000" ->
-    "1000", "3:00" -> "3" (as "3pm" is); "1.10" stays "1.10" (a version is not 1.1)."""
-    return {_ZERO_TAIL.sub("", match.replace(",", "")) for match in _NUMBER.findall(text)}
+    "1000", "3:00" -> "3" (as "3pm" is); "1.10" stays "1.10" (a version is not 1.1). A
+    version glued to its name counts ("python3.12" as "python 3.12"), and a range "5-7"
+    as its two ends ("5 to 7"; "2012-13" is a season, not a range)."""
+    found: set[str] = set()
+    for match in _NUMBER.findall(_GLUED_VERSION.sub(r"\1 \2", text)):
+        value = _ZERO_TAIL.sub("", match.replace(",", ""))
+        ends = _RANGE.match(value)
+        if ends and int(ends[1]) < int(ends[2]):
+            found.update(ends.groups())
+        else:
+            found.add(value)
+    return found
 
 
 def _counts_one(words: list[str], index: int) -> bool:
@@ -297,12 +480,46 @@ def _counts_one(words: list[str], index: int) -> bool:
     )
 
 
+def _is_ordinal(words: list[str], index: int) -> bool:
+    """An ordinal word counts as its number; "second" only after "the"/"my"/...
+    or before a superlative ("second highest"), not in "wait a second"."""
+    word = words[index]
+    if word not in _ORDINALS:
+        return False
+    if word not in _AMBIGUOUS_ORDINALS:
+        return True
+    before = words[index - 1] if index > 0 else ""
+    after = words[index + 1] if index + 1 < len(words) else ""
+    return before in _ORDINAL_AFTER or (after.endswith("est") and len(after) > 4)
+
+
 def _numbers(text: str, words: list[str]) -> frozenset[str]:
     values = _digit_numbers(text)
     values.update(_NUMBER_WORDS[word] for word in words if word in _NUMBER_WORDS)
+    values.update(_ORDINALS[word] for i, word in enumerate(words) if _is_ordinal(words, i))
     if any(word == "one" and _counts_one(words, i) for i, word in enumerate(words)):
         values.add("1")
+    lowered = text.lower()
+    if _ONE_HYPHEN.search(lowered):  # "a one-week extension", "a one-way ticket"
+        values.add("1")
+    values.update("1" if word == "first" else "2" for word in _ORDINAL_HYPHEN.findall(lowered))
     return frozenset(values)
+
+
+_MEASURE = re.compile(
+    r"(?<![\w.])(\d+(?:[.,]\d+)*(?![\d.,])|[a-z]+\b)(?=\s?-?\s?([a-z]+)\b(?!-[a-z]))"
+)
+
+
+def _measures(text: str) -> frozenset[tuple[str, str]]:
+    """(number, unit) for every number followed by a unit: "2 hrs" -> ("2", "hour"), "a
+    150-lb person" -> ("150", "pound"), "two weeks" -> ("2", "week")."""
+    found = set()
+    for number, unit in _MEASURE.findall(_normalise(text).lower()):
+        value = number.replace(",", "") if number[0].isdigit() else _NUMBER_WORDS.get(number)
+        if value is not None and unit in _UNITS:
+            found.add((value, _UNITS[unit]))
+    return frozenset(found)
 
 
 def _counted(words: list[str]) -> frozenset[tuple[str, str, int]]:
@@ -354,6 +571,21 @@ def _directions(text: str) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
+def _operations(text: str) -> frozenset[tuple[str, str, str]]:
+    """Operands around a non-symmetric operator; "/" and "-" only between numbers or single
+    letters ("7/3", "x-y"), not in "async/await" or "one-way"."""
+    found = set()
+    for left, operator, right in _OPERATION.findall(_normalise(text)):
+        if left.lower() == right.lower():
+            continue
+        if operator in _SPELLED_OPERATORS and not all(
+            side.replace(".", "").isdigit() or len(side) == 1 for side in (left, right)
+        ):
+            continue
+        found.add((left.lower(), operator, right.lower()))
+    return frozenset(found)
+
+
 @lru_cache(maxsize=16384)
 def text_features(text: str) -> TextFeatures:
     """Features of one text (memoised: cached prompts recur)."""
@@ -366,8 +598,10 @@ def text_features(text: str) -> TextFeatures:
         numbers=_numbers(text, words),
         number_lists=_number_lists(text),
         counted=_counted(words),
+        measures=_measures(text),
         entities=_entities(text),
         directions=_directions(text),
+        operations=_operations(text),
     )
 
 
@@ -381,13 +615,17 @@ def _opposite_sides(a: frozenset[tuple[int, int]], b: frozenset[tuple[int, int]]
     return any(ca == cb for ca, _ in only_a for cb, _ in only_b)
 
 
-def _prefixed_opposite(a: frozenset[str], b: frozenset[str]) -> bool:
-    """A word in one text whose un-/dis-/de-/anti-/non- form is in the other only."""
-    for word in a - b:
+def _prefixed_opposite(a: TextFeatures, b: TextFeatures) -> bool:
+    """A word in one text whose un-/dis-/de-/anti-/non- form is in the other only, and not
+    negated there ("non-stop" / "won't stop", "not perishable" / "non-perishable" agree)."""
+    if b.negated and not a.negated:
+        return False
+    plain = _plain_words(b.sequence)
+    for word in a.words - b.words:
         for prefix in _OPPOSITE_PREFIXES:
             if word.startswith(prefix) and len(word) - len(prefix) >= 3:
                 stem = word[len(prefix) :]
-                if stem in b and stem not in a:
+                if stem in plain and stem not in a.words:
                     return True
     return False
 
@@ -401,14 +639,32 @@ def _substituted(a: frozenset[str], b: frozenset[str]) -> bool:
 
 
 def _minimal_pair(a: TextFeatures, b: TextFeatures) -> bool:
-    """The texts differ in at most a couple of words besides negation cues."""
-    left = a.words - _NEGATION_CUES
-    right = b.words - _NEGATION_CUES
+    """The texts differ in at most a couple of words besides negation cues, words compared
+    by their lemmas ("switch" / "switching": "create a branch and switch to it" / "... without
+    switching to it")."""
+    left = {_bare(word) for word in a.words - _NEGATION_CUES}
+    right = {_bare(word) for word in b.words - _NEGATION_CUES}
     return len(left ^ right) <= max(2, len(left | right) // 5)
+
+
+@lru_cache(maxsize=65536)
+def _bare(word: str) -> str:
+    """The shortest of a word and its WordNet lemmas ("switching" -> "switch", "packages" ->
+    "package")."""
+    return min((word, *lemmas(word)), key=lambda form: (len(form), form))
 
 
 def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> bool:
     return any((target, source) in b for source, target in a)
+
+
+def _operands_swapped(a: TextFeatures, b: TextFeatures) -> bool:
+    """The operands of a non-symmetric operator trade places: "P(A | B)" / "P(B | A)",
+    "2^10" / "10^2", "7/3" / "3/7"."""
+    return any(
+        (right, operator, left) in b.operations and (right, operator, left) not in a.operations
+        for left, operator, right in a.operations - b.operations
+    )
 
 
 _SYMMETRIC = frozenset("and or vs versus plus times".split())
@@ -491,13 +747,48 @@ def _plain_words(sequence: tuple[str, ...]) -> set[str]:
     }
 
 
+@lru_cache(maxsize=65536)
+def _affix_keys(word: str) -> frozenset[tuple[int, str, int]]:
+    """(affix pair, stem, side) for every pair of opposite affixes the word carries one of:
+    "download" -> (up/down, "load", 1)."""
+    keys = set()
+    for index, (first, second) in enumerate(_PREFIX_PAIRS):
+        for side, prefix in enumerate((first, second)):
+            if word.startswith(prefix) and len(word) - len(prefix) >= _AFFIX_STEM:
+                keys.add((index, word[len(prefix) :], side))
+    for index, (first, second) in enumerate(_SUFFIX_PAIRS, len(_PREFIX_PAIRS)):
+        for side, suffix in enumerate((first, second)):
+            if word.endswith(suffix) and len(word) - len(suffix) >= _AFFIX_STEM:
+                if suffix == "ee" and not is_word(word):
+                    continue  # "transformee" is a typo, not the other end of "transformer"
+                keys.add((index, word[: -len(suffix)], side))
+    return frozenset(keys)
+
+
+def _affix_swapped(a: frozenset[str], b: frozenset[str]) -> bool:
+    """A word only `a` has and a word only `b` has share a stem and differ by a pair of
+    opposite prefixes or suffixes: "hypothyroidism" / "hyperthyroidism", "upload" /
+    "download", "employer" / "employee", "stateful" / "stateless"."""
+    theirs = {key for word in b - a if word not in FUNCTION_WORDS for key in _affix_keys(word)}
+    if not theirs:
+        return False
+    return any(
+        (index, stem, 1 - side) in theirs
+        for word in a - b
+        if word not in FUNCTION_WORDS
+        for index, stem, side in _affix_keys(word)
+    )
+
+
 def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
     return (
         _opposite_sides(q.poles, c.poles)
         or _antonym_swapped(q.sequence, c.sequence)
-        or _prefixed_opposite(q.words, c.words)
-        or _prefixed_opposite(c.words, q.words)
+        or _prefixed_opposite(q, c)
+        or _prefixed_opposite(c, q)
+        or _affix_swapped(q.words, c.words)
         or _reversed(q.directions, c.directions)
+        or _operands_swapped(q, c)
         or _swapped(q.sequence, c.sequence)
     )
 
@@ -520,9 +811,68 @@ def _recounted(q: TextFeatures, c: TextFeatures) -> bool:
     )
 
 
+def _remeasured(q: TextFeatures, c: TextFeatures) -> bool:
+    """The same number measures one unit here and another there ("7 days" / "7 hours",
+    "150 lbs" / "150 kg", "in two sentences" / "in two paragraphs")."""
+    mine = q.measures - c.measures
+    theirs = c.measures - q.measures
+    return any(
+        number == other_number and unit != other_unit
+        for number, unit in mine
+        for other_number, other_unit in theirs
+    )
+
+
+def _renumbered(q: TextFeatures, c: TextFeatures) -> bool:
+    """A word both texts count is counted by other numbers: "with two fair dice" / "with
+    three fair dice", "2 out of 5" / "5 out of 5" (the other numbers being the same)."""
+    mine, theirs = _counts(q), _counts(c)
+    for thing, numbers in mine.items():
+        other = theirs.get(thing)
+        if not other or not numbers - other or not other - numbers:
+            continue
+        if (numbers - other) - c.numbers or (other - numbers) - q.numbers:
+            return True  # a number one text counts the thing with is not in the other at all
+    return False
+
+
+def _counts(features: TextFeatures) -> dict[str, set[str]]:
+    """The numbers that count each word: only whole numbers of the text ("1,000 notes" is
+    1000, not 000), and not the last of a run ("tier 2 2016 exam" counts no exam)."""
+    found: dict[str, set[str]] = {}
+    for number, thing, at in features.counted:
+        before = features.sequence[at - 1] if at > 0 else ""
+        if number in features.numbers and not (before.isdigit() or before in _NUMBER_WORDS):
+            found.setdefault(thing, set()).add(number)
+    return found
+
+
+#: Words that ask for one of a thing: "a name", "the last commit", "the next year".
+_ONE_OF = frozenset("a an one single last next previous".split())
+
+
+def _recounted_article(a: TextFeatures, b: TextFeatures) -> bool:
+    """`a` counts several of a thing `b` asks one of: "ten names for a podcast" / "a name
+    for a podcast", "three short haikus" / "a short haiku", "the last 3 commits" / "the
+    last commit"."""
+    for number, _, at in a.counted:
+        if number in ("1", "0") or number in b.numbers:
+            continue
+        for length in (1, 2):
+            phrase = a.sequence[at + 1 : at + 1 + length]
+            if len(phrase) < length or _singular(phrase[-1]) == phrase[-1]:
+                continue  # the counted noun is not a plural
+            wanted = tuple(_singular(word) for word in phrase)
+            for start, word in enumerate(b.sequence):
+                if word in _ONE_OF and b.sequence[start + 1 : start + 1 + length] == wanted:
+                    return True
+    return False
+
+
 def _numbers_differ(q: TextFeatures, c: TextFeatures) -> bool:
     """Different numbers, a list of the same numbers in another order ("[5, 2] -> [2, 5]"),
-    or the same number counting another thing."""
+    the same number counting another thing or measuring another unit, a thing counted by
+    other numbers, or several of a thing against one."""
     if q.numbers - c.numbers and c.numbers - q.numbers:
         return True
     reordered = any(
@@ -532,7 +882,13 @@ def _numbers_differ(q: TextFeatures, c: TextFeatures) -> bool:
     )
     if reordered:
         return True
-    return _recounted(q, c)
+    return (
+        _recounted(q, c)
+        or _remeasured(q, c)
+        or _renumbered(q, c)
+        or _recounted_article(q, c)
+        or _recounted_article(c, q)
+    )
 
 
 def _slot_filled_otherwise(a: TextFeatures, b: TextFeatures) -> bool:
