@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 import pytest
@@ -111,3 +112,33 @@ def api_namespace(kube_api: Cluster) -> Iterator[str]:
 def cluster_namespace(kube_cluster: Cluster) -> Iterator[str]:
     """A fresh namespace on the full profile, ready for Pods."""
     yield from _namespace(kube_cluster, wait_for_sa=True)
+
+
+# --- the shared tiers and the stub upstream for fleet tests (real processes) -----------------
+
+
+@pytest.fixture(scope="module")
+def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Milvus Lite server process for one test module."""
+    from lifecycle_harness import milvus_process
+
+    with milvus_process(tmp_path_factory.mktemp("milvus")) as uri:
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stub upstream (counts its calls) for one test module."""
+    from operator_harness import stub_upstream
+
+    with stub_upstream(tmp_path_factory.mktemp("stub")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh redis-server for one test."""
+    from operator_harness import redis_process
+
+    with redis_process(tmp_path) as url:
+        yield url

@@ -468,3 +468,22 @@ def model_version_manifest(
             **spec,
         },
     }
+
+
+# --- reading a SemanticCache -----------------------------------------------------------------
+
+
+def scache(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    """The SemanticCache as stored."""
+    result: dict[str, Any] = kubectl.json("get", "scache", name, "-n", ns)
+    return result
+
+
+def active_namespace(
+    kubectl: Kubectl, ns: str, name: str, model_version: str = "gpt-4o-mini"
+) -> str | None:
+    """The cache namespace the fleet serves `model_version` from (status), if any."""
+    for item in scache(kubectl, ns, name).get("status", {}).get("activeNamespaces", []):
+        if item["modelVersion"] == model_version:
+            return str(item["cacheNamespace"])
+    return None

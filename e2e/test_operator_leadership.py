@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,13 @@ import pytest
 from cluster import Cluster, Kubectl, wait_for
 from lifecycle_harness import (
     NodeFleet,
+    active_namespace,
     chat,
     first_chat,
     lookup,
-    milvus_process,
     model_version_manifest,
     node_fleet,
+    scache,
     shared_tier_manifests,
     stub_calls,
 )
@@ -39,9 +39,7 @@ from operator_harness import (
     install_crds,
     json_patch,
     model_dir,
-    redis_process,
     start_operator,
-    stub_upstream,
     wait_condition,
 )
 
@@ -154,36 +152,6 @@ def test_a_stopped_leader_hands_over_at_once(
 MV = "gpt-4o-mini"
 HOT = 12  # N: prompts replayed by the warm-up (`warm.topN`)
 COLD = 4  # never hit: not in the top N, never replayed
-
-
-@pytest.fixture(scope="module")
-def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with milvus_process(tmp_path_factory.mktemp("milvus")) as uri:
-        yield uri
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with stub_upstream(tmp_path_factory.mktemp("stub")) as url:
-        yield url
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    with redis_process(tmp_path) as url:
-        yield url
-
-
-def scache(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = kubectl.json("get", "scache", name, "-n", ns)
-    return result
-
-
-def active_namespace(kubectl: Kubectl, ns: str, name: str) -> str | None:
-    for item in scache(kubectl, ns, name).get("status", {}).get("activeNamespaces", []):
-        if item["modelVersion"] == MV:
-            return str(item["cacheNamespace"])
-    return None
 
 
 def rollover(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any] | None:

@@ -35,14 +35,15 @@ import pytest
 from cluster import Cluster, Kubectl, wait_for
 from lifecycle_harness import (
     NodeFleet,
+    active_namespace,
     chat,
     first_chat,
     lookup,
-    milvus_process,
     milvus_rows,
     model_version_manifest,
     node_fleet,
     redis_keys,
+    scache,
     shared_tier_manifests,
     store,
     stub_calls,
@@ -54,10 +55,8 @@ from operator_harness import (
     install_crds,
     json_patch,
     model_dir,
-    redis_process,
     running_operator,
     start_operator,
-    stub_upstream,
     wait_event,
 )
 
@@ -72,24 +71,6 @@ COPY = "cachefleet-test/all-minilm-l6-v2-copy"  # the same model files under ano
 def kubectl(kube_api: Cluster) -> Kubectl:
     install_crds(kube_api.kubectl)
     return kube_api.kubectl
-
-
-@pytest.fixture(scope="module")
-def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with milvus_process(tmp_path_factory.mktemp("milvus")) as uri:
-        yield uri
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with stub_upstream(tmp_path_factory.mktemp("stub")) as url:
-        yield url
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    with redis_process(tmp_path) as url:
-        yield url
 
 
 @pytest.fixture
@@ -111,18 +92,6 @@ def record(section: str, values: dict[str, Any]) -> None:
     data[section] = {**values, "machine": "2 shared cores", "recorded": time.strftime("%F")}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def scache(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = kubectl.json("get", "scache", name, "-n", ns)
-    return result
-
-
-def active_namespace(kubectl: Kubectl, ns: str, name: str) -> str | None:
-    for item in scache(kubectl, ns, name).get("status", {}).get("activeNamespaces", []):
-        if item["modelVersion"] == MV:
-            return str(item["cacheNamespace"])
-    return None
 
 
 def settled(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any] | None:
