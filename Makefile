@@ -9,12 +9,18 @@ UV_VERSION := 0.13.8
 # The embedding model (all-MiniLM-L6-v2, ONNX) used by tests, demo and benchmarks.
 CACHEFLEET_EMBEDDING_MODEL_DIR ?= $(abspath ../shared/models/all-MiniLM-L6-v2)
 export CACHEFLEET_EMBEDDING_MODEL_DIR
+# The benchmarks and training harnesses (bench/cachefleet_bench): not part of the installed
+# distribution, so they run with bench/ on the import path (pytest's `pythonpath` does the same).
+BENCH := PYTHONPATH=bench $(PY) -m cachefleet_bench
 
-.PHONY: help venv system-deps demo demo-cluster test lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds chart-crds train-verifier lexicon
+.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds chart-crds train-verifier lexicon
 
+## List the targets with their `##` comments (every target has one).
 help:
-	@echo "make demo   - install, start a cache node on embedded defaults, replay a workload, print a report"
-	@echo "make test   - install everything the tests need and run lint, types and all tests"
+	@awk '/^## / { text[++n] = substr($$0, 4); next } \
+	  /^[a-z][a-z0-9-]*:/ && n { sub(/:.*/, ""); printf "%-15s %s\n", $$0, text[1]; \
+	    for (i = 2; i <= n; i++) printf "%-15s %s\n", "", text[i] } \
+	  { n = 0 }' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@echo "==> creating virtualenv $(VENV)"
@@ -25,14 +31,18 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	@touch $@
 
+## The virtualenv .venv: pinned dependencies (requirements.lock) and the project, editable.
 venv: $(VENV)/.installed
 
 ## Debian packages the tests and the demo need (redis-server; wordnet-base, the source `make lint`
-## checks the verifier's lexicon against). Installs them when missing.
+## checks the verifier's lexicon against; nodejs and npm, which run the `openai` npm package in
+## the client matrix, tests/clients). Installs them when missing.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	test -f /usr/share/wordnet/index.noun || missing="$$missing wordnet-base"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing$$missing (Debian packages)"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
@@ -40,18 +50,22 @@ system-deps:
 	fi
 	@command -v redis-server >/dev/null || { echo "redis-server is required: apt-get install redis-server"; exit 1; }
 	@test -f /usr/share/wordnet/index.noun || { echo "WordNet is required: apt-get install wordnet-base"; exit 1; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "Node.js and npm are required: apt-get install nodejs npm"; exit 1; }
 
+## Recompile requirements.lock from pyproject.toml: the contract's dependencies and every extra
+## (node, operator, dev), Python 3.11. The images install their extra's subset of it.
 lock:
-	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile -q pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
 
+## Ruff (check and format), import-linter contracts, hadolint and every generator's --check.
 lint: venv system-deps lint-images
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports --no-cache
+	PYTHONPATH=bench $(VENV)/bin/lint-imports --no-cache
 	$(PY) -m cachefleet_operator.api.crdgen --check
 	$(PY) -m cachefleet_operator.api.docgen --check
 	$(PY) charts/chartgen.py --check
-	$(PY) -m cachefleet_node.bench.lexicon --check
+	$(BENCH) lexicon --check
 
 ## Lint the container images' Dockerfiles (hadolint from the dev extra; settings in .hadolint.yaml).
 lint-images: venv
@@ -69,13 +83,16 @@ crds: venv
 chart-crds: venv
 	$(PY) charts/chartgen.py
 
+## mypy --strict over the node, the operator, the benchmarks and the e2e cluster tooling.
 typecheck: venv
 	$(VENV)/bin/mypy
 
+## Format and auto-fix with ruff.
 fmt: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## Install, start a cache node on embedded defaults, replay a workload, print a report.
 demo: venv system-deps
 	$(PY) -m cachefleet_node.demo
 
@@ -89,26 +106,40 @@ demo-cluster: venv system-deps k8s-bins
 bench-operator: venv k8s-bins
 	PYTHONPATH=e2e:tests $(PY) e2e/bench_operator.py --caches 200 --ready-runs 5
 
+## Latency of the node's request path, alone and under concurrency: writes
+## docs/benchmarks/latency.json and latency.png.
 bench-latency: venv
-	$(PY) -m cachefleet_node.bench.latency
+	$(BENCH) latency
 
 ## Semantic-correctness harness, full run (CLINC150 + all Quora pairs, peers, stream):
-## writes docs/benchmarks/quality.json and PNGs. Data from $$CACHEFLEET_DATA_DIR or ../shared/data.
+## writes docs/benchmarks/quality.json and PNGs. Data from $CACHEFLEET_DATA_DIR or ../shared/data.
 bench-quality: venv
-	$(PY) -m cachefleet_node.cli bench quality --subset full --qqp-pairs 0
+	$(BENCH) quality --subset full --qqp-pairs 0
 
 ## Train the verifier head (adversarial dev split + CLINC150; never the frozen split) and choose
 ## its operating point: writes cache-node/cachefleet_node/core/data/verifier_head.json.
 train-verifier: venv
-	$(PY) -m cachefleet_node.cli bench train-verifier
+	$(BENCH) train-verifier
 
 ## The verifier's WordNet lexicon, from Debian's wordnet-base (`--check` in `make lint`).
 lexicon: venv system-deps
-	$(PY) -m cachefleet_node.bench.lexicon
+	$(BENCH) lexicon
 
+## Install everything the tests need, then lint, types and every test (tests/ and e2e/);
+## what CI runs (.ci/run).
 test: venv system-deps lint typecheck k8s-bins
 	$(PY) -m pytest
 
+## The node and operator tests of tests/ (real redis-server, Milvus, the ONNX model): minutes,
+## no lint and no Kubernetes binaries.
+test-unit: venv system-deps
+	$(PY) -m pytest tests
+
+## The end-to-end tests of e2e/ on a real kube-apiserver (built by k8s-bins).
+test-e2e: venv system-deps k8s-bins
+	$(PY) -m pytest e2e
+
+## Remove the virtualenv, the tool caches and the demo's state.
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
 
@@ -120,7 +151,7 @@ CLUSTER := PYTHONPATH=e2e $(PY) -m cluster
 
 .PHONY: k8s-bins k8s-gomod cluster-up cluster-down cluster-status
 
-## Build (or reuse) the binaries. Outside CI a failed build only warns: e2e tests then skip
+## Build (or reuse) the Kubernetes binaries. Outside CI a failed build only warns: e2e tests then skip
 ## with the reason. With CI=true it fails.
 k8s-bins: venv
 	@$(CLUSTER) build --soft
@@ -135,8 +166,10 @@ k8s-gomod: venv
 cluster-up: venv k8s-bins
 	@$(CLUSTER) up --profile full
 
+## Stop the control plane that cluster-up started.
 cluster-down: venv
 	@$(CLUSTER) down
 
+## Which control-plane processes run, and the apiserver's /readyz.
 cluster-status: venv
 	@$(CLUSTER) status

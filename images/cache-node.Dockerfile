@@ -22,13 +22,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_PYTHON_DOWNLOADS=never
 RUN pip install "uv==${UV_VERSION}" && python -m venv /opt/cachefleet
 WORKDIR /src
-# Dependencies first (a source change does not reinstall them): the runtime dependencies of
-# pyproject.toml only (no dev extra), each at the version pinned in requirements.lock.
+# Dependencies first (a source change does not reinstall them): the contract's dependencies
+# and the `node` extra of pyproject.toml, each at the version pinned in requirements.lock.
 COPY pyproject.toml requirements.lock ./
-RUN uv pip install --python /opt/cachefleet/bin/python -r pyproject.toml -c requirements.lock
+RUN uv pip install --python /opt/cachefleet/bin/python \
+        -r pyproject.toml --extra node -c requirements.lock
 COPY README.md ./
+# The node and the contract it shares with the operator; no operator code.
+COPY contract/cachefleet_contract ./contract/cachefleet_contract
 COPY cache-node/cachefleet_node ./cache-node/cachefleet_node
-COPY operator/cachefleet_operator ./operator/cachefleet_operator
 RUN echo "setuptools==${SETUPTOOLS_VERSION}" > /tmp/build-constraints.txt \
     && uv pip install --python /opt/cachefleet/bin/python --no-deps \
         --build-constraint /tmp/build-constraints.txt . \

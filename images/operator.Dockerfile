@@ -3,9 +3,10 @@
 #
 #   docker build -f images/operator.Dockerfile -t cachefleet/operator:dev .
 #
-# Only the operator's own dependencies are installed (images/operator.requirements.in, at the
-# versions in requirements.lock): no ONNX Runtime, faiss or Milvus. Runs as uid/gid 10001 with
-# a read-only root filesystem; it writes nothing but /tmp.
+# Only the operator's code (cachefleet_operator and the contract it shares with the node,
+# cachefleet_contract) and its own dependencies (the contract's and the `operator` extra of
+# pyproject.toml, at the versions in requirements.lock): no node code, no ONNX Runtime, faiss or
+# Milvus. Runs as uid/gid 10001 with a read-only root filesystem; it writes nothing but /tmp.
 
 # Base: an exact tag, the same in both stages (tests/test_images.py); Renovate or Dependabot
 # can add and bump a digest (`python:3.11.14-slim-bookworm@sha256:…`).
@@ -20,14 +21,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_PYTHON_DOWNLOADS=never
 RUN pip install "uv==${UV_VERSION}" && python -m venv /opt/cachefleet
 WORKDIR /src
-COPY requirements.lock images/operator.requirements.in ./
+COPY pyproject.toml requirements.lock ./
 RUN uv pip install --python /opt/cachefleet/bin/python \
-        -r operator.requirements.in -c requirements.lock
-COPY pyproject.toml README.md ./
-COPY cache-node/cachefleet_node ./cache-node/cachefleet_node
+        -r pyproject.toml --extra operator -c requirements.lock
+COPY README.md ./
+COPY contract/cachefleet_contract ./contract/cachefleet_contract
 COPY operator/cachefleet_operator ./operator/cachefleet_operator
-# --no-deps: the package's full dependency list is the node's; the operator needs the subset
-# above. The import check fails the build if that subset misses something.
+# --no-deps: the dependencies are installed above. The import check fails the build if the
+# operator needs something the `operator` extra misses.
 RUN echo "setuptools==${SETUPTOOLS_VERSION}" > /tmp/build-constraints.txt \
     && uv pip install --python /opt/cachefleet/bin/python --no-deps \
         --build-constraint /tmp/build-constraints.txt . \

@@ -62,7 +62,7 @@ def test_calibrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     rows = [{"similarity": s, "correct": ok} for s, ok in _labelled(1000, seed=9)]
     rows += [{"similarity": None}] * 200
     path.write_text("\n".join(json.dumps(row) for row in rows))
-    assert main(["bench", "calibrate", str(path), "--target-error-rate", "0.02"]) == 0
+    assert main(["calibrate", str(path), "--target-error-rate", "0.02"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["requests"] == 1200
     assert out["error_rate"] <= 0.02
@@ -70,5 +70,5 @@ def test_calibrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"similarity": "x", "correct": true}\n')
-    assert main(["bench", "calibrate", str(bad)]) == 2
+    assert main(["calibrate", str(bad)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err

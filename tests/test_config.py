@@ -98,14 +98,14 @@ def test_model_dir_env_fills_an_unset_model_dir() -> None:
 def test_env_values_parse_as_yaml_scalars_but_urls_stay_verbatim() -> None:
     config = load_node_config(
         environ={
-            "CACHEFLEET_L1__EXACT_MAX_BYTES": "1024",
+            "CACHEFLEET_L1__MAX_BYTES": "1024",
             "CACHEFLEET_LOGGING__LOG_PROMPTS": "true",
             "CACHEFLEET_UPSTREAM__BASE_URL": "http://127.0.0.1:9000/v1",
             "CACHEFLEET_REDIS__URL": "redis://:123@h:1/0",
             "CACHEFLEET_UPSTREAM_API_KEY": "sk-not-a-config-field",
         }
     )
-    assert config.l1.exact_max_bytes == 1024
+    assert config.l1.max_bytes == 1024
     assert config.logging.log_prompts is True
     assert config.upstream.base_url == "http://127.0.0.1:9000/v1"
     assert config.redis.url is not None

@@ -54,6 +54,7 @@ LABEL_VALUES = {
     "embed_service.tier": "`embedder`; during an embedding migration also `embedder-next`",
     "embed_shed.tier": "`embedder`; during an embedding migration also `embedder-next`",
     "entries.tier": "`l1_exact`, `l1_semantic`",
+    "l1_bytes.tier": "`l1_exact`, `l1_semantic`",
     "evictions.tier": "`l1_exact`, `l1_semantic`",
     "writes.outcome": "`stored`, `stored-l1-only`, `skipped-<reason>`, `dropped` (overload), "
     "`dual-dropped` (a migration's copy into the next space, overload)",

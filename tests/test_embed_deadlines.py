@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from cachefleet_contract.keyspace import embedding_space
 from cachefleet_node.embedders import (
     EmbedBudget,
     EmbedderBusy,
@@ -23,7 +24,6 @@ from cachefleet_node.embedders import (
     OnnxModel,
     Vectors,
 )
-from cachefleet_node.keyspace import embedding_space
 from node_harness import NodeFactory
 
 # Distinct texts: the embedding cache in front of the model must not answer any of them.

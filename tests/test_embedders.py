@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio
 from tokenizers import Tokenizer
 
+from cachefleet_contract.keyspace import embedding_key, embedding_space
 from cachefleet_node.config import MODEL_DIR_ENV, EmbeddingConfig
 from cachefleet_node.embedders import (
     CachingEmbedder,
@@ -32,7 +33,6 @@ from cachefleet_node.embedders import (
     resolve_model_dir,
 )
 from cachefleet_node.embedders.hub import DOWNLOAD_FILES
-from cachefleet_node.keyspace import embedding_key, embedding_space
 from embedding_service import EmbeddingService, serving
 from node_harness import RedisServer, free_port
 

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from cachefleet_node import keyspace
+from cachefleet_contract import keyspace
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore

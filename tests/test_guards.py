@@ -238,7 +238,11 @@ def test_identical_texts_always_pass() -> None:
 def test_each_guard_is_switchable() -> None:
     query, cached, _ = MUST_NOT_MATCH[0]
     verifier_off = VerifierConfig(enabled=False)
-    off = NamespaceConfig(name="n", guards=GuardsConfig(opposites=False), verifier=verifier_off)
+    # "in ascending order" / "in descending order" also fills a shared phrase otherwise
+    # (`entities`): with both off, nothing vetoes.
+    off = NamespaceConfig(
+        name="n", guards=GuardsConfig(opposites=False, entities=False), verifier=verifier_off
+    )
     assert CandidateJudge(off).judge(query, cached, 0.95).veto is None
     on = NamespaceConfig(name="n", guards=GuardsConfig(opposites=True), verifier=verifier_off)
     judgement = CandidateJudge(on).judge(query, cached, 0.95)

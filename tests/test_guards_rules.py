@@ -58,6 +58,98 @@ REFUSED = [
     ("Why is my upload speed so slow?", "Why is my download speed so slow?", "opposites"),
     ("Is the company overvalued?", "Is the company undervalued?", "opposites"),
     ("Who pays the tax, the employer?", "Who pays the tax, the employee?", "opposites"),
+    # opposites: the two ends of a route trade their markers ("from X" / "to X")
+    (
+        "Send 50 dollars to Maria from my wallet",
+        "Send 50 dollars from Maria to my wallet",
+        "opposites",
+    ),
+    (
+        "Is it cheaper to fly from Chicago to Denver on a Tuesday?",
+        "Is it cheaper to fly to Chicago from Denver on a Tuesday?",
+        "opposites",
+    ),
+    # opposites: swaps of things of three words, of persons, of inflected words, short texts
+    (
+        "What's the driving distance from Boston to New York City by car?",
+        "What's the driving distance from New York City to Boston by car?",
+        "opposites",
+    ),
+    ("Does my manager report to me?", "Do I report to my manager?", "opposites"),
+    (
+        "How much do I owe my brother if he lent me 300 dollars?",
+        "How much does my brother owe me if I lent him 300 dollars?",
+        "opposites",
+    ),
+    (
+        "Can I take ibuprofen after drinking alcohol?",
+        "Can I drink alcohol after taking ibuprofen?",
+        "opposites",
+    ),
+    ("Does caffeine affect sleep quality?", "Does sleep quality affect caffeine?", "opposites"),
+    (
+        "Can I book two rooms for the same night?",
+        "Can I book the same room for two nights?",
+        "opposites",
+    ),
+    # opposites: the two sides of a relation, the audience's age and experience, how much
+    # and in which register it is told, a language named in lower case
+    ("Can the teacher see my grades?", "Can the student see my grades?", "opposites"),
+    ("Why does the client time out?", "Why does the server time out?", "opposites"),
+    ("Is ibuprofen safe for babies?", "Is ibuprofen safe for teenagers?", "opposites"),
+    ("Describe photosynthesis briefly", "Describe photosynthesis thoroughly", "opposites"),
+    (
+        "Explain TCP handshakes in simple terms",
+        "Explain TCP handshakes in technical detail",
+        "opposites",
+    ),
+    ("Write a formal apology to a client", "Write a playful apology to a client", "opposites"),
+    ("how do i read a csv file in python", "how do i read a csv file in ruby", "opposites"),
+    # numbers: the same number bounded from the other side
+    (
+        "Minimum wage for workers under 18 in Oregon",
+        "Minimum wage for workers over 18 in Oregon",
+        "numbers",
+    ),
+    ("Find customers with fewer than 5 orders", "Find customers with at least 5 orders", "numbers"),
+    # entities (scope): a shared prepositional phrase filled otherwise
+    (
+        "Suggest a workout routine for a pregnant woman",
+        "Suggest a workout routine for a professional athlete",
+        "entities",
+    ),
+    (
+        "What's a healthy breakfast for diabetics?",
+        "What's a healthy breakfast for athletes?",
+        "entities",
+    ),
+    (
+        "Which is faster for lookups, a list or a set?",
+        "Which is faster for sorting, a list or a set?",
+        "entities",
+    ),
+    # entities (scope): a qualifier only one text adds, before or after the request
+    (
+        "Write a SQL query to find duplicate emails",
+        "Write a SQL query to find duplicate emails without using GROUP BY",
+        "entities",
+    ),
+    (
+        "What are the side effects of ibuprofen?",
+        "What are the side effects of ibuprofen in children?",
+        "entities",
+    ),
+    (
+        "Recommend a laptop for video editing",
+        "Recommend a laptop for video editing under 800 dollars",
+        "entities",
+    ),
+    (
+        "List the planets in order from the sun",
+        "List the planets in order from the sun, excluding Earth",
+        "entities",
+    ),
+    ("How do I read a CSV file?", "In R, how do I read a CSV file?", "entities"),
     ("Design a stateful service in Go", "Design a stateless service in Go", "opposites"),
     # opposites: roles and ends of an exchange
     (
@@ -108,6 +200,29 @@ PASSED = [
     ("Explain async/await in Python", "Explain async and await in Python"),
     # a known word with a suffix is no counterpart of a typo
     ("Is a trainee paid?", "Is a trainee paid at all?"),
+    # the two ends of a route named in the other order, "from" after a verb
+    (
+        "How do I get from the airport to downtown Seattle?",
+        "What's the best way to get to downtown Seattle from the airport?",
+    ),
+    ("What's the flight time from Paris to Rome?", "How long is the flight to Rome from Paris?"),
+    ("How do I stop my dog from barking?", "How can I get my dog to stop barking?"),
+    (
+        "Send the report to my boss from my work email",
+        "From my work email, send the report to my boss",
+    ),
+    # a shared phrase filled with the same thing: a number word, a plural, a short form, a typo
+    ("Explain photosynthesis to a five year old", "Explain photosynthesis to a 5-year-old"),
+    ("Recommend a novel for a teenager", "Recommend a novel for teenagers"),
+    ("Connect to the database with a password", "Connect to the db with a password"),
+    ("Tips for learning guitar as an adult", "Tips for learning guitar as an adlut"),
+    ("Translate 'thank you' into French", "Translate 'thank you' to French"),
+    # a name and its short form: initials, a shortened word
+    ("How much should I tip in the United States?", "How much should I tip in the US?"),
+    ("How do I deploy a web app to Kubernetes?", "How do I deploy a web app to k8s?"),
+    # a qualifier of politeness or emphasis only
+    ("How do I learn Spanish fast?", "How do I learn Spanish fast, please?"),
+    ("Is it safe to eat raw cookie dough?", "Is it safe to eat raw cookie dough at all?"),
 ]
 
 
@@ -142,3 +257,20 @@ def test_second_is_a_number_only_as_an_ordinal() -> None:
 def test_operations_skip_words_joined_by_slashes_and_hyphens() -> None:
     assert text_features("P(A | B) and 7/3").operations == {("a", "|", "b"), ("7", "/", "3")}
     assert text_features("and/or, one-way, TCP/IP").operations == frozenset()
+
+
+def test_ends_are_the_words_after_from_and_to() -> None:
+    assert text_features("Move my savings to a new account from the old bank").ends == {
+        ("to", "new"),
+        ("to", "account"),
+        ("from", "old"),
+        ("from", "bank"),
+    }
+
+
+def test_bounds_need_a_number_right_after() -> None:
+    assert text_features("under 18, more than 5 days, at most three, over the weekend").bounds == {
+        ("18", "under"),
+        ("5", "over"),
+        ("3", "under"),
+    }

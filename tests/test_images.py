@@ -1,4 +1,5 @@
-"""Container images: Dockerfile policy, build context, the operator's dependency subset, CI.
+"""Container images: Dockerfile policy, build context, each image's own code and dependencies
+(the node's and the operator's extras over the contract), CI.
 
 The images cannot be built on this machine (no container runtime); hadolint (`make
 lint-images`) lints them and these tests hold them to the project's rules.
@@ -45,6 +46,20 @@ def _final_stage(path: Path) -> list[tuple[str, str]]:
     return instructions[last_from:]
 
 
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+#: Per image: the extra it installs and the source folders it copies (its own and the contract).
+IMAGE_PARTS = {
+    "cache-node.Dockerfile": (
+        "node",
+        {"contract/cachefleet_contract", "cache-node/cachefleet_node"},
+    ),
+    "operator.Dockerfile": (
+        "operator",
+        {"contract/cachefleet_contract", "operator/cachefleet_operator"},
+    ),
+}
+
+
 def test_both_images_exist() -> None:
     assert [p.name for p in DOCKERFILES] == ["cache-node.Dockerfile", "operator.Dockerfile"]
 
@@ -77,7 +92,8 @@ def test_installs_pinned_runtime_dependencies_only(path: Path) -> None:
     assert "-c requirements.lock" in text
     assert "--no-deps" in text  # the project itself adds nothing unpinned
     assert "[dev]" not in text
-    assert "--extra" not in text
+    extra, _ = IMAGE_PARTS[path.name]
+    assert re.findall(r"--extra (\S+)", text) == [extra]  # its own extra, never `dev`
     assert re.search(r"uv==\$\{UV_VERSION\}", text)
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     uv_make = re.search(r"^UV_VERSION := (\S+)$", makefile, re.MULTILINE)
@@ -92,6 +108,18 @@ def test_no_model_or_data_is_baked_in(path: Path) -> None:
     text = path.read_text(encoding="utf-8").lower()
     for needle in ("shared/", "all-minilm", ".onnx", "huggingface.co", "hf download"):
         assert needle not in text
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_each_image_holds_its_own_code_and_the_contract_only(path: Path) -> None:
+    """The operator image holds no node code, the node image no operator code."""
+    _, sources = IMAGE_PARTS[path.name]
+    packages = {
+        args.split()[0]
+        for keyword, args in _instructions(path)
+        if keyword == "COPY" and "/cachefleet_" in args and not args.startswith("--from")
+    }
+    assert packages == sources
 
 
 def _dockerignore_allows(path: str) -> bool:
@@ -158,15 +186,46 @@ def _closure(names: set[str]) -> set[str]:
     return seen
 
 
-def _operator_requirements() -> set[str]:
-    lines = (IMAGES / "operator.requirements.in").read_text(encoding="utf-8").splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+def _requirements(extra: str | None) -> set[str]:
+    """The distributions an image installs: the contract's dependencies and `extra`'s."""
+    listed = PROJECT["dependencies"] + (
+        [] if extra is None else PROJECT["optional-dependencies"][extra]
+    )
+    return {Requirement(text).name for text in listed}
 
 
-def test_operator_subset_is_made_of_direct_dependencies() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    direct = {canonicalize_name(Requirement(d).name) for d in project["dependencies"]}
-    assert {canonicalize_name(name) for name in _operator_requirements()} <= direct
+def _import_isolated(
+    script: str, distributions: set[str], folders: list[str], tmp_path: Path
+) -> str:
+    """Run `script` in an interpreter that sees only the closure of `distributions` (no site, an
+    isolated site-packages) and the source `folders`, as in an image; return its stdout."""
+    _site_packages_of(_closure(distributions), tmp_path)
+    path = [str(tmp_path), *(str(ROOT / folder) for folder in folders)]
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": ":".join(path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+_IMPORT_CONTRACT = """
+import importlib, pkgutil, sys
+import cachefleet_contract
+for module in pkgutil.walk_packages(cachefleet_contract.__path__, "cachefleet_contract."):
+    importlib.import_module(module.name)
+leaked = sorted(name for name in sys.modules if name.split(".")[0] in {"yaml", "httpx", "fastapi"})
+assert not leaked, leaked
+"""
+
+
+def test_the_contract_needs_only_pydantic(tmp_path: Path) -> None:
+    """`cachefleet_contract` imports with pydantic's closure alone and neither package beside it."""
+    assert _requirements(None) == {"pydantic"}
+    _import_isolated(_IMPORT_CONTRACT, {"pydantic"}, ["contract"], tmp_path)
 
 
 _IMPORT_ALL = """
@@ -202,25 +261,13 @@ def _site_packages_of(distributions: set[str], target: Path) -> None:
                 link.symlink_to(source)
 
 
-def test_operator_imports_with_only_its_subset_installed(tmp_path: Path) -> None:
-    """Import every operator module in an interpreter that sees only the closure of
-    images/operator.requirements.in (no site, an isolated site-packages), as in the image:
-    optional imports such as structlog's `rich` take their fallback there too."""
-    allowed = _closure(_operator_requirements())
-    assert "onnxruntime" not in allowed  # the point of the subset
-    _site_packages_of(allowed, tmp_path)
-    path = [str(tmp_path), str(ROOT / "operator"), str(ROOT / "cache-node")]
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", _IMPORT_ALL],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PYTHONPATH": ":".join(path), "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, (
-        "an operator module needs a distribution outside images/operator.requirements.in:\n"
-        + result.stderr[-2000:]
-    )
+def test_operator_imports_with_only_its_extra_and_no_node_code(tmp_path: Path) -> None:
+    """Import every operator module with only the contract and the operator on the path and the
+    closure of the `operator` extra installed, as in the image: optional imports such as
+    structlog's `rich` take their fallback there too."""
+    required = _requirements("operator")
+    assert "onnxruntime" not in _closure(required)  # the point of the extra
+    _import_isolated(_IMPORT_ALL, required, ["contract", "operator"], tmp_path)
 
 
 _NODE_SERVE_PATH = """
@@ -238,22 +285,13 @@ main()
 
 
 def test_node_serves_with_only_the_runtime_dependencies(tmp_path: Path) -> None:
-    """The node's CLI and its serve path import with only pyproject's runtime dependencies
-    (what images/cache-node.Dockerfile installs: no dev extra)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    allowed = _closure({Requirement(d).name for d in project["dependencies"]})
-    assert not {"pytest", "matplotlib", "gptcache"} & allowed
-    _site_packages_of(allowed, tmp_path)
-    path = [str(tmp_path), str(ROOT / "operator"), str(ROOT / "cache-node")]
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", _NODE_SERVE_PATH],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PYTHONPATH": ":".join(path), "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "--config" in result.stdout
+    """The node's CLI and its serve path import with only the contract and the node on the path
+    and the `node` extra installed (what images/cache-node.Dockerfile installs: no dev extra,
+    no operator)."""
+    required = _requirements("node")
+    assert not {"pytest", "matplotlib", "gptcache", "kopf"} & _closure(required)
+    stdout = _import_isolated(_NODE_SERVE_PATH, required, ["contract", "cache-node"], tmp_path)
+    assert "--config" in stdout
 
 
 def test_hadolint_applies_the_project_settings(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from cachefleet_node.core.keys import compute_keys
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
+from cachefleet_node.tiers.memory import MemoryBudget
 
 GOLDEN = Path(__file__).parent / "golden" / "keys.json"
 
@@ -137,7 +138,7 @@ def test_all_user_turns_mode_embeds_every_user_turn() -> None:
 
 def test_identical_vectors_never_match_across_partitions() -> None:
     """Whatever the similarity (here exactly 1.0), a search only sees its own partition."""
-    index = SemanticIndex(dim=4, max_entries=100)
+    index = SemanticIndex(dim=4, max_entries=100, budget=MemoryBudget(1 << 30))
     vector = np.array([1, 0, 0, 0], dtype=np.float32)
     base = keys(body()).semantic
     assert base is not None

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
+from cachefleet_node.tiers.memory import (
+    UNLIMITED_BUDGET_BYTES,
+    MemoryBudget,
+    budget_bytes,
+    cgroup_memory_limit,
+)
 
 DIM = 32
 NOW = 1_000_000.0
+BIG = 1 << 40  # a budget nothing reaches
 
 
 def entry(entry_id: str, size: int = 100, **changes: Any) -> CacheEntry:
+    """An entry whose answer is `size` characters of incompressible-ish text."""
+    text = random.Random(entry_id).randbytes(size // 2 + 1).hex()[:size]
     fields: dict[str, Any] = {
         "entry_id": entry_id,
         "namespace": "support",
@@ -24,32 +35,58 @@ def entry(entry_id: str, size: int = 100, **changes: Any) -> CacheEntry:
         "model": "gpt-4o-mini",
         "created_at": NOW - 10,
         "expires_at": NOW + 3600,
-        "answers": (b"x" * size,),
+        "answers": (orjson.dumps({"content": text}),),
     }
     fields.update(changes)
     return CacheEntry(**fields)
+
+
+def cost(item: CacheEntry) -> int:
+    """What `item` alone is charged in an exact tier."""
+    lru = ByteBoundedLRU(MemoryBudget(BIG))
+    lru.put(item)
+    return lru.bytes_used
 
 
 # ------------------------------------------------------------------------------ exact LRU
 
 
 def test_lru_evicts_least_recently_used_within_the_byte_budget() -> None:
-    one = entry("a").size_bytes
-    lru = ByteBoundedLRU(max_bytes=3 * one)
+    one = max(cost(entry(name)) for name in "abcd")  # compressed sizes differ by a few bytes
+    lru = ByteBoundedLRU(MemoryBudget(3 * one))
     for name in "abc":
         lru.put(entry(name))
-    assert lru.bytes_used == 3 * one
+    assert lru.bytes_used == sum(cost(entry(name)) for name in "abc")
     assert lru.get("a", NOW) is not None  # a is now the most recently used
     lru.put(entry("d"))
     assert lru.get("b", NOW) is None
     assert [n for n in "acd" if lru.get(n, NOW) is not None] == ["a", "c", "d"]
     assert lru.evictions == 1
-    assert lru.bytes_used <= lru.max_bytes
+    assert lru.bytes_used <= lru.budget.max_bytes
+
+
+def test_entries_read_back_equal_to_what_was_put() -> None:
+    lru = ByteBoundedLRU(MemoryBudget(BIG))
+    item = entry(
+        "a",
+        size=3000,
+        partition="p",
+        prompt="how do I reset my password?",
+        tags=("faq",),
+        request=orjson.dumps({"model": "m", "messages": []}),
+        prompt_tokens=3,
+        completion_tokens=4,
+    )
+    lru.put(item)
+    assert lru.get("a", NOW) == item
+    # Stored compressed: the charge is well under the encoding of a repetitive answer.
+    repetitive = entry("b", answers=(orjson.dumps({"content": "yes " * 5000}),))
+    assert cost(repetitive) < len(repetitive.to_bytes()) // 10
 
 
 def test_lru_byte_budget_holds_under_random_load() -> None:
     rng = random.Random(7)
-    lru = ByteBoundedLRU(max_bytes=50_000)
+    lru = ByteBoundedLRU(MemoryBudget(50_000))
     live: dict[str, CacheEntry] = {}
     for step in range(2000):
         name = f"e{rng.randint(0, 300)}"
@@ -59,22 +96,22 @@ def test_lru_byte_budget_holds_under_random_load() -> None:
             live[name] = item
         else:
             lru.get(name, NOW)
-        assert lru.bytes_used <= lru.max_bytes, step
-        held = [e for e in live.values() if lru.get(e.entry_id, NOW) is e]
-        assert lru.bytes_used == sum(e.size_bytes for e in held)
-        assert len(lru) == len(held)
+        assert lru.bytes_used <= lru.budget.max_bytes, step
+    held = [e for e in live.values() if lru.get(e.entry_id, NOW) == e]
+    assert lru.bytes_used == sum(cost(e) for e in held)
+    assert len(lru) == len(held)
 
 
 def test_replacing_an_entry_does_not_double_count() -> None:
-    lru = ByteBoundedLRU(max_bytes=10_000)
+    lru = ByteBoundedLRU(MemoryBudget(10_000))
     lru.put(entry("a", size=1000))
     lru.put(entry("a", size=2000))
     assert len(lru) == 1
-    assert lru.bytes_used == entry("a", size=2000).size_bytes
+    assert lru.bytes_used == cost(entry("a", size=2000))
 
 
 def test_entry_larger_than_the_budget_is_not_stored() -> None:
-    lru = ByteBoundedLRU(max_bytes=2000)
+    lru = ByteBoundedLRU(MemoryBudget(2000))
     lru.put(entry("small"))
     lru.put(entry("huge", size=5000))
     assert lru.get("huge", NOW) is None
@@ -86,13 +123,13 @@ def test_entry_larger_than_the_budget_is_not_stored() -> None:
 
 
 def test_zero_budget_stores_nothing() -> None:
-    lru = ByteBoundedLRU(max_bytes=0)
+    lru = ByteBoundedLRU(MemoryBudget(0))
     lru.put(entry("a", size=0))
     assert len(lru) == 0
 
 
 def test_expired_entries_are_not_returned_and_are_dropped() -> None:
-    lru = ByteBoundedLRU(max_bytes=100_000)
+    lru = ByteBoundedLRU(MemoryBudget(100_000))
     lru.put(entry("a", expires_at=NOW + 5))
     assert lru.get("a", NOW + 4.9) is not None
     assert lru.get("a", NOW + 5) is None
@@ -101,7 +138,7 @@ def test_expired_entries_are_not_returned_and_are_dropped() -> None:
 
 
 def test_remove_and_count_where() -> None:
-    lru = ByteBoundedLRU(max_bytes=1_000_000)
+    lru = ByteBoundedLRU(MemoryBudget(1_000_000))
     for i in range(10):
         lru.put(entry(f"e{i}", tenant="acme" if i % 2 else "globex", tags=(f"t{i % 3}",)))
     assert lru.count_where(lambda e: e.tenant == "acme") == 5
@@ -110,7 +147,8 @@ def test_remove_and_count_where() -> None:
     assert lru.remove_where(lambda e: e.tenant == "acme") == 5
     assert len(lru) == 5
     assert lru.count_where(lambda e: e.tenant == "acme") == 0
-    assert lru.bytes_used == sum(entry(f"e{i}").size_bytes for i in range(0, 10, 2))
+    kept = (entry(f"e{i}", tenant="globex", tags=(f"t{i % 3}",)) for i in range(0, 10, 2))
+    assert lru.bytes_used == sum(cost(e) for e in kept)
     lru.clear()
     assert (len(lru), lru.bytes_used) == (0, 0)
 
@@ -150,7 +188,9 @@ def near(rng: np.random.Generator, vector: np.ndarray, noise: float = 0.05) -> n
 def test_exact_search_matches_brute_force(k: int) -> None:
     rng = np.random.default_rng(1)
     vectors = unit(rng, 200)
-    index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=10_000)
+    index = SemanticIndex(
+        DIM, max_entries=10_000, budget=MemoryBudget(BIG), hnsw_min_partition=10_000
+    )
     fill(index, "p", vectors)
     for query in unit(rng, 20):
         found = index.search("p", query, k, NOW)
@@ -163,7 +203,7 @@ def test_exact_search_matches_brute_force(k: int) -> None:
 def test_partitions_are_isolated() -> None:
     rng = np.random.default_rng(2)
     vectors = unit(rng, 3)
-    index = SemanticIndex(DIM, max_entries=100)
+    index = SemanticIndex(DIM, max_entries=100, budget=MemoryBudget(BIG))
     index.add("tenant-a", vectors[0], meta("a", tenant="a"))
     index.add("tenant-b", vectors[1], meta("b", tenant="b"))
     assert [c.meta.entry_id for c in index.search("tenant-a", vectors[1], 5, NOW)] == ["a"]
@@ -173,7 +213,7 @@ def test_partitions_are_isolated() -> None:
 def test_large_partition_switches_to_hnsw_and_keeps_recall() -> None:
     rng = np.random.default_rng(3)
     vectors = unit(rng, 600)
-    index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=64)
+    index = SemanticIndex(DIM, max_entries=10_000, budget=MemoryBudget(BIG), hnsw_min_partition=64)
     fill(index, "p", vectors[:300])
     index.search("p", vectors[0], 1, NOW)  # builds the graph
     partition = index._partitions["p"]
@@ -195,7 +235,7 @@ def test_large_partition_switches_to_hnsw_and_keeps_recall() -> None:
 def test_removed_ids_are_never_returned_also_after_rebuilds() -> None:
     rng = np.random.default_rng(4)
     vectors = unit(rng, 400)
-    index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=64)
+    index = SemanticIndex(DIM, max_entries=10_000, budget=MemoryBudget(BIG), hnsw_min_partition=64)
     fill(index, "p", vectors)
     index.search("p", vectors[0], 1, NOW)
     graph_before = index._partitions["p"].graph
@@ -224,7 +264,9 @@ def test_readding_an_id_replaces_its_vector() -> None:
     rng = np.random.default_rng(5)
     vectors = unit(rng, 200)
     for hnsw_min in (64, 10_000):
-        index = SemanticIndex(DIM, max_entries=10_000, hnsw_min_partition=hnsw_min)
+        index = SemanticIndex(
+            DIM, max_entries=10_000, budget=MemoryBudget(BIG), hnsw_min_partition=hnsw_min
+        )
         fill(index, "p", vectors[:100])
         index.search("p", vectors[0], 1, NOW)
         index.add("p", vectors[150], meta("v3"))
@@ -241,7 +283,7 @@ def test_readding_an_id_replaces_its_vector() -> None:
 def test_global_bound_evicts_least_recently_used() -> None:
     rng = np.random.default_rng(6)
     vectors = unit(rng, 10)
-    index = SemanticIndex(DIM, max_entries=5)
+    index = SemanticIndex(DIM, max_entries=5, budget=MemoryBudget(BIG))
     for i in range(5):
         index.add("p" if i % 2 else "q", vectors[i], meta(f"v{i}"))
     assert index.search("q", vectors[0], 1, NOW)[0].meta.entry_id == "v0"  # v0 touched
@@ -259,7 +301,7 @@ def test_global_bound_evicts_least_recently_used() -> None:
 
 
 def test_zero_max_entries_stores_nothing() -> None:
-    index = SemanticIndex(DIM, max_entries=0)
+    index = SemanticIndex(DIM, max_entries=0, budget=MemoryBudget(BIG))
     index.add("p", unit(np.random.default_rng(0), 1)[0], meta("a"))
     assert len(index) == 0
     assert index.search("p", unit(np.random.default_rng(0), 1)[0], 1, NOW) == []
@@ -268,7 +310,7 @@ def test_zero_max_entries_stores_nothing() -> None:
 def test_expired_and_too_old_vectors_are_not_returned() -> None:
     rng = np.random.default_rng(7)
     vectors = unit(rng, 3)
-    index = SemanticIndex(DIM, max_entries=100)
+    index = SemanticIndex(DIM, max_entries=100, budget=MemoryBudget(BIG))
     index.add("p", vectors[0], meta("old", created_at=NOW - 1000))
     index.add("p", vectors[1], meta("young", created_at=NOW - 5))
     index.add("p", vectors[2], meta("expiring", expires_at=NOW + 1))
@@ -284,7 +326,7 @@ def test_expired_and_too_old_vectors_are_not_returned() -> None:
 def test_remove_where_by_namespace_and_tenant() -> None:
     rng = np.random.default_rng(8)
     vectors = unit(rng, 40)
-    index = SemanticIndex(DIM, max_entries=1000)
+    index = SemanticIndex(DIM, max_entries=1000, budget=MemoryBudget(BIG))
     for i, vector in enumerate(vectors):
         namespace = "support" if i < 20 else "sales"
         tenant = "acme" if i % 2 else "globex"
@@ -299,3 +341,86 @@ def test_remove_where_by_namespace_and_tenant() -> None:
     assert index.remove_where(lambda m: m.namespace == "sales") == 20
     assert len(index) == 10
     assert index.search("sales/acme", vectors[21], 5, NOW) == []
+
+
+def test_semantic_bytes_follow_what_the_partitions_hold() -> None:
+    rng = np.random.default_rng(9)
+    vectors = unit(rng, 300)
+    index = SemanticIndex(DIM, max_entries=10_000, budget=MemoryBudget(BIG), hnsw_min_partition=64)
+    fill(index, "p", vectors[:200])
+    for i, vector in enumerate(vectors[200:]):
+        index.add(f"own-{i}", vector, meta(f"own{i}"))
+    index.search("p", vectors[0], 1, NOW)  # builds a graph, which is charged too
+    with_graph = index.bytes_used
+    assert with_graph == sum(part.nbytes for part in index._partitions.values())
+    index.remove_where(lambda m: True)
+    assert (len(index), index.bytes_used, index._partitions) == (0, 0, {})
+
+
+def test_a_partition_of_one_vector_costs_about_one_vector_not_a_block() -> None:
+    dim = 384
+    rng = np.random.default_rng(10)
+    index = SemanticIndex(dim, max_entries=10_000, budget=MemoryBudget(BIG))
+    for i, vector in enumerate(unit(rng, 1000, dim)):
+        index.add(f"system-prompt-{i}", vector, meta(f"v{i}"))
+    per_partition = index.bytes_used / 1000
+    assert dim * 4 < per_partition < dim * 4 + 3_000  # the former fixed block was 16 rows
+    # Matrices grow geometrically and shrink back as rows leave.
+    for i, vector in enumerate(unit(rng, 1000, dim)):
+        index.add("shared", vector, meta(f"s{i}"))
+    assert index._partitions["shared"].vectors.shape[0] == 1024
+    index.remove_where(lambda m: m.entry_id.startswith("s") and m.entry_id != "s0")
+    assert index._partitions["shared"].vectors.shape[0] <= 4
+
+
+def test_one_budget_evicts_least_recently_used_across_tiers() -> None:
+    rng = np.random.default_rng(11)
+    vectors = unit(rng, 4)
+    budget = MemoryBudget(BIG)
+    exact = ByteBoundedLRU(budget)
+    semantic = SemanticIndex(DIM, max_entries=100, budget=budget)
+    exact.put(entry("old-entry"))
+    semantic.add("p", vectors[0], meta("old-vector"))
+    exact.put(entry("new-entry"))
+    semantic.add("q", vectors[1], meta("new-vector"))
+    assert exact.get("old-entry", NOW) is not None  # touched: now the most recent of all
+    assert budget.used_bytes == exact.bytes_used + semantic.bytes_used
+    budget.max_bytes = budget.used_bytes - 1
+    budget.reclaim()  # the oldest item is the vector "old-vector"
+    assert len(semantic) == 1
+    assert len(exact) == 2
+    budget.max_bytes = cost(entry("old-entry"))
+    budget.reclaim()  # then "new-entry", then "new-vector"
+    assert [exact.get(name, NOW) is not None for name in ("old-entry", "new-entry")] == [
+        True,
+        False,
+    ]
+    assert len(semantic) == 0
+    assert (exact.evictions, semantic.evictions) == (1, 2)
+    assert budget.used_bytes <= budget.max_bytes
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"memory.max": "1610612736\n"}, 1_610_612_736),
+        ({"memory.max": "max\n", "limit_in_bytes": "1073741824"}, None),
+        ({"limit_in_bytes": "1073741824\n"}, 1_073_741_824),
+        ({"limit_in_bytes": "9223372036854771712\n"}, None),  # cgroup v1 without a limit
+        ({}, None),
+    ],
+)
+def test_container_memory_limit_from_cgroup_v2_then_v1(
+    tmp_path: Path, files: dict[str, str], expected: int | None
+) -> None:
+    paths = (tmp_path / "memory.max", tmp_path / "limit_in_bytes")
+    for path in paths:
+        if path.name in files:
+            path.write_text(files[path.name])
+    assert cgroup_memory_limit(paths) == expected
+
+
+def test_budget_is_the_setting_else_a_share_of_the_limit() -> None:
+    assert budget_bytes(1234, 0.35, 1_000_000) == 1234
+    assert budget_bytes(None, 0.35, 1_000_000) == 350_000
+    assert budget_bytes(None, 0.35, None) == UNLIMITED_BUDGET_BYTES

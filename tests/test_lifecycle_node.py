@@ -25,7 +25,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from pymilvus import MilvusClient
 
-from cachefleet_node import keyspace
+from cachefleet_contract import keyspace
 from cachefleet_node.config import ConfigError, load_node_config
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.keys import compute_keys

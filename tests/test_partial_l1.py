@@ -40,7 +40,7 @@ def answer(text: str) -> dict[str, Any]:
 async def test_a_partial_l1_never_serves_a_neighbour_when_the_shared_tier_has_the_match(
     node_factory: NodeFactory,
 ) -> None:
-    node = await node_factory({"namespaces": [LOOSE], "l1": {"exact_max_bytes": 0}})
+    node = await node_factory({"namespaces": [LOOSE]})
     for prompt in (RIGHT, NEIGHBOUR):
         stored = await node.client.post(
             "/v1/cache/store",
@@ -55,7 +55,8 @@ async def test_a_partial_l1_never_serves_a_neighbour_when_the_shared_tier_has_th
         assert stored.status_code == 201, stored.text
     await node.settle()
     engine = node.runtime.engine
-    engine.l1_semantic.clear()  # as after a restart: only the shared tier has them
+    engine.l1_exact.clear()  # as after a restart: only the shared tier has them
+    engine.l1_semantic.clear()
 
     # A paraphrase of the neighbour brings the neighbour (alone) into L1.
     first = await node.chat(NEIGHBOUR_PARAPHRASE)

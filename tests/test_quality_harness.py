@@ -6,8 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from cachefleet_node.bench import quality
-from cachefleet_node.bench.datasets import CLINC_FILE, QQP_FILE, default_data_dir
+from cachefleet_bench import quality
+from cachefleet_bench.datasets import CLINC_FILE, QQP_FILE, default_data_dir
+from cachefleet_bench.quality.report import ADVERSARIAL_RULES
+from cachefleet_bench.quality.steps import LEXICAL_WEIGHTS
 from node_harness import require
 
 
@@ -46,7 +48,7 @@ def test_harness_smoke(tmp_path: Path, model_dir: Path) -> None:
     for peer in ("redisvl_default_rule", "gptcache_default_rule"):
         equal = clinc["equal_error_rate"][peer]
         assert equal["cachefleet_hit_ratio"] >= equal["shipped_setting_hit_ratio"]
-        assert equal["cachefleet_setting"]["lexical_weight"] in quality.LEXICAL_WEIGHTS
+        assert equal["cachefleet_setting"]["lexical_weight"] in LEXICAL_WEIGHTS
         assert len(equal["held_out"]) == 2
     gpt = clinc["rules"]["gptcache_default_rule"]
     assert gpt["implementation"].startswith("gptcache 0.1.44")
@@ -76,7 +78,7 @@ def test_harness_smoke(tmp_path: Path, model_dir: Path) -> None:
     assert adversarial["pairs"] >= 600
     for split in ("dev", "frozen"):
         tables = adversarial["rules"][split]
-        assert set(tables) == set(quality.ADVERSARIAL_RULES)
+        assert set(tables) == set(ADVERSARIAL_RULES)
         ours, guards_only = tables["cachefleet"], tables["cachefleet_no_verifier"]
         # at the same threshold the verifier serves fewer traps than the guards alone
         assert ours["traps"]["served"] <= guards_only["traps"]["served"]

@@ -117,7 +117,7 @@ def test_the_shipped_head_matches_the_features_and_the_defaults() -> None:
     head = shipped_head()
     assert len(head.weights) == len(FEATURE_NAMES)
     point = head.trained_on["operating_point"]
-    # `bench train-verifier` chose the operating point; the node ships it as its default
+    # `make train-verifier` chose the operating point; the node ships it as its default
     assert (DEFAULTS.min_score, DEFAULTS.weight) == (point["min_score"], point["weight"])
     assert DEFAULTS.enabled
     assert head.trained_on["adversarial_dev_pairs"] > 200

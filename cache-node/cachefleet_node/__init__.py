@@ -1,3 +1,5 @@
 """Cachefleet cache node: the semantic cache data plane."""
 
-__version__ = "0.1.0"
+from cachefleet_contract import __version__
+
+__all__ = ["__version__"]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 import uvicorn
 
-from cachefleet_node.bench import calibrate, quality, train_verifier
 from cachefleet_node.config import ConfigError, NodeConfig, load_node_config
+from cachefleet_node.core.calibration import choose_threshold
 from cachefleet_node.embedders.base import EmbeddingUnavailable
 from cachefleet_node.logging_setup import configure_logging
 from cachefleet_node.runtime import NodeRuntime
@@ -85,6 +87,56 @@ async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = No
     return 0
 
 
+def calibrate(args: argparse.Namespace) -> int:
+    """`calibrate`: the lowest threshold whose error rate on labelled samples meets the target.
+
+    Input: JSON lines, one per request, `{"similarity": 0.87, "correct": true}` for a request
+    whose best guard-passing candidate had that similarity (and whether serving it would have
+    been right), or `{"similarity": null}` for a request without a candidate (shadow-mode
+    `shadow_hit` log lines and the quality harness produce such samples). Prints the
+    threshold with the hit ratio and false-hit rate it implies, as JSON.
+    """
+    samples: list[tuple[float, bool]] = []
+    requests = 0
+    for number, line in enumerate(Path(args.samples).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            similarity = row["similarity"]
+            requests += 1
+            if similarity is not None:
+                samples.append((float(similarity), bool(row["correct"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"cachefleet-node: {args.samples}:{number}: bad sample ({exc})", file=sys.stderr)
+            return 2
+    if requests == 0:
+        print(f"cachefleet-node: {args.samples}: no samples", file=sys.stderr)
+        return 2
+    result = choose_threshold(
+        samples,
+        requests,
+        args.target_error_rate,
+        floor=args.min_threshold,
+        ceiling=args.max_threshold,
+    )
+    print(
+        json.dumps(
+            {
+                "target_error_rate": args.target_error_rate,
+                "threshold": result.threshold,
+                "hit_ratio": result.hit_ratio,
+                "error_rate": result.error_rate,
+                "false_hit_rate": result.false_hit_rate,
+                "samples": result.samples,
+                "requests": result.requests,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="cachefleet-node", description="Cachefleet cache node")
@@ -99,27 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-dir", help="local state directory (default .cachefleet)")
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("config")
-    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
-        dest="bench", required=True
+    tune = commands.add_parser(
+        "calibrate", help="pick a threshold for a target error rate from labelled samples"
     )
-    quality.add_arguments(
-        bench.add_parser("quality", help="semantic-correctness harness (CLINC150, Quora pairs)")
-    )
-    calibrate.add_arguments(
-        bench.add_parser("calibrate", help="pick a threshold for a target error rate")
-    )
-    train_verifier.add_arguments(
-        bench.add_parser("train-verifier", help="train the verifier head on shippable data")
-    )
+    tune.add_argument("samples", help="JSON lines: {similarity, correct} per request")
+    tune.add_argument("--target-error-rate", type=float, default=0.01)
+    tune.add_argument("--min-threshold", type=float, default=0.5)
+    tune.add_argument("--max-threshold", type=float, default=1.0)
     args = parser.parse_args(argv)
 
-    if args.command == "bench":
-        runners = {
-            "quality": quality.main,
-            "calibrate": calibrate.main,
-            "train-verifier": train_verifier.main,
-        }
-        return runners[args.bench](args)
+    if args.command == "calibrate":
+        return calibrate(args)
 
     if args.command == "check-config":
         try:

@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 import structlog
 
-from cachefleet_node import keyspace
+from cachefleet_contract import keyspace
 
 __all__ = ["CoherenceBus"]
 

@@ -17,7 +17,8 @@ import structlog
 
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
-from cachefleet_node.engine import CacheEngine, vector_row
+from cachefleet_node.engine import CacheEngine
+from cachefleet_node.tiers.milvus_store import VectorRow
 
 __all__ = [
     "INSERT_BATCH",
@@ -62,7 +63,7 @@ async def reembed_batch(
     batch rewrites the same rows. Raises `NoMigrationError` without a second space,
     `ConnectionError` when its collection is unreachable, `ValueError` for a foreign cursor.
     """
-    target = engine.target_space
+    target = engine.spaces.target
     if target is None:
         raise NoMigrationError("no embedding_next is configured on this node")
     vectors = target.vectors
@@ -73,7 +74,7 @@ async def reembed_batch(
     semantic = [e for e in entries if e.partition is not None and e.prompt]
     if semantic:
         embedded = await target.embedder.embed([e.prompt or "" for e in semantic])
-        rows = [vector_row(e, v) for e, v in zip(semantic, embedded, strict=True)]
+        rows = [VectorRow(e, v) for e, v in zip(semantic, embedded, strict=True)]
         for start in range(0, len(rows), INSERT_BATCH):
             await vectors.insert(rows[start : start + INSERT_BATCH])
         engine.metrics.reembedded.inc(len(rows))
@@ -111,7 +112,7 @@ async def invalidate_similar(
     collections of a migration, and this node's L1; the caller broadcasts the returned scope
     so every node drops them from its L1. Raises `ConnectionError` if a tier is unreachable.
     """
-    space = engine.active_space
+    space = engine.spaces.active
     vector = (await space.embedder.embed([text]))[0]
     matched: dict[str, tuple[str, float]] = {}  # entry id -> (tenant, similarity)
 
@@ -154,7 +155,7 @@ async def invalidate_similar(
     else:
         counts["l1"] = engine.drop_l1(targeted)
     counts["store"] = await engine.store.delete_entries(scope.namespace, refs, dry_run=dry_run)
-    for name, other in (("vectors", engine.active_space), ("vectors_next", engine.target_space)):
+    for name, other in (("vectors", engine.spaces.active), ("vectors_next", engine.spaces.target)):
         if other is None or other.vectors is None:
             continue
         if not other.vectors.connected:

@@ -170,7 +170,16 @@ class NodeMetrics:
             "cachefleet_entries", "Entries held by an in-process tier.", ["tier"], registry=r
         )
         self.l1_bytes = Gauge(
-            "cachefleet_l1_exact_bytes", "Bytes held by the in-process exact tier.", registry=r
+            "cachefleet_l1_bytes",
+            "Bytes held by an in-process tier (charged to the shared L1 budget).",
+            ["tier"],
+            registry=r,
+        )
+        self.l1_budget_bytes = Gauge(
+            "cachefleet_l1_budget_bytes",
+            "Byte budget of all in-process tiers together (config, else a share of the "
+            "container's memory limit).",
+            registry=r,
         )
         self.evictions = Counter(
             "cachefleet_evictions_total",

@@ -1,4 +1,4 @@
-"""Wires a node together from its config: clients, tiers, embedder, engine, bus, upkeep."""
+"""Wires a node together from its config: clients, tiers, embedder, engine, fleet, upkeep."""
 
 from __future__ import annotations
 
@@ -9,23 +9,22 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 
-from cachefleet_node import keyspace
+from cachefleet_contract import keyspace
 from cachefleet_node.auth import TenantResolver
-from cachefleet_node.coherence import CoherenceBus
 from cachefleet_node.config import EmbeddingConfig, NodeConfig
 from cachefleet_node.core.judging import load_verifier
-from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.embedders.base import Embedder, redact_url
 from cachefleet_node.embedders.factory import build_embedder
-from cachefleet_node.engine import CacheEngine, UnknownSpaceError, VectorSpace
+from cachefleet_node.engine import CacheEngine
+from cachefleet_node.fleet import Fleet
 from cachefleet_node.flights import Flights
 from cachefleet_node.key_check import KeyVerdicts
 from cachefleet_node.metrics import NodeMetrics
+from cachefleet_node.spaces import VectorSpace
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore
 from cachefleet_node.upstream import Upstream
@@ -38,7 +37,6 @@ MILVUS_CONNECT_TIMEOUT_S = 30.0
 MILVUS_RETRY_S = 5.0
 STATS_FLUSH_S = 1.0
 EXPIRY_SWEEP_S = 600.0
-EMBEDDING_ACTIVE_FILE = "embedding-active"  # embedded mode: the persisted embedding switch
 CONFIG_RELOAD_S = 2.0  # how often the config file is read again for `embedding_next`
 NEXT_LOAD_RETRY_S = 30.0  # after a failed live load of the next embedding model
 
@@ -63,8 +61,8 @@ class NodeRuntime:
         self.started_at = time.time()
         self.redis: aioredis.Redis | None = None
         self._bus_redis: aioredis.Redis | None = None
-        self.bus: CoherenceBus | None = None
         self.engine: CacheEngine
+        self.fleet: Fleet
         self.upstream: Upstream
         self.key_verdicts: KeyVerdicts
         self.flights = Flights()
@@ -104,11 +102,11 @@ class NodeRuntime:
             embedder=embedder,
             store=store,
             vectors=self._vector_store(embedder),
-            redis=self.redis,
             metrics=self.metrics,
             next_embedder=next_embedder,
             next_vectors=None if next_embedder is None else self._vector_store(next_embedder),
         )
+        self.fleet = Fleet(config, self.engine, self.redis)
         upstream_key = os.environ.get(config.upstream.api_key_env)
         self.upstream = Upstream(config.upstream, upstream_key)
         self.key_verdicts = KeyVerdicts(config.auth, self.upstream, self.metrics)
@@ -121,19 +119,10 @@ class NodeRuntime:
         if any(ns.verifier.enabled for ns in config.namespaces):
             await asyncio.to_thread(load_verifier)  # not on the first request's path
 
-        for space in (self.engine.active_space, self.engine.target_space):
-            if space is not None and space.vectors is not None:
+        for space in self.engine.spaces.all():
+            if space.vectors is not None:
                 await self._connect_milvus_once(space.vectors)
-        with contextlib.suppress(Exception):
-            await self.load_active_embedding()
-        if self.redis is not None:
-            with contextlib.suppress(Exception):
-                await self.engine.load_active_namespaces()
-            assert self._bus_redis is not None
-            self.bus = CoherenceBus(
-                self._bus_redis, prefix, self.node_id, self.apply_event, self._reset_from_bus
-            )
-            self.bus.start()
+        await self.fleet.start(self._bus_redis, self.node_id)
         self._tasks.append(asyncio.create_task(self._flush_stats_forever()))
         self._tasks.append(asyncio.create_task(self._sweep_forever()))
         if self._config_source is not None:
@@ -144,7 +133,7 @@ class NodeRuntime:
             node_id=self.node_id,
             redis=self.redis is not None,
             milvus="embedded" if config.milvus.uri is None else "remote",
-            embedder=self.engine.active_space.model_id,
+            embedder=self.engine.spaces.active.model_id,
             embedding_next=None if next_embedder is None else next_embedder.model_id,
             upstream=redact_url(config.upstream.base_url),
         )
@@ -184,80 +173,6 @@ class NodeRuntime:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(vectors.connect(), MILVUS_CONNECT_TIMEOUT_S)
 
-    async def apply_event(self, event: dict[str, Any]) -> None:
-        """Apply a coherence event from the bus to this node's L1 tiers and routing."""
-        kind = str(event.get("type"))
-        if kind == "invalidate" and isinstance(event.get("scope"), dict):
-            self.engine.drop_l1(InvalidationScope.from_dict(event["scope"]))
-        elif kind == "switch":
-            name, namespace = str(event.get("name")), str(event.get("namespace"))
-            previous = self.engine.router.active(name)
-            if self.engine.router.set_active(name, namespace):
-                self.engine.drop_l1(InvalidationScope(namespace=previous))
-        elif kind == "reset":
-            self.engine.clear_l1()
-        elif kind == "embedding_switch":
-            self._activate_space(str(event.get("space")))
-        else:
-            return
-        self.metrics.coherence_events.labels(kind).inc()
-        log.info("coherence_event", type=kind, origin=event.get("origin"))
-
-    async def _reset_from_bus(self) -> None:
-        self.engine.clear_l1()
-        await self.engine.load_active_namespaces()
-        await self.load_active_embedding()
-
-    # ------------------------------------------------------------------ embedding switch
-
-    def _activate_space(self, space: str) -> None:
-        try:
-            self.engine.activate_space(space)
-        except UnknownSpaceError:
-            # This node has no embedder for that space (its config lacks `embedding_next`):
-            # it keeps serving from its own space, and says so in GET /v1/cache/embedding.
-            log.warning(
-                "embedding_switch_unknown_space",
-                space=space,
-                known=[s.space for s in self.spaces()],
-            )
-
-    def spaces(self) -> list[VectorSpace]:
-        """This node's embedding spaces (`VectorSpace`), the active one first."""
-        return [s for s in (self.engine.active_space, self.engine.target_space) if s is not None]
-
-    async def load_active_embedding(self) -> None:
-        """Adopt the persisted embedding switch (start-up, bus reconnects)."""
-        space = await self._persisted_space()
-        if space:
-            self._activate_space(space)
-
-    async def _persisted_space(self) -> str | None:
-        if self.redis is not None:
-            raw = await self.redis.get(keyspace.embedding_active_key(self.config.redis.key_prefix))
-            return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
-        path = Path(self.config.data_dir) / EMBEDDING_ACTIVE_FILE
-        return path.read_text(encoding="utf-8").strip() if path.is_file() else None
-
-    async def switch_embedding(self, space: str) -> None:
-        """Make `space` serve lookups on every node: persist it, then broadcast it.
-
-        Raises `UnknownSpaceError` when this node has no embedder for `space`.
-        """
-        if space not in {s.space for s in self.spaces()}:
-            raise UnknownSpaceError(space)
-        if self.redis is not None:
-            await self.redis.set(
-                keyspace.embedding_active_key(self.config.redis.key_prefix),
-                space,
-                ex=keyspace.FLEET_STATE_TTL_S,
-            )
-        else:
-            path = Path(self.config.data_dir) / EMBEDDING_ACTIVE_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(path.write_text, space, encoding="utf-8")
-        await self.broadcast({"type": "embedding_switch", "space": space})
-
     # ------------------------------------------------------- next embedding model, live
 
     async def _watch_config_forever(self) -> None:
@@ -292,7 +207,7 @@ class NodeRuntime:
         the pods' config hash: the operator rolls them).
         """
         wanted = config.embedding_next
-        engine = self.engine
+        spaces = self.engine.spaces
         if wanted == self._next_wanted and (wanted is None or self._next_retry_at == 0.0):
             return
         if wanted is not None and time.monotonic() < self._next_retry_at:
@@ -302,42 +217,42 @@ class NodeRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._next_task
         self._next_task = None
-        engine.next_loading = None
+        spaces.loading = None
         self._next_retry_at = 0.0
-        target = engine.target_space
+        target = spaces.target
         if wanted is None:
-            if target is not None and engine.active_space.model_id != config.embedding.model_id:
+            if target is not None and spaces.active.model_id != config.embedding.model_id:
                 log.warning(
                     "embedding_next_kept",
                     detail="the config drops embedding_next but this node still serves "
                     "lookups from another model than embedding.model_id",
-                    serving=engine.active_space.model_id,
+                    serving=spaces.active.model_id,
                     configured=config.embedding.model_id,
                 )
                 return
             self._next_wanted = None
             if target is not None:
-                engine.replace_target_space(None)
-                await engine.release_space(target)
+                spaces.replace_target(None)
+                await self.engine.release_space(target)
                 log.info("embedding_next_dropped", space=target.space, model_id=target.model_id)
             return
         self._next_wanted = wanted
         if target is not None and target.model_id == wanted.model_id:
             return
-        if engine.active_space.model_id == wanted.model_id:
+        if spaces.active.model_id == wanted.model_id:
             log.warning("embedding_next_serving", model_id=wanted.model_id)
             return
         self._next_task = asyncio.create_task(self._load_next(wanted))
 
     async def _load_next(self, wanted: EmbeddingConfig) -> None:
-        engine = self.engine
-        engine.next_loading = wanted.model_id
+        engine, spaces = self.engine, self.engine.spaces
+        spaces.loading = wanted.model_id
         started = time.perf_counter()
         try:
             embedder = await self._embedder(wanted)
             vectors = self._vector_store(embedder)
             await self._connect_milvus_once(vectors)
-            previous = engine.replace_target_space(VectorSpace(embedder, vectors))
+            previous = spaces.replace_target(VectorSpace(embedder, vectors))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -350,8 +265,8 @@ class NodeRuntime:
             )
             return
         finally:
-            if engine.next_loading == wanted.model_id:
-                engine.next_loading = None
+            if spaces.loading == wanted.model_id:
+                spaces.loading = None
         log.info(
             "embedding_next_loaded",
             model_id=wanted.model_id,
@@ -360,12 +275,6 @@ class NodeRuntime:
         )
         if previous is not None:
             await engine.release_space(previous)
-
-    async def broadcast(self, event: dict[str, Any]) -> None:
-        """Apply an event here and send it to the other nodes (when a Redis is shared)."""
-        await self.apply_event(event)
-        if self.bus is not None:
-            await self.bus.publish(event)
 
     async def _flush_stats_forever(self) -> None:
         while True:
@@ -380,8 +289,8 @@ class NodeRuntime:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_S)
             with contextlib.suppress(Exception):
-                await self.engine.renew_fleet_state()
-            for space in self.spaces():
+                await self.fleet.renew()
+            for space in self.engine.spaces.all():
                 vectors = space.vectors
                 if vectors is not None and vectors.connected:
                     with contextlib.suppress(Exception):
@@ -397,8 +306,7 @@ class NodeRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.bus is not None:
-            await self.bus.stop()
+        await self.fleet.stop()
         await self.engine.close()
         await self.upstream.aclose()
         for client in (self.redis, self._bus_redis):

@@ -3,56 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from cachefleet_node import keyspace
+from cachefleet_contract import keyspace
+from cachefleet_contract.admin import Counters
 
-__all__ = ["Counters", "HitCounter", "NamespaceStats", "PendingHits"]
+__all__ = ["HitCounter", "NamespaceStats", "PendingHits"]
 
 MAX_PENDING_HIT_ENTRIES = 100_000
-
-
-@dataclass
-class Counters:
-    """Monotonic counters of one namespace."""
-
-    requests: int = 0
-    hits_exact: int = 0
-    hits_semantic: int = 0
-    misses: int = 0
-    bypasses: int = 0
-    prompt_tokens_saved: int = 0
-    completion_tokens_saved: int = 0
-    cost_saved_dollars: float = 0.0
-
-    def add(self, other: Counters) -> None:
-        """Add another set of counters into this one."""
-        for item in fields(self):
-            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
-
-    def report(self) -> dict[str, Any]:
-        """JSON view with the derived hit rate."""
-        hits = self.hits_exact + self.hits_semantic
-        data: dict[str, Any] = asdict(self)
-        data["hits"] = hits
-        data["hit_rate"] = round(hits / self.requests, 4) if self.requests else 0.0
-        data["cost_saved_dollars"] = round(self.cost_saved_dollars, 6)
-        return data
-
-    @classmethod
-    def from_redis(cls, raw: Mapping[bytes | str, bytes | str]) -> Counters:
-        """Decode a Redis stats hash."""
-        counters = cls()
-        for item in fields(cls):
-            value = raw.get(item.name.encode(), raw.get(item.name))
-            if value is not None:
-                kind = float if item.type in {float, "float"} else int
-                setattr(counters, item.name, kind(float(value)))
-        return counters
 
 
 class NamespaceStats:
@@ -72,20 +32,18 @@ class NamespaceStats:
         cost_saved: float = 0.0,
     ) -> None:
         """Count one request with its result (hit-exact, hit-semantic, miss, bypass)."""
-        delta = Counters(requests=1)
-        if result == "hit-exact":
-            delta.hits_exact = 1
-        elif result == "hit-semantic":
-            delta.hits_semantic = 1
-        elif result == "miss":
-            delta.misses = 1
-        else:
-            delta.bypasses = 1
-        delta.prompt_tokens_saved = prompt_tokens_saved
-        delta.completion_tokens_saved = completion_tokens_saved
-        delta.cost_saved_dollars = cost_saved
-        self.totals[namespace].add(delta)
-        self._pending[namespace].add(delta)
+        tier = {"hit-exact": "hits_exact", "hit-semantic": "hits_semantic", "miss": "misses"}
+        delta = Counters.model_validate(
+            {
+                "requests": 1,
+                tier.get(result, "bypasses"): 1,
+                "prompt_tokens_saved": prompt_tokens_saved,
+                "completion_tokens_saved": completion_tokens_saved,
+                "cost_saved_dollars": cost_saved,
+            }
+        )
+        self.totals[namespace] += delta
+        self._pending[namespace] += delta
 
     def forget(self, namespace: str) -> None:
         """Drop a purged namespace's counters, pending deltas included."""
@@ -101,25 +59,29 @@ class NamespaceStats:
             pipe = client.pipeline(transaction=False)
             for namespace, delta in pending.items():
                 key = keyspace.stats_key(prefix, namespace)
-                for item in fields(Counters):
-                    value = getattr(delta, item.name)
+                for name in Counters.model_fields:
+                    value = getattr(delta, name)
                     if not value:
                         continue
                     if isinstance(value, float):
-                        pipe.hincrbyfloat(key, item.name, value)
+                        pipe.hincrbyfloat(key, name, value)
                     else:
-                        pipe.hincrby(key, item.name, value)
+                        pipe.hincrby(key, name, value)
                 pipe.expire(key, keyspace.FLEET_STATE_TTL_S)  # after: the key exists now
             await pipe.execute()
         except Exception:
             for namespace, delta in pending.items():
-                self._pending[namespace].add(delta)
+                self._pending[namespace] += delta
             raise
 
     @staticmethod
     async def fleet(client: aioredis.Redis, prefix: str, namespace: str) -> Counters:
-        """Fleet-wide counters of a namespace."""
-        return Counters.from_redis(await client.hgetall(keyspace.stats_key(prefix, namespace)))
+        """Fleet-wide counters of a namespace (from its Redis hash: text numbers)."""
+        raw = await client.hgetall(keyspace.stats_key(prefix, namespace))
+        values = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+        return Counters.model_validate(
+            {name: values[name] for name in Counters.model_fields if name in values}
+        )
 
 
 @dataclass

@@ -41,8 +41,10 @@ from cachefleet_operator.domain.conditions import (
     WorkloadState,
     merge_conditions,
 )
+from cachefleet_operator.domain.lifecycle.modelversion import plan_model_version
+from cachefleet_operator.domain.lifecycle.rollover import plan_cache
+from cachefleet_operator.domain.lifecycle.state import Lifecycle
 from cachefleet_operator.domain.naming import Component
-from cachefleet_operator.domain.rollover import Lifecycle, plan_cache, plan_model_version
 from cachefleet_operator.domain.status import (
     TierHealth,
     invalid_model_version_conditions,

@@ -9,9 +9,10 @@ import pytest
 from operator_testdata import EXAMPLES, INVALID, cache, documents, example, expected_message
 from pydantic import ValidationError
 
-from cachefleet_node.config import DeadlinesConfig, NamespaceConfig
+from cachefleet_contract.config import DeadlinesConfig, NamespaceConfig
 from cachefleet_operator.api.v1alpha1 import (
     CacheInvalidation,
+    ManagedRedis,
     ModelVersion,
     SemanticCache,
     cacheinvalidation,
@@ -19,12 +20,7 @@ from cachefleet_operator.api.v1alpha1 import (
     semanticcache,
     types,
 )
-from cachefleet_operator.api.v1alpha1.semanticcache import (
-    Deadlines,
-    FuzzyText,
-    ManagedRedis,
-    Policies,
-)
+from cachefleet_operator.api.v1alpha1.semanticcache import Deadlines, FuzzyText, Policies
 
 MODELS = {
     "SemanticCache": SemanticCache,

@@ -143,7 +143,7 @@ def by_type(observed: ObservedCache) -> dict[str, ConditionUpdate]:
 
 
 def test_every_condition_type_is_reported() -> None:
-    # RollingOver comes from the lifecycle (domain.rollover), not from the observed children.
+    # RollingOver comes from the lifecycle (domain.lifecycle), not from the observed children.
     lifecycle = {ConditionType.ROLLING_OVER.value}
     assert set(by_type(all_ready())) == {c.value for c in ConditionType} - lifecycle
 

@@ -10,7 +10,7 @@ import yaml
 from operator_testdata import ROOT
 from pydantic import Field
 
-from cachefleet_node.config import NamespaceConfig
+from cachefleet_contract.config import NamespaceConfig
 from cachefleet_operator.api import crdgen
 from cachefleet_operator.api.v1alpha1 import ApiModel, ModelVersion, Rule, SemanticCache
 

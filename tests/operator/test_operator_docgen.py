@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from cachefleet_node.config import NodeConfig
+from cachefleet_contract.config import NodeConfig
 from cachefleet_operator.api import docgen
 from cachefleet_operator.api.crdgen import custom_resource_definition
 from cachefleet_operator.api.v1alpha1 import RESOURCES

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from cachefleet_contract.admin import Counters, L1Usage, NamespaceCounts, StatsReport, TierFlags
 from cachefleet_operator.domain.durations import format_duration, parse_duration
 from cachefleet_operator.domain.hitrate import (
-    Counters,
     FleetSample,
     HitRateReport,
     HitRateWindow,
@@ -23,42 +23,37 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NS = "gpt-4o-mini-a1a7439fc3"
 
 
-def counters(requests: int, exact: int = 0, semantic: int = 0, **extra: Any) -> dict[str, Any]:
-    hits = exact + semantic
-    return {
-        "requests": requests,
-        "hits_exact": exact,
-        "hits_semantic": semantic,
-        "misses": requests - hits,
-        "bypasses": 0,
-        "hits": hits,
-        "hit_rate": round(hits / requests, 4) if requests else 0.0,
-        "prompt_tokens_saved": extra.get("prompt", 0),
-        "completion_tokens_saved": extra.get("completion", 0),
-        "cost_saved_dollars": extra.get("dollars", 0.0),
-    }
+def counters(requests: int, exact: int = 0, semantic: int = 0, **extra: Any) -> Counters:
+    """A node's counters of one namespace; the requests that were not hits missed."""
+    return Counters(
+        requests=requests,
+        hits_exact=exact,
+        hits_semantic=semantic,
+        misses=requests - exact - semantic,
+        prompt_tokens_saved=extra.get("prompt", 0),
+        completion_tokens_saved=extra.get("completion", 0),
+        cost_saved_dollars=extra.get("dollars", 0.0),
+    )
 
 
 def node_stats(
     node_id: str,
-    node: dict[str, Any],
+    node: Counters,
     *,
-    fleet: dict[str, Any] | None = None,
+    fleet: Counters | None = None,
     entries: int | None = None,
     redis: bool = True,
     namespace: str = NS,
-) -> dict[str, Any]:
-    """A `/v1/cache/stats` answer shaped like the node's."""
-    item: dict[str, Any] = {"node": node, "entries": entries}
-    if redis:
-        item["fleet"] = fleet
-    return {
-        "node_id": node_id,
-        "uptime_s": 10.0,
-        "active": {"gpt-4o-mini": namespace},
-        "namespaces": {namespace: item},
-        "tiers": {"store": "redis" if redis else "local", "milvus_connected": True, "redis": redis},
-    }
+) -> StatsReport:
+    """A `/v1/cache/stats` answer as the node builds it."""
+    return StatsReport(
+        node_id=node_id,
+        uptime_s=10.0,
+        active={"gpt-4o-mini": namespace},
+        namespaces={namespace: NamespaceCounts(node=node, fleet=fleet, entries=entries)},
+        l1=L1Usage(exact_entries=0, exact_bytes=0, semantic_entries=0),
+        tiers=TierFlags(store="redis" if redis else "local", milvus_connected=True, redis=redis),
+    )
 
 
 def sample(at: datetime, **sources: Counters) -> FleetSample:
@@ -76,9 +71,7 @@ def test_fleet_counters_win_over_the_sum_of_nodes_when_nodes_share_redis() -> No
         node_stats("b", counters(40, exact=10, semantic=10), fleet=stale_fleet, entries=55),
     ]
     result = aggregate_stats(responses, [NS], T0)
-    assert result.sources == {
-        f"fleet/{NS}": Counters(requests=100, hits_exact=30, hits_semantic=10)
-    }
+    assert result.sources == {f"fleet/{NS}": fleet}
     assert result.entries == 55  # one shared store: every node counts the same entries
 
 
@@ -88,7 +81,7 @@ def test_without_a_shared_store_the_nodes_are_summed() -> None:
         node_stats("b", counters(20, semantic=4), entries=3, redis=False),
     ]
     result = aggregate_stats(responses, [NS], T0)
-    assert result.totals == Counters(requests=30, hits_exact=5, hits_semantic=4)
+    assert result.totals == Counters(requests=30, hits_exact=5, hits_semantic=4, misses=21)
     assert set(result.sources) == {f"node/a/{NS}", f"node/b/{NS}"}
     assert result.entries == 10
 
@@ -96,7 +89,7 @@ def test_without_a_shared_store_the_nodes_are_summed() -> None:
 def test_a_node_whose_fleet_read_failed_falls_back_to_node_counters() -> None:
     responses = [node_stats("a", counters(10, exact=5), fleet=None, entries=None)]
     result = aggregate_stats(responses, [NS], T0)
-    assert result.sources == {f"node/a/{NS}": Counters(requests=10, hits_exact=5)}
+    assert result.sources == {f"node/a/{NS}": counters(10, exact=5)}
     assert result.entries is None
 
 

@@ -9,9 +9,14 @@ from typing import Any
 import pytest
 from operator_testdata import NAMESPACE, cache
 
-from cachefleet_operator.api.v1alpha1 import CacheInvalidation, SemanticCache
+from cachefleet_contract.admin import InvalidatedCounts, InvalidateResult, SimilarTo
+from cachefleet_operator.api.v1alpha1 import (
+    ActiveNamespace,
+    CacheInvalidation,
+    RetainedNamespace,
+    SemanticCache,
+)
 from cachefleet_operator.api.v1alpha1.cacheinvalidation import RemovedCounts
-from cachefleet_operator.api.v1alpha1.semanticcache import ActiveNamespace, RetainedNamespace
 from cachefleet_operator.domain.invalidation import (
     ScopeError,
     combine,
@@ -87,22 +92,21 @@ def test_the_node_request_carries_the_scope() -> None:
         ).spec.scope
     )
     assert request.tenant == "team-a"
-    assert request.tags == ("billing",)
+    assert request.tags == ["billing"]
     assert request.older_than_s == 5400
-    assert request.similar_to == {"text": "reset my password", "min_similarity": 0.9, "limit": 5}
+    assert request.similar_to == SimilarTo(text="reset my password", min_similarity=0.9, limit=5)
     assert node_request(invalidation().spec.scope).similar_to is None
 
 
+def removed(**counts: int) -> InvalidateResult:
+    """A node's answer to an invalidation of cache namespace `ns`."""
+    return InvalidateResult(dry_run=False, tenant=None, removed={"ns": InvalidatedCounts(**counts)})
+
+
 def test_counts_over_nodes_shared_and_per_node() -> None:
-    answers = [
-        {"removed": {"ns": {"l1": 2, "store": 5, "vectors": 5}}},
-        {"removed": {"ns": {"l1": 1, "store": 0, "vectors": 0}}},
-    ]
+    answers = [removed(l1=2, store=5, vectors=5), removed(l1=1, store=0, vectors=0)]
     assert combine(answers, "ns", shared_vectors=True) == RemovedCounts(l1=3, store=5, vectors=5)
-    per_node = [
-        {"removed": {"ns": {"l1": 0, "store": 5, "vectors": 5}}},
-        {"removed": {"ns": {"l1": 0, "store": 0, "vectors": 4}}},
-    ]
+    per_node = [removed(l1=0, store=5, vectors=5), removed(l1=0, store=0, vectors=4)]
     assert combine(per_node, "ns", shared_vectors=False).vectors == 9
 
 

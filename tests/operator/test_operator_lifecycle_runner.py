@@ -1,4 +1,4 @@
-"""The lifecycle runner (services/lifecycle.py) against an in-memory fleet: coherent switch with
+"""The lifecycle runner (services/lifecycle/) against an in-memory fleet: coherent switch with
 verification, warm-up, purge with `retired_only`, re-embedding, and crash safety (the operator
 dies after any node call and a new one resumes from the status it had written)."""
 
@@ -6,19 +6,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from operator_testdata import cache, model_version
 
+from cachefleet_contract.admin import (
+    ActiveNamespaces,
+    EmbeddingSpace,
+    EmbeddingSpaces,
+    InvalidatedCounts,
+    InvalidateRequest,
+    InvalidateResult,
+    NamespacesReport,
+    ReembedRequest,
+    ReembedResult,
+    WarmRequest,
+    WarmResult,
+)
 from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.adapters.nodes import NodeError
 from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
 from cachefleet_operator.api.v1alpha1.semanticcache import SemanticCacheStatus
+from cachefleet_operator.domain.lifecycle.state import Lifecycle
 from cachefleet_operator.domain.naming import cache_namespace
-from cachefleet_operator.domain.rollover import Lifecycle
+from cachefleet_operator.services.context import ServiceContext
 from cachefleet_operator.services.lifecycle import LifecycleRunner
+from cachefleet_operator.services.lifecycle.purge import PurgeStep
+from cachefleet_operator.services.lifecycle.step import FleetPass, LifecycleStep
 from cachefleet_operator.services.nodeaccess import AdminKey
+from cachefleet_operator.settings import OperatorConfig
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 OTHER = "cachefleet-test/minilm-copy"
@@ -59,23 +76,25 @@ class Fleet:
 
 
 class FakeNodes:
+    """The node client's surface, answering with the contract's models."""
+
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
 
-    async def namespaces(self, url: str, *, api_key: str | None = None) -> dict[str, Any]:
+    async def namespaces(self, url: str, *, api_key: str | None = None) -> NamespacesReport:
         f = self.fleet
-        return {
-            "active": dict(f.view(url)),
-            "embedding": {
-                "active": {"model_id": "?", "space": f.space},
-                "next": {"model_id": OTHER, "space": f.next_space} if f.next_space else None,
-            },
-            "entries": dict(f.entries),
-        }
+        return NamespacesReport(
+            active=dict(f.view(url)),
+            embedding=EmbeddingSpaces(
+                active=EmbeddingSpace(model_id="?", space=f.space),
+                next=EmbeddingSpace(model_id=OTHER, space=f.next_space) if f.next_space else None,
+            ),
+            entries=dict(f.entries),
+        )
 
     async def switch_namespace(
         self, url: str, name: str, namespace: str, *, api_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ActiveNamespaces:
         f = self.fleet
         if name not in f.active:
             raise NodeError("unknown name", status=404)
@@ -84,58 +103,61 @@ class FakeNodes:
             if node == url or node not in f.lagging:
                 f.view(node)[name] = namespace
         f.mutated(f"switch {name}={namespace}")
-        return {"active": dict(f.view(url))}
+        return ActiveNamespaces(active=dict(f.view(url)))
 
-    async def invalidate(self, url: str, namespace: str, **kw: Any) -> dict[str, Any]:
+    async def invalidate(self, url: str, request: InvalidateRequest, **kw: Any) -> InvalidateResult:
         f = self.fleet
+        namespace = request.namespace
+        assert namespace is not None
         if f.purges_fail:
             raise NodeError("connection refused")
-        if kw.get("retired_only") and namespace in f.view(url).values():
+        if request.retired_only and namespace in f.view(url).values():
             raise NodeError("namespace_active", status=409, code="namespace_active")
         removed = f.entries.pop(namespace, 0)
         f.mutated(f"purge {namespace}")
-        return {"removed": {namespace: {"l1": 0, "store": removed, "vectors": removed}}}
+        counts = InvalidatedCounts(l1=0, store=removed, vectors=removed)
+        return InvalidateResult(dry_run=False, tenant=None, removed={namespace: counts})
 
-    async def warm(self, url: str, **kw: Any) -> dict[str, Any]:
+    async def warm(self, url: str, request: WarmRequest, **kw: Any) -> WarmResult:
         f = self.fleet
-        total = f.entries.get(kw["from_namespace"], 0)
-        start = kw["offset"]
-        end = min(total, start + kw["limit"])
+        total = f.entries.get(request.from_namespace, 0)
+        start = request.offset
+        end = min(total, start + request.limit)
         fresh = set(range(start, end)) - f.warmed_positions  # idempotent: cached ones skip
         f.warmed_positions |= fresh
-        target = f.active[kw["name"]]
+        target = f.active[request.name]
         f.entries[target] = f.entries.get(target, 0) + len(fresh)
         f.mutated(f"warm {start}-{end}")
-        return {
-            "processed": end - start,
-            "stored": len(fresh),
-            "skipped": end - start - len(fresh),
-            "failed": 0,
-            "next_offset": end,
-            "total": total,
-            "done": end >= total,
-        }
+        return WarmResult(
+            processed=end - start,
+            stored=len(fresh),
+            skipped=end - start - len(fresh),
+            failed=0,
+            next_offset=end,
+            total=total,
+            done=end >= total,
+        )
 
-    async def reembed(self, url: str, **kw: Any) -> dict[str, Any]:
+    async def reembed(self, url: str, request: ReembedRequest, **kw: Any) -> ReembedResult:
         f = self.fleet
-        namespace, limit = kw["namespace"], kw["limit"]
-        start = int(kw["cursor"] or 0)
+        namespace = request.namespace
+        start = int(request.cursor or 0)
         total = f.entries.get(namespace, 0)
-        end = min(total, start + limit)
+        end = min(total, start + request.limit)
         f.reembedded[namespace] = max(f.reembedded.get(namespace, 0), end)
         f.mutated(f"reembed {namespace} {start}-{end}")
-        return {
-            "processed": end - start,
-            "next_cursor": "" if end >= total else str(end),
-            "total": total,
-            "done": end >= total,
-        }
+        return ReembedResult(
+            processed=end - start,
+            next_cursor="" if end >= total else str(end),
+            total=total,
+            done=end >= total,
+        )
 
-    async def switch_embedding(self, url: str, space: str, **kw: Any) -> dict[str, Any]:
+    async def switch_embedding(self, url: str, space: str, **kw: Any) -> EmbeddingSpaces:
         f = self.fleet
         f.space, f.next_space = space, f.space
         f.mutated(f"embedding {space}")
-        return {}
+        return EmbeddingSpaces(active=EmbeddingSpace(model_id="?", space=space))
 
 
 class FakeAccess:
@@ -173,16 +195,21 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-def runner(fleet: Fleet, clock: Clock, events: FakeEvents) -> LifecycleRunner:
-    return LifecycleRunner(
-        nodes=FakeNodes(fleet),  # type: ignore[arg-type]
-        access=FakeAccess(),  # type: ignore[arg-type]
-        events=events,  # type: ignore[arg-type]
+def context(fleet: Fleet, clock: Clock, events: FakeEvents) -> ServiceContext:
+    return ServiceContext(
+        kube=cast(Any, None),  # the lifecycle steps call nodes only
+        nodes=cast(Any, FakeNodes(fleet)),
+        access=cast(Any, FakeAccess()),
+        events=cast(Any, events),
         metrics=OperatorMetrics(),
+        config=OperatorConfig(),
         clock=clock,
         monotonic=clock.monotonic,
-        switch_verify_s=0.5,
     )
+
+
+def runner(fleet: Fleet, clock: Clock, events: FakeEvents) -> LifecycleRunner:
+    return LifecycleRunner(context(fleet, clock, events), switch_verify_s=0.5)
 
 
 def persisted(lifecycle: Lifecycle) -> Lifecycle:
@@ -263,10 +290,10 @@ async def test_an_unverified_switch_holds_the_node_config() -> None:
     lifecycle = await first(fleet, clock, v1)
     nodes = FakeNodes(fleet)
 
-    async def stuck(url: str, *, api_key: str | None = None) -> dict[str, Any]:
+    async def stuck(url: str, *, api_key: str | None = None) -> NamespacesReport:
         report = await FakeNodes.namespaces(nodes, url)
         if url == "http://node-b":
-            report["active"] = {"gpt-4o-mini": ns(v1[0])}
+            report = report.model_copy(update={"active": {"gpt-4o-mini": ns(v1[0])}})
         return report
 
     run = runner(fleet, clock, FakeEvents())
@@ -373,26 +400,22 @@ async def test_a_purge_never_touches_an_active_namespace() -> None:
     # A node serves the old namespace again (say, a stale switch): no purge while it does.
     fleet.node_view["http://node-a"]["gpt-4o-mini"] = ns(v1[0])
     clock.advance(3600)
-    nodes = FakeNodes(fleet)
-    run = runner(fleet, clock, events)
-    converge = run._converge
-
-    async def no_converge(*args: Any) -> None:  # (the converge step would fix it first)
-        return None
-
-    run._converge = no_converge  # type: ignore[method-assign]
-    step = await run.run(cache("dev"), {}, v2, lifecycle, embedding_model=MINILM)
+    # The purge step alone (in a pass, the converge step before it would fix the node first).
+    step = LifecycleStep(lifecycle)
+    purge = PurgeStep(context(fleet, clock, events))
+    await purge.run(FleetPass(step, cache("dev"), v2, URLS, None))
     assert fleet.entries.get(ns(v1[0])) == 3
     assert "PurgeBlocked" in events.reasons
+    assert step.failure == "PurgeBlocked"
     assert [e.cache_namespace for e in step.lifecycle.retained] == [ns(v1[0])]
-    # With the converge step the node is switched back, then the purge goes through.
-    run._converge = converge  # type: ignore[method-assign]
-    step = await run.run(cache("dev"), {}, v2, persisted(step.lifecycle), embedding_model=MINILM)
+    # A whole pass: the converge step switches the node back, then the purge goes through.
+    step = await runner(fleet, clock, events).run(
+        cache("dev"), {}, v2, persisted(step.lifecycle), embedding_model=MINILM
+    )
     assert fleet.node_view["http://node-a"]["gpt-4o-mini"] == ns(v2[0])
     assert ns(v1[0]) not in fleet.entries
     assert step.lifecycle.retained == ()
     assert {"NamespaceConverged", "Purged"} <= set(events.reasons)
-    assert nodes.fleet is fleet
 
 
 async def test_a_refused_warm_up_ends_the_rollover_with_a_warning() -> None:
@@ -402,7 +425,7 @@ async def test_a_refused_warm_up_ends_the_rollover_with_a_warning() -> None:
     lifecycle = await first(fleet, clock, v1)
     run = runner(fleet, clock, events)
 
-    async def refused(url: str, **kw: Any) -> dict[str, Any]:
+    async def refused(url: str, *args: Any, **kw: Any) -> WarmResult:
         raise NodeError("409 upstream_key_missing", status=409, code="upstream_key_missing")
 
     run._nodes.warm = refused  # type: ignore[method-assign]

@@ -7,7 +7,7 @@ import re
 import pytest
 from operator_testdata import model_version
 
-from cachefleet_node.config import MilvusConfig, RedisConfig
+from cachefleet_contract.config import MilvusConfig, RedisConfig
 from cachefleet_operator.api.v1alpha1 import ModelVersionStatus
 from cachefleet_operator.domain.naming import (
     CHILD_NAME_MAX_LENGTH,

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from operator_testdata import EXAMPLES, NAMESPACE, cache, documents, model_version
 
-from cachefleet_node.config import NodeConfig, load_node_config
+from cachefleet_contract.config import NodeConfig
+from cachefleet_node.config import load_node_config
 from cachefleet_operator.api.v1alpha1 import ModelVersionStatus
 from cachefleet_operator.domain.naming import cache_namespace
 from cachefleet_operator.domain.nodeconfig import (

@@ -23,15 +23,9 @@ from operator_testdata import (
 )
 
 from cachefleet_operator.api.v1alpha1 import SemanticCache
+from cachefleet_operator.domain.manifests import CONFIG_HASH_ANNOTATION, Manifest, owner_reference
 from cachefleet_operator.domain.nodeconfig import SpecError
-from cachefleet_operator.domain.render import (
-    CONFIG_HASH_ANNOTATION,
-    FleetView,
-    Manifest,
-    owned_kinds,
-    owner_reference,
-    render_children,
-)
+from cachefleet_operator.domain.render import FleetView, owned_kinds, render_children
 
 CLAUDE = model_version("claude", model="claude-sonnet", version="4", requestModels=["claude-*"])
 MANAGED_EXTERNAL = {

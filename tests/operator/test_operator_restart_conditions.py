@@ -14,6 +14,7 @@ from typing import Any, cast
 import pytest
 from operator_testdata import cache, model_version
 
+from cachefleet_contract.admin import Readiness, StatsReport
 from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.adapters.nodes import NodeClient
 from cachefleet_operator.api.v1alpha1 import SemanticCache
@@ -32,9 +33,11 @@ from cachefleet_operator.domain.status import (
     semantic_cache_status,
     status_differs,
 )
+from cachefleet_operator.services.context import ServiceContext
 from cachefleet_operator.services.discovery import NodeDiscovery
 from cachefleet_operator.services.nodeaccess import NodeAccess
 from cachefleet_operator.services.stats import StatsCollector, StatsTarget
+from cachefleet_operator.settings import OperatorConfig
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -237,28 +240,31 @@ def test_workload_readiness_against_the_declared_minimum(
 
 
 class FakeNodes:
-    def __init__(self, readiness: dict[str, Any] | None) -> None:
+    def __init__(self, readiness: Readiness | None) -> None:
         self._readiness = readiness
 
-    async def stats(self, base_url: str, *, api_key: str | None = None) -> dict[str, Any]:
+    async def stats(self, base_url: str, *, api_key: str | None = None) -> StatsReport:
         raise OSError("no stats in this test")
 
-    async def readiness(self, base_url: str) -> dict[str, Any]:
+    async def readiness(self, base_url: str) -> Readiness:
         if self._readiness is None:
             raise OSError("connection refused")
         return self._readiness
 
 
-def collector(readiness: dict[str, Any] | None, changes: list[tuple[str, str]]) -> StatsCollector:
+def collector(readiness: Readiness | None, changes: list[tuple[str, str]]) -> StatsCollector:
     discovery = NodeDiscovery(cast(Any, None), from_annotation=True)
-    return StatsCollector(
-        discovery=discovery,
-        access=NodeAccess(cast(Any, None), discovery),
+    context = ServiceContext(
+        kube=cast(Any, None),  # the collector calls nodes only
         nodes=cast(NodeClient, FakeNodes(readiness)),
+        access=NodeAccess(cast(Any, None), discovery),
+        events=cast(Any, None),
         metrics=OperatorMetrics(),
-        interval=60,
-        window=900,
-        concurrency=1,
+        config=OperatorConfig(),
+    )
+    return StatsCollector(
+        context,
+        discovery=discovery,
         on_change=lambda namespace, name: changes.append((namespace, name)),
     )
 

@@ -1,4 +1,4 @@
-"""The model-version lifecycle state machine (domain/rollover.py), pure: every transition,
+"""The model-version lifecycle state machine (domain/lifecycle/), pure: every transition,
 bounds, rollback, embedding migration, and the RollingOver condition."""
 
 from __future__ import annotations
@@ -9,31 +9,33 @@ from typing import Any
 import pytest
 from operator_testdata import cache, model_version
 
+from cachefleet_contract.admin import ReembedResult, WarmResult
 from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
 from cachefleet_operator.api.v1alpha1.semanticcache import Reembedding, SemanticCacheStatus
 from cachefleet_operator.domain.conditions import find_condition, merge_conditions
-from cachefleet_operator.domain.naming import cache_namespace
-from cachefleet_operator.domain.rollover import (
-    Identity,
-    Lifecycle,
-    Transition,
-    decide_namespace,
-    due_purges,
+from cachefleet_operator.domain.lifecycle.embedding import (
     embedding_migration_refused,
     embedding_switched,
-    namespace_mismatches,
-    plan_cache,
-    plan_model_version,
     prepared,
-    purged,
     reembed_request,
     reembedded,
-    rolling_over_condition,
+)
+from cachefleet_operator.domain.lifecycle.modelversion import (
+    Identity,
+    Transition,
+    decide_namespace,
+    plan_model_version,
+)
+from cachefleet_operator.domain.lifecycle.purge import due_purges, purged
+from cachefleet_operator.domain.lifecycle.rollover import (
+    namespace_mismatches,
+    plan_cache,
     switched,
     unswitched_nodes,
-    warm_request,
-    warmed,
 )
+from cachefleet_operator.domain.lifecycle.state import Lifecycle, rolling_over_condition
+from cachefleet_operator.domain.lifecycle.warmup import warm_request, warmed
+from cachefleet_operator.domain.naming import cache_namespace
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -479,15 +481,9 @@ def test_warm_up_replays_in_batches_until_the_top_n() -> None:
     )
     # The warm-up source is never purged while it is read.
     assert ns(v1) not in [e.cache_namespace for e in due_purges(lifecycle, at(10**6))]
-    result = {
-        "processed": 15,
-        "stored": 14,
-        "skipped": 1,
-        "failed": 0,
-        "next_offset": 15,
-        "total": 40,
-        "done": False,
-    }
+    result = WarmResult(
+        processed=15, stored=14, skipped=1, failed=0, next_offset=15, total=40, done=False
+    )
     plan = warmed(lifecycle, "gpt-4o-mini", result, settings=settings, now=at(5))
     record = plan.lifecycle.rollovers[0]
     assert record.warm is not None
@@ -495,15 +491,9 @@ def test_warm_up_replays_in_batches_until_the_top_n() -> None:
     request = warm_request(record, settings)
     assert request is not None
     assert (request.offset, request.limit) == (15, 10)
-    result = {
-        "processed": 10,
-        "stored": 10,
-        "skipped": 0,
-        "failed": 0,
-        "next_offset": 25,
-        "total": 40,
-        "done": False,
-    }
+    result = WarmResult(
+        processed=10, stored=10, skipped=0, failed=0, next_offset=25, total=40, done=False
+    )
     plan = warmed(plan.lifecycle, "gpt-4o-mini", result, settings=settings, now=at(8))
     assert plan.lifecycle.rollovers == ()
     assert [e.reason for e in plan.events] == ["WarmupCompleted"]
@@ -589,14 +579,18 @@ def test_an_embedding_change_migrates_preparing_reembedding_switching() -> None:
     step = reembedded(
         lifecycle,
         request,
-        {"processed": 200, "next_cursor": "c1", "total": 300, "done": False},
+        ReembedResult(processed=200, next_cursor="c1", total=300, done=False),
         began=at(3),
         now=at(5),
     )
     # The same answer again (a retried pass) does not count twice.
     assert (
         reembedded(
-            step.lifecycle, request, {"processed": 200, "next_cursor": "c1"}, began=at(3), now=at(5)
+            step.lifecycle,
+            request,
+            ReembedResult(processed=200, next_cursor="c1", total=300, done=False),
+            began=at(3),
+            now=at(5),
         ).lifecycle
         == step.lifecycle
     )
@@ -612,7 +606,7 @@ def test_an_embedding_change_migrates_preparing_reembedding_switching() -> None:
     step = reembedded(
         step.lifecycle,
         request,
-        {"processed": 100, "next_cursor": "", "total": 300, "done": True},
+        ReembedResult(processed=100, next_cursor="", total=300, done=True),
         began=at(5),
         now=at(6),
     )
@@ -621,7 +615,7 @@ def test_an_embedding_change_migrates_preparing_reembedding_switching() -> None:
     step = reembedded(
         step.lifecycle,
         request,
-        {"processed": 0, "next_cursor": "", "total": 0, "done": True},
+        ReembedResult(processed=0, next_cursor="", total=0, done=True),
         began=at(6),
         now=at(6),
     )

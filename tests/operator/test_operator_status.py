@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from operator_testdata import cache, model_version
 
+from cachefleet_contract.admin import Readiness
 from cachefleet_operator.api.v1alpha1.semanticcache import HitRate
 from cachefleet_operator.domain.conditions import (
     ConditionUpdate,
@@ -19,8 +20,8 @@ from cachefleet_operator.domain.conditions import (
 )
 from cachefleet_operator.domain.endpoints import annotation_endpoints, endpoint_slice_urls
 from cachefleet_operator.domain.hitrate import HitRateReport
+from cachefleet_operator.domain.lifecycle.modelversion import plan_model_version
 from cachefleet_operator.domain.naming import Component
-from cachefleet_operator.domain.rollover import plan_model_version
 from cachefleet_operator.domain.status import (
     EventSpec,
     SecretRef,
@@ -321,23 +322,27 @@ def test_the_endpoints_annotation() -> None:
 def test_external_tier_health_from_the_nodes_readiness() -> None:
     from cachefleet_operator.services.stats import tier_health
 
-    up = {
-        "status": "ready",
-        "tiers": {
-            "store": {"kind": "redis", "breaker_open": False},
-            "milvus": {"connected": True},
-            "coherence": True,
-        },
-    }
-    cut_off = {
-        "status": "ready",
-        "tiers": {
-            "store": {"kind": "redis", "breaker_open": False},
-            "milvus": {"connected": False},
-            "coherence": False,
-        },
-    }
-    starting = {"status": "starting"}
+    up = Readiness.model_validate(
+        {
+            "status": "ready",
+            "tiers": {
+                "store": {"kind": "redis", "breaker_open": False},
+                "milvus": {"connected": True},
+                "coherence": True,
+            },
+        }
+    )
+    cut_off = Readiness.model_validate(
+        {
+            "status": "ready",
+            "tiers": {
+                "store": {"kind": "redis", "breaker_open": False},
+                "milvus": {"connected": False},
+                "coherence": False,
+            },
+        }
+    )
+    starting = Readiness(status="starting")
     assert tier_health([up, cut_off], redis=True, milvus=True) == TierHealth(
         True, True, "2/2 cache nodes answered", collected=True
     )
@@ -347,5 +352,14 @@ def test_external_tier_health_from_the_nodes_readiness() -> None:
     assert tier_health([starting], redis=True, milvus=False) == TierHealth(
         None, None, "0/1 cache nodes answered", collected=True
     )
-    no_bus = {"status": "ready", "tiers": {"store": {"kind": "redis", "breaker_open": True}}}
+    no_bus = Readiness.model_validate(
+        {
+            "status": "ready",
+            "tiers": {
+                "store": {"kind": "redis", "breaker_open": True},
+                "milvus": {"connected": False},
+                "coherence": None,
+            },
+        }
+    )
     assert tier_health([no_bus], redis=True, milvus=False).redis is False

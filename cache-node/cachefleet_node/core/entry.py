@@ -19,12 +19,13 @@ class EntryFormatError(ValueError):
 
 
 def completion_usage(completion: dict[str, Any]) -> tuple[int, int]:
-    """(prompt_tokens, completion_tokens) of a chat completion; zeros when absent."""
+    """(prompt_tokens, completion_tokens) of a chat completion, or (input_tokens,
+    output_tokens) of a response; zeros when absent."""
     usage = completion.get("usage")
     if not isinstance(usage, dict):
         return 0, 0
-    prompt = usage.get("prompt_tokens")
-    output = usage.get("completion_tokens")
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    output = usage.get("completion_tokens", usage.get("output_tokens"))
     return (
         prompt if isinstance(prompt, int) and prompt >= 0 else 0,
         output if isinstance(output, int) and output >= 0 else 0,

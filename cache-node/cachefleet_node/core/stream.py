@@ -7,28 +7,29 @@ from typing import Any
 
 import orjson
 
-__all__ = ["StreamRecorder", "UsageChunkFilter", "replay_chunks"]
+__all__ = [
+    "SseRecorder",
+    "StreamRecorder",
+    "UsageChunkFilter",
+    "event_data",
+    "pieces",
+    "replay_chunks",
+]
 
 DONE = b"data: [DONE]\n\n"
 _OPTIONAL_META = ("system_fingerprint", "service_tier")  # kept when the upstream sends them
 
 
-class StreamRecorder:
-    """Feed raw SSE bytes as they pass through; `completion()` rebuilds the full answer.
-
-    The completion is only available when the stream ended with `[DONE]`, carried no error
-    event and every choice has a finish reason: partial or failed streams are never cached.
-    """
+class SseRecorder:
+    """Base of the stream recorders: feed raw SSE bytes as they pass through, and each
+    complete event's data goes to `_data`. Recording stops (`failed` says why) past
+    `max_bytes` or at an event `_data` cannot read; the relay itself goes on."""
 
     def __init__(self, max_bytes: int) -> None:
         self._buffer = b""
         self._max_bytes = max_bytes
         self._seen_bytes = 0
-        self.done = False
         self.failed: str | None = None
-        self._meta: dict[str, Any] = {}
-        self._choices: dict[int, dict[str, Any]] = {}
-        self._usage: Any = None
 
     def feed(self, data: bytes) -> None:
         """Consume the next bytes of the stream."""
@@ -42,18 +43,42 @@ class StreamRecorder:
         self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
         while b"\n\n" in self._buffer and not self.failed:
             event, self._buffer = self._buffer.split(b"\n\n", 1)
+            payload = event_data(event)
+            if payload is None:
+                continue  # comment / keep-alive
             try:
-                self._event(event)
+                self._data(payload)
             except (TypeError, ValueError, AttributeError, KeyError):
                 # a chunk of an unexpected shape ("index": null, "choices": {}): the stream
                 # still reaches the client byte for byte; it is just not recorded
                 self.failed = "malformed-chunk"
 
-    def _event(self, event: bytes) -> None:
-        lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
-        if not lines:
-            return  # comment / keep-alive
-        payload = b"\n".join(lines)
+    def _data(self, payload: bytes) -> None:
+        """Record the data of one event."""
+        raise NotImplementedError
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The data of one SSE event (its `data:` lines joined), or None when it has none."""
+    lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+class StreamRecorder(SseRecorder):
+    """Records a chat-completion stream; `completion()` rebuilds the full answer.
+
+    The completion is only available when the stream ended with `[DONE]`, carried no error
+    event and every choice has a finish reason: partial or failed streams are never cached.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes)
+        self.done = False
+        self._meta: dict[str, Any] = {}
+        self._choices: dict[int, dict[str, Any]] = {}
+        self._usage: Any = None
+
+    def _data(self, payload: bytes) -> None:
         if payload == b"[DONE]":
             self.done = True
             return
@@ -165,11 +190,11 @@ class UsageChunkFilter:
 
 
 def _usage_only(event: bytes) -> bool:
-    lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
-    if not lines:
+    payload = event_data(event)
+    if payload is None:
         return False
     try:
-        chunk = orjson.loads(b"\n".join(lines))
+        chunk = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return False
     return isinstance(chunk, dict) and chunk.get("choices") == [] and "usage" in chunk
@@ -184,7 +209,7 @@ def _list_or_none(value: Any, name: str) -> list[Any]:
     return value
 
 
-def _pieces(text: str, size: int) -> Iterator[str]:
+def pieces(text: str, size: int) -> Iterator[str]:
     """Split text into chunks of about `size` characters, on spaces where possible."""
     start = 0
     while start < len(text):
@@ -232,7 +257,7 @@ def replay_chunks(
         # A null content (tool calls, refusals) must stay null, not become "".
         yield chunk({"role": "assistant", "content": "" if isinstance(content, str) else None})
         if isinstance(content, str):
-            for piece in _pieces(content, piece_chars):
+            for piece in pieces(content, piece_chars):
                 yield chunk({"content": piece})
         if isinstance(message.get("refusal"), str):
             yield chunk({"refusal": message["refusal"]})

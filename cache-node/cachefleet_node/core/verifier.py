@@ -17,7 +17,7 @@ and looks at the pair as a whole:
 What it learns: two prompts that line up word for word except in one place, yet score only
 0.9, differ in something that matters ("cats" / "dogs", "for beginners" / "for experts",
 an added "without X"); two prompts that share few words yet score 0.85 are a rewording. The
-head is trained by `cachefleet-node bench train-verifier` on data whose licences allow
+head is trained by `make train-verifier` (bench/cachefleet_bench) on data whose licences allow
 shipping it: our own adversarial pairs (the tuning split only) and CLINC150 (CC BY 3.0).
 Everything here is pure, CPU-only and deterministic: no model inference beyond the cosine
 the lookup already has, so it costs microseconds and behaves the same with local and GPU

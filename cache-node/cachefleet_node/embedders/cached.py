@@ -21,8 +21,8 @@ import structlog
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cachefleet_contract.keyspace import embedding_key
 from cachefleet_node.embedders.base import EmbedBudget, Embedder, Vectors
-from cachefleet_node.keyspace import embedding_key
 
 __all__ = ["CachingEmbedder"]
 

@@ -22,6 +22,7 @@ import onnxruntime as ort
 import structlog
 from tokenizers import Encoding, Tokenizer
 
+from cachefleet_contract.keyspace import embedding_space
 from cachefleet_node.config import EmbeddingConfig
 from cachefleet_node.embedders.base import (
     EmbedBudget,
@@ -32,7 +33,6 @@ from cachefleet_node.embedders.base import (
     l2_normalize,
 )
 from cachefleet_node.embedders.hub import check_model_dir, resolve_model_dir
-from cachefleet_node.keyspace import embedding_space
 
 __all__ = ["OnnxEmbedder", "OnnxModel"]
 

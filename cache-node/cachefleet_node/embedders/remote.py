@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import structlog
 
+from cachefleet_contract.keyspace import embedding_space
 from cachefleet_node.config import EmbeddingConfig
 from cachefleet_node.embedders.base import (
     EmbedBudget,
@@ -25,7 +26,6 @@ from cachefleet_node.embedders.base import (
     l2_normalize,
     redact_url,
 )
-from cachefleet_node.keyspace import embedding_space
 
 __all__ = ["RemoteEmbedder", "RemoteService"]
 

@@ -18,6 +18,7 @@ from cachefleet_node.server import (
     ops,
     passthrough,
     proxy,
+    responses,
 )
 from cachefleet_node.server.http import install_error_handlers
 
@@ -67,6 +68,7 @@ def create_app(
     app.state.runtime = node
     install_error_handlers(app)
     app.include_router(proxy.router)
+    app.include_router(responses.router)
     app.include_router(embeddings.router)
     app.include_router(cache_api.router)
     app.include_router(lifecycle_api.router)

@@ -16,11 +16,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from cachefleet_node.config import Identifier
+from cachefleet_contract.admin import (
+    ActiveNamespaces,
+    Counters,
+    InvalidatedCounts,
+    InvalidateRequest,
+    InvalidateResult,
+    L1Usage,
+    NamespaceCounts,
+    NamespacesReport,
+    StatsReport,
+    SwitchRequest,
+    TierFlags,
+)
 from cachefleet_node.core.errors import RequestError
+from cachefleet_node.core.planning import Outcome, plan_request, response_headers_for
 from cachefleet_node.core.request import ChatRequestModel, decode_json_object
 from cachefleet_node.core.scope import InvalidationScope
-from cachefleet_node.engine import Outcome
 from cachefleet_node.key_check import Rejection
 from cachefleet_node.lifecycle import invalidate_similar
 from cachefleet_node.runtime import NodeRuntime
@@ -34,8 +46,7 @@ from cachefleet_node.server.common import (
     runtime_of,
     unavailable,
 )
-from cachefleet_node.server.http import json_response, read_body
-from cachefleet_node.server.planning import plan_request, response_headers_for
+from cachefleet_node.server.http import json_response, model_response, read_body
 from cachefleet_node.stats import NamespaceStats
 
 __all__ = ["router"]
@@ -48,53 +59,6 @@ class StoreRequest(StrictBody):
 
     request: dict[str, Any] = Field(description="The chat-completion request body.")
     response: dict[str, Any] = Field(description="The chat.completion object to cache.")
-
-
-class SimilarTo(StrictBody):
-    """Narrow an invalidation to entries whose prompt is semantically close to a text."""
-
-    text: str = Field(min_length=1, max_length=65_536, description="Text to compare prompts to.")
-    min_similarity: float = Field(
-        gt=0, le=1, description="Cosine similarity a stored prompt must reach to be removed."
-    )
-    limit: int = Field(
-        1000, ge=1, le=10_000, description="Most entries matched (the nearest ones first)."
-    )
-
-
-class InvalidateRequest(StrictBody):
-    """Remove entries. Without `namespace`, every active namespace of this node is in scope."""
-
-    namespace: Identifier | None = Field(None, description="Cache namespace (as in responses).")
-    tenant: Identifier | None = Field(None, description="Only this tenant's entries.")
-    tags: list[Identifier] = Field(default_factory=list, max_length=16)
-    older_than_s: float | None = Field(
-        None, ge=0, le=3_153_600_000, description="Only entries at least this old (≤ 100 years)."
-    )
-    dry_run: bool = Field(False, description="Count, do not delete.")
-    retired_only: bool = Field(
-        False,
-        description="Refuse (409 namespace_active, nothing deleted) if a namespace in scope is "
-        "active for any configured namespace: a purge of a retired namespace never deletes "
-        "live entries. A whole-namespace retired purge also drops its counters.",
-    )
-    similar_to: SimilarTo | None = Field(
-        None,
-        description="Only entries whose prompt is at least `min_similarity` similar to `text`, "
-        "across all partitions of the namespace.",
-    )
-    deleting_cache: bool = Field(
-        False,
-        description="The SemanticCache is being deleted (`deletionPolicy: Delete`): also drop "
-        "the namespaces' counters and the fleet's persisted namespace and embedding switches.",
-    )
-
-
-class SwitchRequest(StrictBody):
-    """Point a configured namespace at another cache namespace, on every node."""
-
-    name: Identifier = Field(description="Configured namespace name.")
-    namespace: Identifier = Field(description="Cache namespace to activate.")
 
 
 @router.post("/lookup", openapi_extra=openapi_body(ChatRequestModel))
@@ -207,7 +171,7 @@ async def invalidate(http_request: Request) -> Response:
     if payload.retired_only:
         await _refuse_active(runtime, namespaces)
     created_before = None if payload.older_than_s is None else time.time() - payload.older_than_s
-    results = {}
+    results: dict[str, InvalidatedCounts] = {}
     for namespace in namespaces:
         scope = InvalidationScope(
             namespace=namespace,
@@ -226,23 +190,25 @@ async def invalidate(http_request: Request) -> Response:
                     similar.limit,
                     dry_run=payload.dry_run,
                 )
-                scope, results[namespace] = found.scope, found.counts
+                scope = found.scope
+                results[namespace] = InvalidatedCounts.model_validate(found.counts)
                 if not scope.entry_ids:
                     continue  # nothing matched: nothing to tell the other nodes
             else:
-                results[namespace] = await runtime.engine.invalidate(scope, dry_run=payload.dry_run)
+                counts = await runtime.engine.invalidate(scope, dry_run=payload.dry_run)
+                results[namespace] = InvalidatedCounts.model_validate(counts)
                 if payload.retired_only and scope.whole_namespace and not payload.dry_run:
-                    await runtime.engine.drop_namespace_stats(namespace)
+                    await runtime.fleet.drop_namespace_stats(namespace)
         except Exception as exc:
             raise unavailable(f"invalidation of '{namespace}'", exc) from exc
         if not payload.dry_run:
-            await runtime.broadcast({"type": "invalidate", "scope": scope.to_dict()})
+            await runtime.fleet.invalidate(scope)
     if payload.deleting_cache and not payload.dry_run:
         try:
-            await runtime.engine.forget_fleet_state(namespaces)
+            await runtime.fleet.forget(namespaces)
         except Exception as exc:
             raise unavailable("removal of the fleet state", exc) from exc
-    return json_response({"dry_run": payload.dry_run, "tenant": tenant, "removed": results})
+    return model_response(InvalidateResult(dry_run=payload.dry_run, tenant=tenant, removed=results))
 
 
 async def _refuse_active(runtime: NodeRuntime, namespaces: list[str]) -> None:
@@ -253,7 +219,7 @@ async def _refuse_active(runtime: NodeRuntime, namespaces: list[str]) -> None:
         # Also the fleet's persisted switches: a node that has not yet applied a switch must
         # not purge the namespace the fleet just activated.
         with contextlib.suppress(Exception):
-            persisted = await engine.persisted_switches()
+            persisted = await runtime.fleet.persisted_namespaces()
             for name, namespace in persisted.items():
                 if engine.router.get(name) is not None:
                     active[f"{name} (persisted)"] = namespace
@@ -286,8 +252,10 @@ async def namespaces(http_request: Request) -> Response:
         entries = {namespace: await engine.store.count(namespace) for namespace in sorted(known)}
     except Exception:
         entries = None
-    return json_response(
-        {"active": active, "embedding": engine.describe_embedding(), "entries": entries}
+    return model_response(
+        NamespacesReport.model_validate(
+            {"active": active, "embedding": engine.spaces.describe(), "entries": entries}
+        )
     )
 
 
@@ -301,11 +269,8 @@ async def switch_namespace(http_request: Request) -> Response:
         raise RequestError(
             404, f"no configured namespace '{payload.name}'", param="name", code="not_found"
         )
-    await runtime.engine.persist_switch(payload.name, payload.namespace)
-    await runtime.broadcast(
-        {"type": "switch", "name": payload.name, "namespace": payload.namespace}
-    )
-    return json_response({"active": runtime.engine.router.all_active()})
+    await runtime.fleet.switch_namespace(payload.name, payload.namespace)
+    return model_response(ActiveNamespaces(active=runtime.engine.router.all_active()))
 
 
 @router.get("/stats")
@@ -316,37 +281,35 @@ async def stats(http_request: Request) -> Response:
     await require_admin(http_request, runtime, "reading the fleet's stats")
     engine = runtime.engine
     names = set(engine.router.all_active().values()) | set(engine.stats.totals)
-    report: dict[str, Any] = {}
+    report: dict[str, NamespaceCounts] = {}
     for namespace in sorted(names):
-        item: dict[str, Any] = {"node": engine.stats.totals[namespace].report()}
+        fleet: Counters | None = None
         if runtime.redis is not None:
-            try:
+            with contextlib.suppress(Exception):
                 fleet = await NamespaceStats.fleet(
                     runtime.redis, runtime.config.redis.key_prefix, namespace
                 )
-                item["fleet"] = fleet.report()
-            except Exception:
-                item["fleet"] = None
-        try:
-            item["entries"] = await engine.store.count(namespace)
-        except Exception:
-            item["entries"] = None
-        report[namespace] = item
-    return json_response(
-        {
-            "node_id": runtime.node_id,
-            "uptime_s": round(time.time() - runtime.started_at, 1),
-            "active": engine.router.all_active(),
-            "namespaces": report,
-            "l1": {
-                "exact_entries": len(engine.l1_exact),
-                "exact_bytes": engine.l1_exact.bytes_used,
-                "semantic_entries": len(engine.l1_semantic),
-            },
-            "tiers": {
-                "store": engine.store.name,
-                "milvus_connected": engine.vectors is not None and engine.vectors.connected,
-                "redis": runtime.redis is not None,
-            },
-        }
+        entries: int | None = None
+        with contextlib.suppress(Exception):
+            entries = await engine.store.count(namespace)
+        report[namespace] = NamespaceCounts(
+            node=engine.stats.totals[namespace], fleet=fleet, entries=entries
+        )
+    return model_response(
+        StatsReport(
+            node_id=runtime.node_id,
+            uptime_s=round(time.time() - runtime.started_at, 1),
+            active=engine.router.all_active(),
+            namespaces=report,
+            l1=L1Usage(
+                exact_entries=len(engine.l1_exact),
+                exact_bytes=engine.l1_exact.bytes_used,
+                semantic_entries=len(engine.l1_semantic),
+            ),
+            tiers=TierFlags(
+                store=engine.store.name,
+                milvus_connected=engine.vectors is not None and engine.vectors.connected,
+                redis=runtime.redis is not None,
+            ),
+        )
     )

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from cachefleet_contract.admin import StrictBody
 from cachefleet_node.auth import Caller
 from cachefleet_node.core.errors import RequestError
 from cachefleet_node.core.request import decode_json_object, validation_error_to_request_error
@@ -27,12 +28,6 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class StrictBody(BaseModel):
-    """Base of the API's request bodies: unknown fields and loose types are rejected."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def runtime_of(request: Request) -> NodeRuntime:

@@ -9,12 +9,13 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from cachefleet_node.core.errors import RequestError, error_body
 
-__all__ = ["install_error_handlers", "json_response", "read_body"]
+__all__ = ["install_error_handlers", "json_response", "model_response", "read_body"]
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +30,11 @@ def json_response(
         media_type="application/json",
         headers=headers,
     )
+
+
+def model_response(model: BaseModel, status_code: int = 200) -> Response:
+    """A JSON response holding a model of the admin contract (`cachefleet_contract.admin`)."""
+    return json_response(model.model_dump(mode="json"), status_code=status_code)
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:

@@ -15,59 +15,31 @@ from __future__ import annotations
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import Field
 
-from cachefleet_node.config import Identifier
+from cachefleet_contract.admin import (
+    EmbeddingSpaces,
+    EmbeddingSwitchRequest,
+    ReembedRequest,
+    ReembedResult,
+    WarmRequest,
+)
 from cachefleet_node.core.errors import RequestError
-from cachefleet_node.engine import UnknownSpaceError
 from cachefleet_node.lifecycle import NoMigrationError, reembed_batch
 from cachefleet_node.server.common import (
-    StrictBody,
     openapi_body,
     parse_body,
     require_admin,
     runtime_of,
     unavailable,
 )
-from cachefleet_node.server.http import json_response
+from cachefleet_node.server.http import model_response
 from cachefleet_node.server.warm import warm_batch
+from cachefleet_node.spaces import UnknownSpaceError
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/cache", tags=["lifecycle"])
 log = structlog.get_logger(__name__)
-
-
-class WarmRequest(StrictBody):
-    """Replay ranking positions [offset, offset+limit) of `from_namespace` into `name`."""
-
-    from_namespace: Identifier = Field(description="Cache namespace to take the requests from.")
-    name: Identifier = Field(
-        description="Configured namespace to refill (its active cache namespace is written)."
-    )
-    offset: int = Field(
-        ge=0, le=2**31, description="First position in the ranking by hits (0: top)."
-    )
-    limit: int = Field(ge=1, le=500, description="Positions to process in this batch.")
-    rate_per_s: float | None = Field(
-        None, gt=0, description="Most upstream calls started per second within the batch."
-    )
-
-
-class ReembedRequest(StrictBody):
-    """Embed about `limit` stored prompts of `namespace` from `cursor` into the next space."""
-
-    namespace: Identifier = Field(description="Cache namespace whose prompts are re-embedded.")
-    cursor: str = Field(
-        max_length=512, description='Opaque cursor from the previous batch; "" starts.'
-    )
-    limit: int = Field(ge=1, le=1000, description="Entries to read in this batch (a target).")
-
-
-class EmbeddingSwitchRequest(StrictBody):
-    """Make an embedding space serve lookups on every node."""
-
-    space: str = Field(min_length=1, max_length=128, description="Space id (see GET embedding).")
 
 
 @router.post("/warm", openapi_extra=openapi_body(WarmRequest))
@@ -103,17 +75,7 @@ async def warm(http_request: Request) -> Response:
         )
     except Exception as exc:
         raise unavailable(f"warming from '{payload.from_namespace}'", exc) from exc
-    return json_response(
-        {
-            "processed": result.processed,
-            "stored": result.stored,
-            "skipped": result.skipped,
-            "failed": result.failed,
-            "next_offset": result.next_offset,
-            "total": result.total,
-            "done": result.done,
-        }
-    )
+    return model_response(result)
 
 
 @router.post("/reembed", openapi_extra=openapi_body(ReembedRequest))
@@ -144,7 +106,7 @@ async def reembed(http_request: Request) -> Response:
         ) from exc
     except Exception as exc:
         raise unavailable(f"re-embedding '{payload.namespace}'", exc) from exc
-    target = engine.target_space
+    target = engine.spaces.target
     rate = result.processed / result.seconds if result.seconds > 0 else 0.0
     log.info(
         "reembed_batch",
@@ -157,13 +119,13 @@ async def reembed(http_request: Request) -> Response:
         duration_s=round(result.seconds, 3),
         entries_per_s=round(rate, 1),
     )
-    return json_response(
-        {
-            "processed": result.processed,
-            "next_cursor": result.next_cursor,
-            "total": total,
-            "done": result.done,
-        }
+    return model_response(
+        ReembedResult(
+            processed=result.processed,
+            next_cursor=result.next_cursor,
+            total=total,
+            done=result.done,
+        )
     )
 
 
@@ -174,7 +136,7 @@ async def embedding(http_request: Request) -> Response:
     keys, admin only."""
     runtime = runtime_of(http_request)
     await require_admin(http_request, runtime, "reading the embedding spaces")
-    return json_response(runtime.engine.describe_embedding())
+    return model_response(EmbeddingSpaces.model_validate(runtime.engine.spaces.describe()))
 
 
 @router.post("/embedding/switch", openapi_extra=openapi_body(EmbeddingSwitchRequest))
@@ -187,9 +149,9 @@ async def switch_embedding(http_request: Request) -> Response:
     await require_admin(http_request, runtime, "switching the embedding space")
     payload = await parse_body(http_request, runtime, EmbeddingSwitchRequest)
     try:
-        await runtime.switch_embedding(payload.space)
+        await runtime.fleet.switch_embedding(payload.space)
     except UnknownSpaceError as exc:
-        known = ", ".join(s.space for s in runtime.spaces())
+        known = ", ".join(s.space for s in runtime.engine.spaces.all())
         raise RequestError(
             409,
             f"this node has no embedding space '{payload.space}' (it has: {known}); configure "
@@ -199,4 +161,4 @@ async def switch_embedding(http_request: Request) -> Response:
         ) from exc
     except Exception as exc:
         raise unavailable("the embedding switch", exc) from exc
-    return json_response(runtime.engine.describe_embedding())
+    return model_response(EmbeddingSpaces.model_validate(runtime.engine.spaces.describe()))

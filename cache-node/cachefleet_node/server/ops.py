@@ -7,8 +7,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cachefleet_contract.admin import MilvusHealth, Readiness, ReadinessTiers, StoreHealth
 from cachefleet_node.runtime import NodeRuntime
-from cachefleet_node.server.http import json_response
+from cachefleet_node.server.http import json_response, model_response
 
 __all__ = ["router"]
 
@@ -54,18 +55,20 @@ async def readyz(request: Request) -> Response:
     (the data plane fails open); their state is reported for humans."""
     runtime = _runtime(request)
     if not runtime.ready:
-        return json_response({"status": "starting"}, status_code=503)
-    engine = runtime.engine
-    return json_response(
-        {
-            "status": "ready",
-            "tiers": {
-                "store": {"kind": engine.store.name, "breaker_open": engine.store_breaker_open},
+        return model_response(Readiness(status="starting"), status_code=503)
+    engine, bus = runtime.engine, runtime.fleet.bus
+    return model_response(
+        Readiness(
+            status="ready",
+            tiers=ReadinessTiers(
+                store=StoreHealth(kind=engine.store.name, breaker_open=engine.store_breaker_open),
                 # connected: loaded and answering; else `problem` says why (being repaired)
-                "milvus": (
-                    {"connected": False} if engine.vectors is None else engine.vectors.describe()
+                milvus=(
+                    MilvusHealth(connected=False)
+                    if engine.vectors is None
+                    else MilvusHealth.model_validate(engine.vectors.describe())
                 ),
-                "coherence": None if runtime.bus is None else runtime.bus.subscribed.is_set(),
-            },
-        }
+                coherence=None if bus is None else bus.subscribed.is_set(),
+            ),
+        )
     )

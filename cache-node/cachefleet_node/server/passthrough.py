@@ -1,7 +1,7 @@
 """Every other OpenAI route passes through to the upstream, untouched.
 
-`/v1/models`, `/v1/responses`, files, batches, audio, images …: the request
-(method, path, query, body streamed as it arrives) goes to `{upstream}/{path}` with the
+`/v1/models`, stored responses (`GET /v1/responses/{id}`), files, batches, audio, images …:
+the request (method, path, query, body streamed as it arrives) goes to `{upstream}/{path}` with the
 credential the proxy would use (the caller's without tenant keys, the node's with them, after
 the caller's key was checked), and the upstream's status, headers and body stream back as they
 come, marked `x-cachefleet-cache: bypass` (reason `not-cached-route`). Nothing is stored.
@@ -29,7 +29,7 @@ __all__ = ["CACHED_ROUTES", "forward_untouched", "router"]
 router = APIRouter()
 
 #: Routes the node answers itself, and the method each serves.
-CACHED_ROUTES = {"chat/completions": "POST", "embeddings": "POST"}
+CACHED_ROUTES = {"chat/completions": "POST", "embeddings": "POST", "responses": "POST"}
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 

@@ -1,11 +1,13 @@
-"""`POST /v1/chat/completions`: the OpenAI-compatible caching proxy."""
+"""`POST /v1/chat/completions`: the OpenAI-compatible caching proxy, and the lookup, hit,
+single-flight and write-back flow it shares with the other cached answers (`CachedApi`)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -17,18 +19,16 @@ from starlette.background import BackgroundTask
 from cachefleet_node.auth import Caller
 from cachefleet_node.core.entry import as_served_hit
 from cachefleet_node.core.errors import error_body
-from cachefleet_node.core.policy import response_cacheable
+from cachefleet_node.core.planning import LookupPlan, Outcome, plan_request, response_headers_for
 from cachefleet_node.core.request import ChatRequest, ChatRequestModel, decode_json_object
 from cachefleet_node.core.stream import StreamRecorder, UsageChunkFilter, replay_chunks
-from cachefleet_node.engine import LookupPlan, Outcome
 from cachefleet_node.key_check import Rejection
 from cachefleet_node.runtime import NodeRuntime
 from cachefleet_node.server.common import may_read_hits, openapi_body
 from cachefleet_node.server.http import json_response, read_body
-from cachefleet_node.server.planning import plan_request, response_headers_for
 from cachefleet_node.upstream import response_headers
 
-__all__ = ["router"]
+__all__ = ["CHAT", "CachedApi", "Recorder", "Served", "answer_cached", "router"]
 
 log = structlog.get_logger("cachefleet_node.request")
 router = APIRouter()
@@ -44,22 +44,67 @@ _STREAM_INTERRUPTED = (
 _OPENAPI_BODY = openapi_body(ChatRequestModel)
 
 
+class Recorder(Protocol):
+    """Rebuilds a streamed answer from the SSE bytes relayed to the client."""
+
+    failed: str | None  # why nothing is recorded
+
+    def feed(self, data: bytes) -> None:
+        """Consume the next bytes of the stream."""
+
+    def completion(self) -> dict[str, Any] | None:
+        """The whole answer, or None if the stream must not be cached."""
+
+
+#: A stored answer served as a new response: a JSON body or SSE events, and its headers.
+Served = tuple[bytes | list[bytes], dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedApi:
+    """What differs between the cached OpenAI APIs: the upstream path that answers, how a
+    stored answer is served to a request, how a stream is recorded, and whether a streamed
+    request asks the upstream for the usage it would otherwise leave out."""
+
+    path: str
+    serve: Callable[[ChatRequest, dict[str, Any]], Served]
+    recorder: Callable[[int], Recorder]
+    asks_usage: bool
+
+
 def _runtime(request: Request) -> NodeRuntime:
     runtime: NodeRuntime = request.app.state.runtime
     return runtime
 
 
-def _log_request(
-    runtime: NodeRuntime,
-    plan: LookupPlan,
-    outcome: Outcome,
-    started: float,
-    *,
-    status: int,
-    stream: bool,
-    upstream_ms: float | None = None,
-) -> None:
-    latency = time.perf_counter() - started
+@dataclass(slots=True)
+class _Exchange:
+    """One request, and how it was answered: recorded once when it is (`_record`)."""
+
+    runtime: NodeRuntime
+    http_request: Request
+    raw: bytes
+    request: ChatRequest
+    plan: LookupPlan
+    caller: Caller
+    outcome: Outcome
+    started: float  # perf_counter() when the request arrived
+    stream: bool
+    api: CachedApi
+    status: int | None = None  # None: not answered (yet: a relayed stream records at its end)
+    upstream_ms: float | None = None
+
+    @property
+    def authorization(self) -> str | None:
+        """The caller's credential, as sent."""
+        return self.http_request.headers.get("authorization")
+
+
+def _record(exchange: _Exchange) -> None:
+    """Count an answered request (stats, metrics) and write its log line."""
+    runtime, plan, outcome = exchange.runtime, exchange.plan, exchange.outcome
+    runtime.engine.record(plan.namespace, plan.model, outcome)
+    latency = time.perf_counter() - exchange.started
     runtime.metrics.request_latency.labels(outcome.result).observe(latency)
     fields: dict[str, Any] = {
         "namespace": plan.namespace,
@@ -69,9 +114,9 @@ def _log_request(
         "tier": outcome.tier,
         "similarity": None if outcome.similarity is None else round(outcome.similarity, 4),
         "latency_ms": round(latency * 1000, 3),
-        "upstream_ms": upstream_ms,
-        "status": status,
-        "stream": stream,
+        "upstream_ms": exchange.upstream_ms,
+        "status": exchange.status,
+        "stream": exchange.stream,
     }
     if outcome.reasons:
         fields["reasons"] = outcome.reasons
@@ -84,23 +129,19 @@ def _log_request(
     log.info("request", **fields)
 
 
-def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> Response | None:
-    """The cached answer as JSON or a replayed stream, as a new response (`as_served_hit`);
+def _hit_response(exchange: _Exchange) -> Response | None:
+    """The cached answer as JSON or a replayed stream, as a new response (`CachedApi.serve`);
     None when the stored answer cannot be replayed (an entry of another shape: the request
     then goes upstream)."""
+    request, plan, outcome = exchange.request, exchange.plan, exchange.outcome
     assert outcome.answer is not None
     assert outcome.entry is not None
     try:
         stored = orjson.loads(outcome.answer)
         if not isinstance(stored, dict):
-            raise TypeError("not a chat.completion")
-        served, fresh = _served_hit(stored)
-        chunks = (
-            list(replay_chunks(served, include_usage=request.include_usage))
-            if request.stream
-            else None
-        )
-    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            raise TypeError("not an answer object")
+        content, fresh = exchange.api.serve(request, stored)
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
         log.warning("unreplayable_entry", namespace=plan.namespace, entry_id=outcome.entry.entry_id)
         return None
     headers = {
@@ -115,13 +156,26 @@ def _hit_response(request: ChatRequest, plan: LookupPlan, outcome: Outcome) -> R
         ),
         **fresh,
     }
-    if chunks is None:
-        return Response(orjson.dumps(served), media_type="application/json", headers=headers)
+    return _served_response(content, headers)
+
+
+def _served_response(content: bytes | list[bytes], headers: dict[str, str]) -> Response:
+    """A served answer: a JSON body, or SSE events streamed."""
+    if isinstance(content, bytes):
+        return Response(content, media_type="application/json", headers=headers)
     return StreamingResponse(
-        iter(chunks),
+        iter(content),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache"},
     )
+
+
+def _serve_chat(request: ChatRequest, stored: dict[str, Any]) -> Served:
+    """A stored chat completion served to `request`: as JSON, or replayed as chunks."""
+    served, fresh = _served_hit(stored)
+    if request.stream:
+        return list(replay_chunks(served, include_usage=request.include_usage)), fresh
+    return orjson.dumps(served), fresh
 
 
 def _served_hit(stored: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -150,7 +204,7 @@ def _land(runtime: NodeRuntime, flight: str | None, completion: dict[str, Any] |
 
 
 def _storable(completion: dict[str, Any], plan: LookupPlan) -> bool:
-    return response_cacheable(completion, len(orjson.dumps(completion)), plan.ns) is None
+    return plan.unstorable(completion, len(orjson.dumps(completion))) is None
 
 
 def _unverified(outcome: Outcome, reason: str) -> Outcome:
@@ -175,13 +229,19 @@ def _rejection_response(plan: LookupPlan, outcome: Outcome, rejection: Rejection
     )
 
 
-def _upstream_unreachable(plan: LookupPlan, outcome: Outcome, exc: Exception) -> Response:
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
-    headers = response_headers_for(plan, outcome.result, reasons=outcome.reasons)
+def _upstream_unreachable(exchange: _Exchange, exc: Exception) -> Response:
+    timed_out = isinstance(exc, httpx.TimeoutException)
+    exchange.status = 504 if timed_out else 502
+    plan, outcome = exchange.plan, exchange.outcome
     return json_response(
-        error_body(f"upstream {kind}", "upstream_error", None, "upstream_unavailable"),
-        504 if isinstance(exc, httpx.TimeoutException) else 502,
-        headers=headers,
+        error_body(
+            f"upstream {'timed out' if timed_out else 'is unreachable'}",
+            "upstream_error",
+            None,
+            "upstream_unavailable",
+        ),
+        exchange.status,
+        headers=response_headers_for(plan, outcome.result, reasons=outcome.reasons),
     )
 
 
@@ -196,24 +256,50 @@ async def chat_completions(http_request: Request) -> Response:
     caller = runtime.tenants.resolve(http_request.headers.get("authorization"))
     body = decode_json_object(raw)
     request, plan = plan_request(runtime.engine.router, http_request.headers, body, caller.tenant)
+    return await answer_cached(http_request, raw, request, plan, caller, started, CHAT)
 
-    authorization = http_request.headers.get("authorization")
+
+async def answer_cached(
+    http_request: Request,
+    raw: bytes,
+    request: ChatRequest,
+    plan: LookupPlan,
+    caller: Caller,
+    started: float,
+    api: CachedApi,
+) -> Response:
+    """Answer a planned request of `api` (its body `raw`, arrived at perf_counter `started`)
+    from cache, a concurrent identical request's answer, or the upstream; count it."""
+    runtime = _runtime(http_request)
     outcome = await runtime.engine.lookup(plan)
+    exchange = _Exchange(
+        runtime, http_request, raw, request, plan, caller, outcome, started, request.stream, api
+    )
+    try:
+        return await _respond(exchange)
+    finally:
+        if exchange.status is not None:
+            _record(exchange)
+
+
+async def _respond(exchange: _Exchange) -> Response:
+    """The cached answer, a follower's share of an identical request's, or the upstream's;
+    sets how it answered in `exchange`."""
+    runtime, plan, outcome = exchange.runtime, exchange.plan, exchange.outcome
+    authorization = exchange.authorization
     if outcome.hit:
-        allowed = await may_read_hits(runtime, caller, authorization)
+        allowed = await may_read_hits(runtime, exchange.caller, authorization)
         if isinstance(allowed, Rejection):
-            outcome = _unverified(outcome, "key-rejected")
-            runtime.engine.record(plan.namespace, plan.model, outcome)
-            _log_request(runtime, plan, outcome, started, status=allowed.status, stream=False)
-            return _rejection_response(plan, outcome, allowed)
-        served = _hit_response(request, plan, outcome) if allowed else None
+            exchange.outcome = _unverified(outcome, "key-rejected")
+            exchange.status, exchange.stream = allowed.status, False
+            return _rejection_response(plan, exchange.outcome, allowed)
+        served = _hit_response(exchange) if allowed else None
         if served is not None:
-            runtime.engine.record(plan.namespace, plan.model, outcome)
-            _log_request(runtime, plan, outcome, started, status=200, stream=request.stream)
+            exchange.status = 200
             return served
         # undecided credential (the upstream checks it itself, as on a miss) or an entry that
         # cannot be replayed (counted, never served as an error)
-        outcome = _unverified(outcome, "key-unverified" if not allowed else "bad-entry")
+        exchange.outcome = _unverified(outcome, "key-unverified" if not allowed else "bad-entry")
 
     flight = plan.keys.exact if _coalescible(plan) else None
     if flight is not None:
@@ -221,25 +307,13 @@ async def chat_completions(http_request: Request) -> Response:
         if airborne is not None:  # an identical request is upstream now: share its answer
             shared = await runtime.flights.wait(airborne, runtime.config.upstream.timeout_s)
             if shared is not None:
-                response = await _shared(runtime, request, plan, caller, authorization, shared)
+                response = await _shared(exchange, shared)
                 if response is not None:
-                    _log_request(runtime, plan, outcome, started, status=200, stream=request.stream)
                     return response
             flight = None  # nothing shared: call the upstream, not as a leader
     relayed = False
     try:
-        response = await _from_upstream(
-            runtime,
-            http_request,
-            raw,
-            request,
-            plan,
-            outcome,
-            caller,
-            authorization,
-            started,
-            flight,
-        )
+        response = await _from_upstream(exchange, flight)
         relayed = isinstance(response, StreamingResponse)  # its stream lands the flight
         return response
     finally:
@@ -258,64 +332,49 @@ def _coalescible(plan: LookupPlan) -> bool:
     )
 
 
-async def _shared(
-    runtime: NodeRuntime,
-    request: ChatRequest,
-    plan: LookupPlan,
-    caller: Caller,
-    authorization: str | None,
-    completion: dict[str, Any],
-) -> Response | None:
+async def _shared(exchange: _Exchange, completion: dict[str, Any]) -> Response | None:
     """A follower's answer from the leader's completion (None: go upstream after all)."""
-    allowed = await may_read_hits(runtime, caller, authorization)
+    runtime, request, plan = exchange.runtime, exchange.request, exchange.plan
+    allowed = await may_read_hits(runtime, exchange.caller, exchange.authorization)
     if isinstance(allowed, Rejection):
-        outcome = Outcome("bypass", reasons=["key-rejected"])
-        return _rejection_response(plan, outcome, allowed)
+        exchange.outcome = Outcome("bypass", reasons=["key-rejected"])
+        exchange.status, exchange.stream = allowed.status, False
+        return _rejection_response(plan, exchange.outcome, allowed)
     if not allowed:
         return None
-    served, fresh = _served_hit(completion)
-    outcome = Outcome("hit-exact", tier="inflight", answer=orjson.dumps(served))
-    runtime.engine.record(plan.namespace, plan.model, outcome)
+    content, fresh = exchange.api.serve(request, completion)
+    exchange.outcome = Outcome("hit-exact", tier="inflight", answer=orjson.dumps(completion))
+    exchange.status = 200
     runtime.metrics.coalesced.inc()
-    headers = {**response_headers_for(plan, outcome.result, tier="inflight"), **fresh}
-    if not request.stream:
-        return Response(outcome.answer, media_type="application/json", headers=headers)
-    chunks = list(replay_chunks(served, include_usage=request.include_usage))
-    return StreamingResponse(
-        iter(chunks),
-        media_type="text/event-stream",
-        headers={**headers, "cache-control": "no-cache"},
-    )
+    headers = {**response_headers_for(plan, exchange.outcome.result, tier="inflight"), **fresh}
+    return _served_response(content, headers)
 
 
-async def _from_upstream(
-    runtime: NodeRuntime,
-    http_request: Request,
-    raw: bytes,
-    request: ChatRequest,
-    plan: LookupPlan,
-    outcome: Outcome,
-    caller: Caller,
-    authorization: str | None,
-    started: float,
-    flight: str | None,
-) -> Response:
+async def _from_upstream(exchange: _Exchange, flight: str | None) -> Response:
     """The upstream's answer, relayed; written back when cacheable; landed for followers."""
-    headers = runtime.upstream.headers(http_request.headers, caller.forward_auth)
+    runtime, request, plan = exchange.runtime, exchange.request, exchange.plan
+    outcome = exchange.outcome
+    raw, caller, authorization = exchange.raw, exchange.caller, exchange.authorization
+    headers = runtime.upstream.headers(exchange.http_request.headers, caller.forward_auth)
     upstream_started = time.perf_counter()
     deadline = runtime.upstream.deadline()  # connect, first byte and whole body
     # A streamed answer is stored with its token counts: ask for them, hide them from a client
     # that did not (an upstream that refuses `stream_options` is asked without from then on).
     ask_usage = (
-        request.stream
+        exchange.api.asks_usage
+        and request.stream
         and not request.include_usage
         and plan.decision.cacheable
         and plan.controls.write
         and runtime.upstream.accepts_stream_options
     )
     try:
-        upstream = await runtime.upstream.send(
-            _with_usage(request) if ask_usage else raw, headers, request.stream, deadline
+        upstream = await runtime.upstream.post(
+            exchange.api.path,
+            _with_usage(request) if ask_usage else raw,
+            headers,
+            stream=request.stream,
+            deadline=deadline,
         )
         if ask_usage and upstream.status_code == 400:
             refusal = await upstream.aread()  # kept by the response: relayed below if final
@@ -323,13 +382,13 @@ async def _from_upstream(
                 await upstream.aclose()
                 runtime.upstream.accepts_stream_options = False
                 log.warning("upstream_refuses_stream_options")
-                upstream = await runtime.upstream.send(raw, headers, request.stream, deadline)
+                upstream = await runtime.upstream.post(
+                    exchange.api.path, raw, headers, stream=request.stream, deadline=deadline
+                )
             ask_usage = False
     except httpx.HTTPError as exc:
-        runtime.engine.record(plan.namespace, plan.model, outcome)
         runtime.metrics.upstream_responses.labels("unreachable").inc()
-        _log_request(runtime, plan, outcome, started, status=502, stream=request.stream)
-        return _upstream_unreachable(plan, outcome, exc)
+        return _upstream_unreachable(exchange, exc)
 
     runtime.metrics.upstream_responses.labels(f"{upstream.status_code // 100}xx").inc()
     if caller.forward_auth and upstream.is_success:
@@ -344,11 +403,8 @@ async def _from_upstream(
     if request.stream and upstream.is_success and is_sse:
         return StreamingResponse(
             _relay_stream(
-                runtime,
-                plan,
-                outcome,
+                exchange,
                 upstream,
-                started,
                 upstream_started,
                 deadline,
                 flight,
@@ -367,12 +423,12 @@ async def _from_upstream(
         else:
             content = b"".join([part async for part in runtime.upstream.relay(upstream, deadline)])
     except httpx.HTTPError as exc:
-        runtime.engine.record(plan.namespace, plan.model, outcome)
-        return _upstream_unreachable(plan, outcome, exc)
+        return _upstream_unreachable(exchange, exc)
     finally:
         await upstream.aclose()
     upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
     runtime.metrics.tier_latency.labels("upstream", "complete").observe(upstream_ms / 1000)
+    exchange.status, exchange.upstream_ms = upstream.status_code, upstream_ms
     if caller.forward_auth and upstream.status_code in (401, 403):
         content_type = upstream.headers.get("content-type", "application/json")
         runtime.key_verdicts.learn_rejected(
@@ -385,35 +441,23 @@ async def _from_upstream(
             completion = None
         if isinstance(completion, dict):
             runtime.engine.remember_later(plan, completion, outcome.vector, outcome.vector_space)
-            if response_cacheable(completion, len(content), plan.ns) is None:
+            if plan.unstorable(completion, len(content)) is None:
                 _land(runtime, flight, completion)
-    runtime.engine.record(plan.namespace, plan.model, outcome)
-    _log_request(
-        runtime,
-        plan,
-        outcome,
-        started,
-        status=upstream.status_code,
-        stream=request.stream,
-        upstream_ms=upstream_ms,
-    )
     return Response(content, status_code=upstream.status_code, headers=out_headers)
 
 
 async def _relay_stream(
-    runtime: NodeRuntime,
-    plan: LookupPlan,
-    outcome: Outcome,
+    exchange: _Exchange,
     upstream: httpx.Response,
-    started: float,
     upstream_started: float,
     deadline: float,
     flight: str | None = None,
     hide_usage: bool = False,
 ) -> AsyncIterator[bytes]:
     """Pass the upstream stream through while recording it; store it (and land it for the
-    followers of its flight) only if it completed."""
-    recorder = StreamRecorder(max_bytes=plan.ns.max_entry_bytes * 8)
+    followers of its flight) only if it completed; count the request when it ends."""
+    runtime, plan, outcome = exchange.runtime, exchange.plan, exchange.outcome
+    recorder = exchange.api.recorder(plan.ns.max_entry_bytes * 8)
     usage_filter = UsageChunkFilter() if hide_usage else None
     completed = False
     try:
@@ -443,13 +487,18 @@ async def _relay_stream(
             runtime.metrics.writes.labels("skipped-partial-stream").inc()
         shareable = completion is not None and _storable(completion, plan)
         _land(runtime, flight, completion if shareable else None)
-        runtime.engine.record(plan.namespace, plan.model, outcome)
-        _log_request(
-            runtime,
-            plan,
-            outcome,
-            started,
-            status=upstream.status_code,
-            stream=True,
-            upstream_ms=upstream_ms,
+        exchange.status, exchange.stream, exchange.upstream_ms = (
+            upstream.status_code,
+            True,
+            upstream_ms,
         )
+        _record(exchange)
+
+
+#: Chat completions (`POST /v1/chat/completions`).
+CHAT = CachedApi(
+    path="/chat/completions",
+    serve=_serve_chat,
+    recorder=StreamRecorder,
+    asks_usage=True,
+)

@@ -14,39 +14,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import httpx
 import orjson
 import structlog
 
+from cachefleet_contract.admin import WarmResult
 from cachefleet_node.config import NamespaceConfig
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.errors import RequestError
+from cachefleet_node.core.planning import plan_for_namespace
 from cachefleet_node.core.request import parse_chat_request
 from cachefleet_node.runtime import NodeRuntime
-from cachefleet_node.server.planning import plan_for_namespace
 
-__all__ = ["WARM_CONCURRENCY", "WarmResult", "warm_batch"]
+__all__ = ["WARM_CONCURRENCY", "warm_batch"]
 
 log = structlog.get_logger(__name__)
 
 WARM_CONCURRENCY = 4  # upstream calls in flight per batch
 _HEADERS = {"user-agent": "cachefleet-node/warm"}
-
-
-@dataclass(frozen=True, slots=True)
-class WarmResult:
-    """One warm-up batch; `processed == stored + skipped + failed`."""
-
-    processed: int
-    stored: int
-    skipped: int
-    failed: int
-    next_offset: int
-    total: int
-    done: bool
-    seconds: float
 
 
 class _Pacer:
@@ -106,7 +92,6 @@ async def warm_batch(
         next_offset=next_offset,
         total=total,
         done=next_offset >= total,
-        seconds=time.perf_counter() - started,
     )
     log.info(
         "warm_batch",
@@ -123,7 +108,7 @@ async def warm_batch(
         next_offset=result.next_offset,
         total=result.total,
         done=result.done,
-        duration_s=round(result.seconds, 3),
+        duration_s=round(time.perf_counter() - started, 3),
     )
     return result
 

@@ -38,9 +38,11 @@ import structlog
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
+from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
+from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
 
-__all__ = ["MilvusVectorStore", "VectorHit", "VectorRow"]
+__all__ = ["MilvusVectorStore", "VectorRow"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,31 +73,13 @@ def collection_fault(exc: BaseException) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class VectorRow:
-    """One vector and the partition fields it carries."""
+    """One vector and the semantic entry it indexes (the row carries its partition fields)."""
 
-    entry_id: str
-    namespace: str
-    tenant: str
-    model: str
-    partition: str
+    entry: CacheEntry
     vector: npt.NDArray[np.float32]
-    created_at: float
-    expires_at: float
-    tags: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True, slots=True)
-class VectorHit:
-    """A search result with its partition fields, to be re-verified by the caller."""
-
-    entry_id: str
-    namespace: str
-    tenant: str
-    partition: str
-    similarity: float
-    created_at: float
-    vector: npt.NDArray[np.float32] | None
-    tags: tuple[str, ...] = ()
+    def __post_init__(self) -> None:
+        assert self.entry.partition is not None, "only semantic entries have vectors"
 
 
 def _quote(value: str) -> str:
@@ -341,50 +325,37 @@ class MilvusVectorStore:
         client = self._require()
         data = [
             {
-                "id": row.entry_id,
-                "namespace": row.namespace,
-                "tenant": row.tenant,
-                "model": row.model,
-                "partition": row.partition,
-                "tags": "," + ",".join(row.tags) + ",",
-                "created_at": int(row.created_at * 1000),
-                "expires_at": int(row.expires_at * 1000),
+                "id": row.entry.entry_id,
+                "namespace": row.entry.namespace,
+                "tenant": row.entry.tenant,
+                "model": row.entry.model,
+                "partition": row.entry.partition,
+                "tags": "," + ",".join(row.entry.tags) + ",",
+                "created_at": int(row.entry.created_at * 1000),
+                "expires_at": int(row.entry.expires_at * 1000),
                 "vector": row.vector.astype(np.float32).tolist(),
             }
             for row in rows
         ]
         await self._call(client.upsert, self.collection, data, write=True)
 
-    async def search(
-        self,
-        *,
-        namespace: str,
-        tenant: str,
-        partition: str,
-        vector: npt.NDArray[np.float32],
-        limit: int,
-        max_age_s: float | None = None,
-        with_vectors: bool = False,
-    ) -> list[VectorHit]:
-        """Nearest rows inside one partition that have not expired."""
+    async def nearest(self, query: VectorQuery) -> list[VectorHit]:
+        """Nearest live rows inside one partition, with their vectors (`VectorTier`)."""
         client = self._require()
-        now = time.time()
         expression = (
-            f"namespace == {_quote(namespace)} and tenant == {_quote(tenant)} "
-            f"and partition == {_quote(partition)} and expires_at > {int(now * 1000)}"
+            f"namespace == {_quote(query.namespace)} and tenant == {_quote(query.tenant)} "
+            f"and partition == {_quote(query.partition)} "
+            f"and expires_at > {int(query.now * 1000)}"
         )
-        if max_age_s is not None:
-            expression += f" and created_at >= {int((now - max_age_s) * 1000)}"
-        fields = ["namespace", "tenant", "partition", "created_at"]
-        if with_vectors:
-            fields.append("vector")
+        if query.max_age_s is not None:
+            expression += f" and created_at >= {int((query.now - query.max_age_s) * 1000)}"
         result = await self._call(
             client.search,
             self.collection,
-            data=[vector.astype(np.float32).tolist()],
-            limit=limit,
+            data=[query.vector.astype(np.float32).tolist()],
+            limit=query.limit,
             filter=expression,
-            output_fields=fields,
+            output_fields=["namespace", "tenant", "partition", "created_at", "vector"],
             search_params={"metric_type": "IP"},
         )
         return [_hit(item) for item in (result[0] if result else [])]

@@ -1,17 +1,37 @@
 """HTTP client for the cache nodes' API: stats, readiness, and the admin routes of the
 model-version lifecycle (namespaces, switch, invalidate, warm, re-embed, embedding switch).
 
-With tenants configured, the admin routes need an admin tenant's key (`api_key`).
+Requests and answers are the contract's models (`cachefleet_contract.admin`); an answer that
+does not fit its model is a `NodeError`. With tenants configured, the admin routes need an
+admin tenant's key (`api_key`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
+
+from cachefleet_contract.admin import (
+    ActiveNamespaces,
+    EmbeddingSpaces,
+    EmbeddingSwitchRequest,
+    InvalidateRequest,
+    InvalidateResult,
+    NamespacesReport,
+    Readiness,
+    ReembedRequest,
+    ReembedResult,
+    StatsReport,
+    SwitchRequest,
+    WarmRequest,
+    WarmResult,
+)
 
 __all__ = ["NodeClient", "NodeError"]
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class NodeError(RuntimeError):
@@ -54,18 +74,19 @@ class NodeClient:
         self,
         method: str,
         url: str,
+        answer: type[Answer],
         *,
-        body: Any = None,
+        body: BaseModel | None = None,
         api_key: str | None = None,
         accept_statuses: tuple[int, ...] = (),
         time_limit: float | None = None,
-    ) -> Any:
+    ) -> Answer:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         try:
             response = await self._client.request(
                 method,
                 url,
-                json=body,
+                json=None if body is None else body.model_dump(mode="json", exclude_defaults=True),
                 headers=headers,
                 timeout=httpx.Timeout(time_limit)
                 if time_limit is not None
@@ -80,154 +101,112 @@ class NodeClient:
                 code=_error_code(response),
             )
         try:
-            return response.json()
-        except ValueError as error:
-            raise NodeError(f"{method} {url}: not JSON", status=response.status_code) from error
+            return answer.model_validate_json(response.content)
+        except ValidationError as error:
+            raise NodeError(
+                f"{method} {url}: not a {answer.__name__}: {error.errors()[0]['msg']}",
+                status=response.status_code,
+            ) from error
 
-    async def stats(self, base_url: str, *, api_key: str | None = None) -> dict[str, Any]:
+    async def stats(self, base_url: str, *, api_key: str | None = None) -> StatsReport:
         """Counters per cache namespace (node and fleet), entries, tier flags (with tenants,
         an admin key)."""
-        result: dict[str, Any] = await self._call(
-            "GET", f"{base_url}/v1/cache/stats", api_key=api_key
-        )
-        return result
+        return await self._call("GET", f"{base_url}/v1/cache/stats", StatsReport, api_key=api_key)
 
-    async def readiness(self, base_url: str) -> dict[str, Any]:
-        """`/readyz`: `{"status": "ready", "tiers": {...}}` (or `starting`, with HTTP 503)."""
-        result: dict[str, Any] = await self._call(
-            "GET", f"{base_url}/readyz", accept_statuses=(503,)
-        )
-        return result
+    async def readiness(self, base_url: str) -> Readiness:
+        """`/readyz`: `ready` with the tiers (or `starting`, with HTTP 503)."""
+        return await self._call("GET", f"{base_url}/readyz", Readiness, accept_statuses=(503,))
 
     async def invalidate(
         self,
         base_url: str,
-        namespace: str,
+        request: InvalidateRequest,
         *,
         api_key: str | None = None,
-        tenant: str | None = None,
-        tags: Sequence[str] = (),
-        older_than_s: float | None = None,
-        dry_run: bool = False,
-        retired_only: bool = False,
-        similar_to: dict[str, Any] | None = None,
         time_limit: float | None = None,
-        deleting_cache: bool = False,
-    ) -> dict[str, Any]:
-        """Remove (or with `dry_run` count) entries of one cache namespace on every tier and
-        every node's L1. `retired_only`: refused (409 `namespace_active`) while any configured
-        namespace uses it. `deleting_cache`: the cache is being deleted; the node also drops
-        the fleet's state keys. Answers `{"dry_run", "tenant", "removed": {ns: {l1, store,
-        vectors}}}`."""
-        body: dict[str, Any] = {"namespace": namespace}
-        if tenant is not None:
-            body["tenant"] = tenant
-        if tags:
-            body["tags"] = list(tags)
-        if older_than_s is not None:
-            body["older_than_s"] = older_than_s
-        if dry_run:
-            body["dry_run"] = True
-        if retired_only:
-            body["retired_only"] = True
-        if similar_to is not None:
-            body["similar_to"] = similar_to
-        if deleting_cache:
-            body["deleting_cache"] = True
-        result: dict[str, Any] = await self._call(
+    ) -> InvalidateResult:
+        """Remove (or with `dry_run` count) entries on every tier and every node's L1.
+        `retired_only`: refused (409 `namespace_active`) while any configured namespace uses
+        the namespace. `deleting_cache`: the cache is being deleted; the node also drops the
+        fleet's state keys."""
+        return await self._call(
             "POST",
             f"{base_url}/v1/cache/invalidate",
-            body=body,
+            InvalidateResult,
+            body=request,
             api_key=api_key,
             time_limit=time_limit,
         )
-        return result
 
-    async def namespaces(self, base_url: str, *, api_key: str | None = None) -> dict[str, Any]:
-        """`{"active": {name: cache namespace}, "embedding": {...}, "entries": {ns: n}}`."""
-        result: dict[str, Any] = await self._call(
-            "GET", f"{base_url}/v1/cache/namespaces", api_key=api_key
+    async def namespaces(self, base_url: str, *, api_key: str | None = None) -> NamespacesReport:
+        """The active cache namespace of each configured one, the embedding spaces, entries."""
+        return await self._call(
+            "GET", f"{base_url}/v1/cache/namespaces", NamespacesReport, api_key=api_key
         )
-        return result
 
     async def switch_namespace(
         self, base_url: str, name: str, namespace: str, *, api_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ActiveNamespaces:
         """Point configured namespace `name` at `namespace` on every node sharing the Redis."""
-        result: dict[str, Any] = await self._call(
+        return await self._call(
             "POST",
             f"{base_url}/v1/cache/namespaces/switch",
-            body={"name": name, "namespace": namespace},
+            ActiveNamespaces,
+            body=SwitchRequest(name=name, namespace=namespace),
             api_key=api_key,
         )
-        return result
 
     async def warm(
         self,
         base_url: str,
+        request: WarmRequest,
         *,
-        from_namespace: str,
-        name: str,
-        offset: int,
-        limit: int,
-        rate_per_s: float,
         api_key: str | None = None,
         time_limit: float | None = None,
-    ) -> dict[str, Any]:
-        """Replay the old namespace's most-hit prompts (`offset`, `limit`) through the upstream
-        into the active namespace of `name`: `{processed, stored, skipped, failed, next_offset,
-        total, done}`."""
-        result: dict[str, Any] = await self._call(
+    ) -> WarmResult:
+        """Replay a batch of the old namespace's most-hit prompts through the upstream into the
+        active namespace of `request.name`."""
+        return await self._call(
             "POST",
             f"{base_url}/v1/cache/warm",
-            body={
-                "from_namespace": from_namespace,
-                "name": name,
-                "offset": offset,
-                "limit": limit,
-                "rate_per_s": rate_per_s,
-            },
+            WarmResult,
+            body=request,
             api_key=api_key,
             time_limit=time_limit,
         )
-        return result
 
     async def reembed(
         self,
         base_url: str,
+        request: ReembedRequest,
         *,
-        namespace: str,
-        cursor: str,
-        limit: int,
         api_key: str | None = None,
         time_limit: float | None = None,
-    ) -> dict[str, Any]:
-        """Embed a batch of stored prompts into the next space: `{processed, next_cursor,
-        total, done}`."""
-        result: dict[str, Any] = await self._call(
+    ) -> ReembedResult:
+        """Embed a batch of stored prompts into the next space."""
+        return await self._call(
             "POST",
             f"{base_url}/v1/cache/reembed",
-            body={"namespace": namespace, "cursor": cursor, "limit": limit},
+            ReembedResult,
+            body=request,
             api_key=api_key,
             time_limit=time_limit,
         )
-        return result
 
-    async def embedding(self, base_url: str, *, api_key: str | None = None) -> dict[str, Any]:
-        """`{"active": {model_id, space, collection}, "next": {...} | null}`."""
-        result: dict[str, Any] = await self._call(
-            "GET", f"{base_url}/v1/cache/embedding", api_key=api_key
+    async def embedding(self, base_url: str, *, api_key: str | None = None) -> EmbeddingSpaces:
+        """The embedding space serving lookups and the migration's next one."""
+        return await self._call(
+            "GET", f"{base_url}/v1/cache/embedding", EmbeddingSpaces, api_key=api_key
         )
-        return result
 
     async def switch_embedding(
         self, base_url: str, space: str, *, api_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> EmbeddingSpaces:
         """Make `space` serve lookups on every node (persisted, coherent)."""
-        result: dict[str, Any] = await self._call(
+        return await self._call(
             "POST",
             f"{base_url}/v1/cache/embedding/switch",
-            body={"space": space},
+            EmbeddingSpaces,
+            body=EmbeddingSwitchRequest(space=space),
             api_key=api_key,
         )
-        return result

@@ -27,7 +27,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from cachefleet_node.config import ENV_PREFIX, MODEL_DIR_ENV, NodeConfig
+from cachefleet_contract.config import ENV_PREFIX, MODEL_DIR_ENV, NodeConfig
 from cachefleet_operator.api.crdgen import custom_resource_definition
 from cachefleet_operator.api.v1alpha1 import CATEGORY, GROUP, RESOURCES, VERSION
 from cachefleet_operator.api.v1alpha1.types import (

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from cachefleet_contract.admin import Counters, StatsReport
 from cachefleet_operator.domain.durations import format_duration
 
 __all__ = [
-    "Counters",
     "FleetSample",
     "HitRateReport",
     "HitRateWindow",
@@ -35,55 +34,6 @@ __all__ = [
 
 #: Relative change of entries or savings that is worth a status write.
 MIN_RELATIVE_CHANGE = 0.01
-
-
-@dataclass(frozen=True)
-class Counters:
-    """The counters of one source (a node, or the fleet) for the cache's namespaces."""
-
-    requests: int = 0
-    hits_exact: int = 0
-    hits_semantic: int = 0
-    prompt_tokens_saved: int = 0
-    completion_tokens_saved: int = 0
-    cost_saved_dollars: float = 0.0
-
-    @classmethod
-    def from_report(cls, report: Mapping[str, Any] | None) -> Counters:
-        """Read a node's counters report (unknown fields ignored, missing ones zero)."""
-        if not report:
-            return cls()
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            raw = report.get(item.name, 0) or 0
-            values[item.name] = float(raw) if item.name == "cost_saved_dollars" else int(raw)
-        return cls(**values)
-
-    def __add__(self, other: Counters) -> Counters:
-        return Counters(
-            **{
-                item.name: getattr(self, item.name) + getattr(other, item.name)
-                for item in fields(self)
-            }
-        )
-
-    def increment_since(self, previous: Counters | None) -> Counters:
-        """What was counted since `previous`; after a reset (any counter went down) all of self."""
-        if previous is None:
-            return Counters()
-        if any(getattr(self, f.name) < getattr(previous, f.name) for f in fields(self)):
-            return self
-        return Counters(
-            **{f.name: getattr(self, f.name) - getattr(previous, f.name) for f in fields(self)}
-        )
-
-    @property
-    def hits(self) -> int:
-        return self.hits_exact + self.hits_semantic
-
-    @property
-    def tokens_saved(self) -> int:
-        return self.prompt_tokens_saved + self.completion_tokens_saved
 
 
 @dataclass(frozen=True)
@@ -104,7 +54,7 @@ class FleetSample:
 
 
 def aggregate_stats(
-    responses: Sequence[Mapping[str, Any]], namespaces: Iterable[str], at: datetime
+    responses: Sequence[StatsReport], namespaces: Iterable[str], at: datetime
 ) -> FleetSample:
     """Combine the `/v1/cache/stats` answers of a fleet's nodes for the cache's namespaces.
 
@@ -117,25 +67,23 @@ def aggregate_stats(
     sources: dict[str, Counters] = {}
     entries: int | None = None
     for namespace in sorted(set(namespaces)):
-        items = [
-            (response, response.get("namespaces", {}).get(namespace)) for response in responses
+        present = [
+            (response, item)
+            for response in responses
+            if (item := response.namespaces.get(namespace)) is not None
         ]
-        present = [(response, item) for response, item in items if item]
-        fleet = [Counters.from_report(item["fleet"]) for _, item in present if item.get("fleet")]
+        fleet = [item.fleet for _, item in present if item.fleet is not None]
         if fleet:
             sources[f"fleet/{namespace}"] = max(fleet, key=lambda c: (c.requests, c.hits))
         else:
             for response, item in present:
-                node = str(response.get("node_id", "node"))
-                sources[f"node/{node}/{namespace}"] = Counters.from_report(item.get("node"))
+                sources[f"node/{response.node_id}/{namespace}"] = item.node
         shared: list[int] = []
         local: list[int] = []
         for response, item in present:
-            count = item.get("entries")
-            if count is None:
+            if item.entries is None:
                 continue
-            shared_store = bool(response.get("tiers", {}).get("redis"))
-            (shared if shared_store else local).append(int(count))
+            (shared if response.tiers.redis else local).append(item.entries)
         if shared or local:
             entries = (entries or 0) + (max(shared) if shared else 0) + sum(local)
     return FleetSample(at=at, sources=sources, entries=entries)

@@ -9,11 +9,11 @@ the interrupted removal already happened.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from cachefleet_contract.admin import InvalidateRequest, InvalidateResult, SimilarTo
 from cachefleet_operator.api.v1alpha1 import CacheInvalidation, SemanticCache
 from cachefleet_operator.api.v1alpha1.cacheinvalidation import (
     CacheInvalidationStatus,
@@ -28,7 +28,6 @@ from cachefleet_operator.domain.events import EventSpec
 __all__ = [
     "COMPLETE",
     "FAILED",
-    "NodeRequest",
     "ScopeError",
     "combine",
     "completed_status",
@@ -87,44 +86,38 @@ def target_namespaces(invalidation: CacheInvalidation, cache: SemanticCache) -> 
     return sorted(set(active.values()))
 
 
-@dataclass(frozen=True)
-class NodeRequest:
-    """The body fields of `POST /v1/cache/invalidate` besides the namespace."""
-
-    tenant: str | None
-    tags: tuple[str, ...]
-    older_than_s: float | None
-    similar_to: dict[str, Any] | None
-
-
-def node_request(scope: InvalidationScope) -> NodeRequest:
+def node_request(scope: InvalidationScope) -> InvalidateRequest:
+    """The body of `POST /v1/cache/invalidate` for `scope`, without the cache namespace (the
+    caller sets `namespace` and `dry_run` per call)."""
     similar = None
     if scope.similar_to is not None:
-        similar = {"text": scope.similar_to.text, "min_similarity": scope.similar_to.min_similarity}
-        if scope.similar_to.limit is not None:
-            similar["limit"] = scope.similar_to.limit
-    return NodeRequest(
+        wanted = scope.similar_to
+        similar = SimilarTo(text=wanted.text, min_similarity=wanted.min_similarity)
+        if wanted.limit is not None:
+            similar = similar.model_copy(update={"limit": wanted.limit})
+    return InvalidateRequest(
         tenant=scope.tenant,
-        tags=tuple(scope.tags or ()),
+        tags=list(scope.tags or ()),
         older_than_s=parse_duration(scope.older_than) if scope.older_than else None,
         similar_to=similar,
     )
 
 
 def combine(
-    answers: Sequence[Mapping[str, Any]], namespace: str, *, shared_vectors: bool
+    answers: Sequence[InvalidateResult], namespace: str, *, shared_vectors: bool
 ) -> RemovedCounts:
     """Counts of one namespace over the nodes asked: each node's own L1 adds up; the shared
     exact tier was emptied by the first (max); vectors likewise, unless each node has its own
     Milvus Lite (sum)."""
     l1 = store = vectors_max = vectors_sum = 0
     for answer in answers:
-        counts = (answer.get("removed") or {}).get(namespace) or {}
-        l1 += int(counts.get("l1", 0) or 0)
-        store = max(store, int(counts.get("store", 0) or 0))
-        vector_count = int(counts.get("vectors", 0) or 0)
-        vectors_max = max(vectors_max, vector_count)
-        vectors_sum += vector_count
+        counts = answer.removed.get(namespace)
+        if counts is None:
+            continue
+        l1 += counts.l1
+        store = max(store, counts.store)
+        vectors_max = max(vectors_max, counts.vectors)
+        vectors_sum += counts.vectors
     return RemovedCounts(l1=l1, store=store, vectors=vectors_max if shared_vectors else vectors_sum)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from cachefleet_node.config import (
+from cachefleet_contract.config import (
     AuthConfig,
     DeadlinesConfig,
     EmbeddingConfig,

@@ -12,14 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from cachefleet_operator.api.v1alpha1 import Condition, ModelVersion, SemanticCache
+from cachefleet_operator.api.v1alpha1 import ActiveNamespace, Condition, ModelVersion, SemanticCache
 from cachefleet_operator.api.v1alpha1.modelversion import ModelVersionStatus
-from cachefleet_operator.api.v1alpha1.semanticcache import (
-    ActiveNamespace,
-    HitRate,
-    Savings,
-    SemanticCacheStatus,
-)
+from cachefleet_operator.api.v1alpha1.semanticcache import HitRate, Savings, SemanticCacheStatus
 from cachefleet_operator.domain.conditions import (
     ConditionType,
     ConditionUpdate,
@@ -35,12 +30,9 @@ from cachefleet_operator.domain.conditions import (
 )
 from cachefleet_operator.domain.events import EventSpec
 from cachefleet_operator.domain.hitrate import HitRateReport
+from cachefleet_operator.domain.lifecycle.modelversion import ModelVersionPlan
+from cachefleet_operator.domain.lifecycle.state import Lifecycle, rolling_over_condition
 from cachefleet_operator.domain.naming import Component, active_cache_namespace, child_name
-from cachefleet_operator.domain.rollover import (
-    Lifecycle,
-    ModelVersionPlan,
-    rolling_over_condition,
-)
 
 __all__ = [
     "MODEL_MAX_LENGTH",
@@ -50,6 +42,7 @@ __all__ = [
     "WorkloadRef",
     "cache_transition_events",
     "expected_workloads",
+    "invalid_cache_conditions",
     "invalid_model_version_conditions",
     "model_summary",
     "model_version_conditions",
@@ -427,6 +420,15 @@ def model_version_conditions(cache_namespace: str) -> list[ConditionUpdate]:
         ConditionUpdate("Ready", "True", "Resolved", f"serving cache namespace {cache_namespace}"),
         ConditionUpdate("Resolved", "True", "Resolved", f"cache namespace {cache_namespace}"),
         ConditionUpdate("Stalled", "False", "NoProblems", ""),
+    ]
+
+
+def invalid_cache_conditions(message: str) -> list[ConditionUpdate]:
+    """A stored SemanticCache the models reject: not ready and stalled until its spec is
+    fixed."""
+    return [
+        ConditionUpdate("Ready", "False", "InvalidSpec", message),
+        ConditionUpdate("Stalled", "True", "InvalidSpec", message),
     ]
 
 

@@ -30,6 +30,7 @@ from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.adapters.nodes import NodeClient
 from cachefleet_operator.api.v1alpha1 import SemanticCache
 from cachefleet_operator.domain.endpoints import ENDPOINTS_ANNOTATION
+from cachefleet_operator.services.context import Outcome, ServiceContext
 from cachefleet_operator.services.discovery import NodeDiscovery
 from cachefleet_operator.services.events import EventRecorder
 from cachefleet_operator.services.invalidations import InvalidationReconciler
@@ -38,7 +39,7 @@ from cachefleet_operator.services.modelversions import ModelVersionReconciler
 from cachefleet_operator.services.nodeaccess import NodeAccess
 from cachefleet_operator.services.permissions import WatchPermissions
 from cachefleet_operator.services.purge import PurgeOutcome, Purger
-from cachefleet_operator.services.semanticcaches import CacheReconciler, Outcome
+from cachefleet_operator.services.semanticcaches import CacheReconciler
 from cachefleet_operator.services.stats import StatsCollector
 from cachefleet_operator.services.workqueue import QueueClosed, WorkQueue
 from cachefleet_operator.settings import OperatorConfig
@@ -90,47 +91,23 @@ class Controller:
         self.events = EventRecorder(kube, metrics)
         self.discovery = NodeDiscovery(kube, from_annotation=config.node_endpoints_from_annotation)
         self.access = NodeAccess(kube, self.discovery)
-        self.collector = StatsCollector(
-            discovery=self.discovery,
-            access=self.access,
+        context = ServiceContext(
+            kube=kube,
             nodes=nodes,
+            access=self.access,
+            events=self.events,
             metrics=metrics,
-            interval=config.stats_interval,
-            window=config.hit_rate_window,
-            concurrency=config.stats_concurrency,
-            on_change=self.enqueue_cache,
+            config=config,
+        )
+        self.collector = StatsCollector(
+            context, discovery=self.discovery, on_change=self.enqueue_cache
         )
         self.caches = CacheReconciler(
-            kube=kube,
-            events=self.events,
-            metrics=metrics,
-            collector=self.collector,
-            lifecycle=LifecycleRunner(
-                nodes=nodes, access=self.access, events=self.events, metrics=metrics
-            ),
-            resync_interval=config.resync_interval,
-            hit_rate_window=config.hit_rate_window,
-            monotonic=time.monotonic,
+            context, collector=self.collector, lifecycle=LifecycleRunner(context)
         )
-        self.model_versions = ModelVersionReconciler(
-            kube=kube, events=self.events, metrics=metrics, resync_interval=config.resync_interval
-        )
-        self.purger = Purger(
-            kube=kube,
-            nodes=nodes,
-            access=self.access,
-            events=self.events,
-            metrics=metrics,
-            timeout=config.purge_timeout,
-        )
-        self.invalidations = InvalidationReconciler(
-            kube=kube,
-            nodes=nodes,
-            access=self.access,
-            events=self.events,
-            metrics=metrics,
-            timeout=config.purge_timeout,
-        )
+        self.model_versions = ModelVersionReconciler(context)
+        self.purger = Purger(context)
+        self.invalidations = InvalidationReconciler(context)
         self.permissions = WatchPermissions(kube, namespaces=config.namespaces)
         self._seen: dict[Key, tuple[Any, ...]] = {}
         self._readiness: dict[tuple[str, str], str] = {}

@@ -12,21 +12,20 @@ a node refusing the scope (4xx) ─► Failed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
+from cachefleet_contract.admin import InvalidateRequest, InvalidateResult
 from cachefleet_operator.adapters.kube import (
     CACHEINVALIDATIONS,
     SEMANTICCACHES,
     ApiError,
-    KubeClient,
 )
-from cachefleet_operator.adapters.metrics import OperatorMetrics
-from cachefleet_operator.adapters.nodes import NodeClient, NodeError
+from cachefleet_operator.adapters.nodes import NodeError
 from cachefleet_operator.api.v1alpha1 import CacheInvalidation, SemanticCache
 from cachefleet_operator.api.v1alpha1.cacheinvalidation import (
     CacheInvalidationStatus,
@@ -34,7 +33,6 @@ from cachefleet_operator.api.v1alpha1.cacheinvalidation import (
 )
 from cachefleet_operator.domain.events import EventSpec
 from cachefleet_operator.domain.invalidation import (
-    NodeRequest,
     ScopeError,
     combine,
     completed_status,
@@ -46,9 +44,8 @@ from cachefleet_operator.domain.invalidation import (
     target_namespaces,
 )
 from cachefleet_operator.domain.render import FIELD_MANAGER
-from cachefleet_operator.services.events import EventRecorder, object_reference
-from cachefleet_operator.services.nodeaccess import NodeAccess
-from cachefleet_operator.services.semanticcaches import Outcome
+from cachefleet_operator.services.context import Outcome, Service, invalid_message
+from cachefleet_operator.services.events import object_reference
 
 __all__ = ["InvalidationReconciler"]
 
@@ -63,27 +60,8 @@ class _Refused(Exception):
     """A node refused the request for good (a 4xx other than 409/429)."""
 
 
-class InvalidationReconciler:
+class InvalidationReconciler(Service):
     """Runs CacheInvalidations (the only writer of their status)."""
-
-    def __init__(
-        self,
-        *,
-        kube: KubeClient,
-        nodes: NodeClient,
-        access: NodeAccess,
-        events: EventRecorder,
-        metrics: OperatorMetrics,
-        timeout: float,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._kube = kube
-        self._nodes = nodes
-        self._access = access
-        self._events = events
-        self._metrics = metrics
-        self._timeout = timeout
-        self._clock = clock
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         body = await self._kube.get(CACHEINVALIDATIONS, namespace, name)
@@ -151,13 +129,13 @@ class InvalidationReconciler:
             return await self._fail(body, invalidation, status, "Refused", str(error))
         except _Retry as error:
             started = status.start_time or now
-            if (now - started).total_seconds() >= self._timeout:
+            if (now - started).total_seconds() >= self._config.purge_timeout:
                 return await self._fail(
                     body,
                     invalidation,
                     status,
                     "NodesUnreachable",
-                    f"gave up after {self._timeout:.0f}s: {error}",
+                    f"gave up after {self._config.purge_timeout:.0f}s: {error}",
                 )
             status = running_status(
                 invalidation, [], now=now, message=f"retrying: {error}", status=status
@@ -181,29 +159,20 @@ class InvalidationReconciler:
         self,
         urls: Sequence[str],
         cache_namespace: str,
-        request: NodeRequest,
+        request: InvalidateRequest,
         api_key: str | None,
         dry_run: bool,
-    ) -> list[dict[str, Any]]:
+    ) -> list[InvalidateResult]:
         """Every node that answers (shared tiers: the first removes; Milvus Lite: each its own)."""
         if not urls:
             raise _Retry("no cache node endpoint")
-        answers: list[dict[str, Any]] = []
+        answers: list[InvalidateResult] = []
+        body = request.model_copy(update={"namespace": cache_namespace, "dry_run": dry_run})
         errors: list[str] = []
         for url in urls:
             try:
                 answers.append(
-                    await self._nodes.invalidate(
-                        url,
-                        cache_namespace,
-                        api_key=api_key,
-                        tenant=request.tenant,
-                        tags=request.tags,
-                        older_than_s=request.older_than_s,
-                        similar_to=request.similar_to,
-                        dry_run=dry_run,
-                        time_limit=60.0,
-                    )
+                    await self._nodes.invalidate(url, body, api_key=api_key, time_limit=60.0)
                 )
             except NodeError as error:
                 if (
@@ -265,9 +234,7 @@ class InvalidationReconciler:
     async def _invalid(self, body: Mapping[str, Any], error: ValidationError) -> Outcome:
         """A stored object the model rejects (the CRD should have): Failed, once."""
         metadata = body.get("metadata", {})
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
-        )[:2000]
+        message = invalid_message(error)
         now = self._clock().astimezone(UTC).replace(microsecond=0).isoformat()
         await self._kube.apply_status(
             CACHEINVALIDATIONS,

@@ -9,21 +9,21 @@ fleet can always be deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 
-from cachefleet_operator.adapters.kube import MODELVERSIONS, KubeClient
-from cachefleet_operator.adapters.metrics import OperatorMetrics
-from cachefleet_operator.adapters.nodes import NodeClient, NodeError
+from cachefleet_contract.admin import InvalidateRequest
+from cachefleet_operator.adapters.kube import MODELVERSIONS
+from cachefleet_operator.adapters.nodes import NodeError
 from cachefleet_operator.api.v1alpha1 import SemanticCache
 from cachefleet_operator.domain.events import EventSpec
 from cachefleet_operator.domain.naming import active_cache_namespace
-from cachefleet_operator.services.events import EventRecorder, object_reference
-from cachefleet_operator.services.nodeaccess import NodeAccess
+from cachefleet_operator.services.context import Service
+from cachefleet_operator.services.events import object_reference
 from cachefleet_operator.services.semanticcaches import parse_model_versions
 
 __all__ = ["PurgeOutcome", "Purger"]
@@ -41,27 +41,8 @@ class PurgeOutcome:
     retry_after: float = RETRY_AFTER_S
 
 
-class Purger:
+class Purger(Service):
     """Purges the cached data of a SemanticCache being deleted."""
-
-    def __init__(
-        self,
-        *,
-        kube: KubeClient,
-        nodes: NodeClient,
-        access: NodeAccess,
-        events: EventRecorder,
-        metrics: OperatorMetrics,
-        timeout: float,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._kube = kube
-        self._nodes = nodes
-        self._access = access
-        self._events = events
-        self._metrics = metrics
-        self._timeout = timeout
-        self._clock = clock
 
     async def _namespaces(self, cache: SemanticCache) -> list[str]:
         found = [item.cache_namespace for item in cache.status.active_namespaces]
@@ -79,7 +60,7 @@ class Purger:
         if not started:
             return False
         since = datetime.fromisoformat(str(started).replace("Z", "+00:00"))
-        return (self._clock() - since).total_seconds() >= self._timeout
+        return (self._clock() - since).total_seconds() >= self._config.purge_timeout
 
     async def purge(self, cache: SemanticCache, body: Mapping[str, Any]) -> PurgeOutcome:
         reference = object_reference(body)
@@ -103,13 +84,15 @@ class Purger:
             for url in urls:
                 try:
                     answer = await self._nodes.invalidate(
-                        url, namespace, api_key=api_key, deleting_cache=True
+                        url,
+                        InvalidateRequest(namespace=namespace, deleting_cache=True),
+                        api_key=api_key,
                     )
                 except NodeError as error:
                     errors.append(str(error))
                     continue
-                counts = (answer.get("removed") or {}).get(namespace) or {}
-                entries = int(counts.get("store", 0))  # entries; l1/vectors count copies of them
+                counts = answer.removed.get(namespace)
+                entries = 0 if counts is None else counts.store  # l1/vectors count copies
                 removed[namespace] = max(removed.get(namespace, 0), entries)
         pending = [namespace for namespace in namespaces if namespace not in removed]
         if not pending:

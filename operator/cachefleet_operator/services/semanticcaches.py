@@ -4,7 +4,7 @@
 read cache ─► resolve ModelVersions, check Secrets ─┬─ problems ─► no changes, Stalled, backoff
                                                    └─ paused ───► no changes, Paused
                                                    └─ else ─────► lifecycle step (rollover,
-                           warm-up, purge, re-embedding: services/lifecycle.py) ─► render (what
+                           warm-up, purge, re-embedding: services/lifecycle/) ─► render (what
                            every node serves) ─► apply (SSA; the node ConfigMap held while a
                            switch is unverified) ─► prune
 observe workloads (apply answers or GET) + node health + hit-rate report
@@ -15,9 +15,7 @@ Every step is idempotent: a pass can run any time, as often as wanted, and conve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -28,53 +26,50 @@ from cachefleet_operator.adapters.kube import (
     SECRETS,
     SEMANTICCACHES,
     ApiError,
-    KubeClient,
     resource_for,
 )
-from cachefleet_operator.adapters.metrics import OperatorMetrics
 from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
 from cachefleet_operator.api.v1alpha1.semanticcache import SemanticCacheStatus
 from cachefleet_operator.domain.conditions import (
     ConditionType,
-    ConditionUpdate,
     Problem,
     WorkloadState,
     find_condition,
-    merge_conditions,
     workload_state,
 )
 from cachefleet_operator.domain.durations import format_duration
 from cachefleet_operator.domain.endpoints import ENDPOINTS_ANNOTATION
+from cachefleet_operator.domain.lifecycle.embedding import (
+    embedding_migration_refused,
+    embedding_models,
+)
+from cachefleet_operator.domain.lifecycle.state import Lifecycle
+from cachefleet_operator.domain.manifests import MANAGED_BY, Manifest
 from cachefleet_operator.domain.naming import Component, active_cache_namespace, child_name
 from cachefleet_operator.domain.nodeconfig import SpecError, embedding_model
 from cachefleet_operator.domain.render import (
     FIELD_MANAGER,
-    MANAGED_BY,
     FleetView,
-    Manifest,
     owned_kinds,
     render_children,
-)
-from cachefleet_operator.domain.rollover import (
-    Lifecycle,
-    embedding_migration_refused,
-    embedding_models,
 )
 from cachefleet_operator.domain.status import (
     EventSpec,
     cache_transition_events,
     expected_workloads,
+    invalid_cache_conditions,
     observe_cache,
     referenced_secrets,
     secret_problems,
     semantic_cache_status,
     status_differs,
 )
-from cachefleet_operator.services.events import EventRecorder, object_reference
+from cachefleet_operator.services.context import Outcome, Service, ServiceContext
+from cachefleet_operator.services.events import object_reference
 from cachefleet_operator.services.lifecycle import LifecycleRunner
 from cachefleet_operator.services.stats import StatsCollector, StatsTarget
 
-__all__ = ["CacheReconciler", "Outcome", "parse_model_versions", "stats_target"]
+__all__ = ["CacheReconciler", "parse_model_versions", "stats_target"]
 
 log = structlog.get_logger("cachefleet.semanticcache")
 
@@ -82,20 +77,6 @@ CacheKey = tuple[str, str]
 _WORKLOAD_KINDS = ("StatefulSet", "Deployment")
 #: What a switch not yet seen by every node must not change (the node config and its pods).
 _NODE_CONFIG_KINDS = ("ConfigMap", "Deployment")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a pass ended: when to look again, and, for a pass that could not do its work, why
-    (the controller then retries it with the object's exponential backoff)."""
-
-    requeue_after: float | None = None
-    failure: str | None = None
-    ready: str | None = None
-
-    @property
-    def retry(self) -> bool:
-        return self.failure is not None
 
 
 def parse_model_versions(items: Sequence[Mapping[str, Any]]) -> list[ModelVersion]:
@@ -140,31 +121,16 @@ def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences", []))
 
 
-class CacheReconciler:
+class CacheReconciler(Service):
     """Reconciles SemanticCaches (the only writer of their status and children)."""
 
     def __init__(
-        self,
-        *,
-        kube: KubeClient,
-        events: EventRecorder,
-        metrics: OperatorMetrics,
-        collector: StatsCollector,
-        lifecycle: LifecycleRunner,
-        resync_interval: float,
-        hit_rate_window: float,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        monotonic: Callable[[], float],
+        self, context: ServiceContext, *, collector: StatsCollector, lifecycle: LifecycleRunner
     ) -> None:
-        self._kube = kube
-        self._events = events
-        self._metrics = metrics
+        super().__init__(context)
         self._collector = collector
         self._lifecycle = lifecycle
-        self._resync = resync_interval
-        self._window_label = format_duration(hit_rate_window)
-        self._clock = clock
-        self._monotonic = monotonic
+        self._window_label = format_duration(context.config.hit_rate_window)
         self._rendered: dict[CacheKey, frozenset[tuple[str, str]]] = {}
         self._pruned_at: dict[CacheKey, float] = {}
 
@@ -184,7 +150,9 @@ class CacheReconciler:
         try:
             cache = SemanticCache.model_validate(body)
         except ValidationError as error:
-            return await self._invalid(body, error)
+            return await self._stall_invalid(
+                SEMANTICCACHES, body, error, SemanticCacheStatus, invalid_cache_conditions
+            )
 
         model_versions = parse_model_versions(await self._kube.list(MODELVERSIONS, namespace))
         by_name = {mv.metadata.name: mv for mv in model_versions}
@@ -196,7 +164,7 @@ class CacheReconciler:
         workloads: dict[Component, WorkloadState] = {}
         lifecycle = Lifecycle.of(cache.status)
         rolled = False
-        requeue = self._resync
+        requeue = self._config.resync_interval
         failure: str | None = None
         progress: float | None = None  # lifecycle work in progress looks again this soon
         if not cache.spec.paused and not missing and not problems:
@@ -315,7 +283,7 @@ class CacheReconciler:
         now = self._monotonic()
         due = (
             self._rendered.get(key) != rendered
-            or now - self._pruned_at.get(key, float("-inf")) >= self._resync
+            or now - self._pruned_at.get(key, float("-inf")) >= self._config.resync_interval
         )
         if not due:
             return
@@ -371,37 +339,3 @@ class CacheReconciler:
         reference = object_reference(body)
         for event in cache_transition_events(cache.status.conditions, status.conditions):
             await self._events.post(reference, event)
-
-    async def _invalid(self, body: Mapping[str, Any], error: ValidationError) -> Outcome:
-        """A stored object the models reject (the CRD should have): Stalled, with the reason."""
-        metadata = body.get("metadata", {})
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
-        )[:2000]
-        try:
-            existing = SemanticCacheStatus.model_validate(body.get("status") or {}).conditions
-        except ValidationError:
-            existing = []
-        generation = int(metadata.get("generation") or 0)
-        conditions = merge_conditions(
-            existing,
-            [
-                ConditionUpdate("Ready", "False", "InvalidSpec", message),
-                ConditionUpdate("Stalled", "True", "InvalidSpec", message),
-            ],
-            generation=generation,
-            now=self._clock(),
-        )
-        status = {
-            "observedGeneration": generation,
-            "conditions": [condition.to_api() for condition in conditions],
-        }
-        await self._kube.apply_status(
-            SEMANTICCACHES,
-            metadata["namespace"],
-            metadata["name"],
-            status,
-            field_manager=FIELD_MANAGER,
-        )
-        await self._events.post_error_once(object_reference(body), "InvalidSpec", message)
-        return Outcome(failure="InvalidSpec", ready="False")

@@ -10,16 +10,15 @@ when the external tiers' health flips.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import structlog
 
+from cachefleet_contract.admin import Readiness, ReadinessTiers, StatsReport
 from cachefleet_operator.adapters.kube import ApiError
-from cachefleet_operator.adapters.metrics import OperatorMetrics
-from cachefleet_operator.adapters.nodes import NodeClient, NodeError
+from cachefleet_operator.adapters.nodes import NodeError
 from cachefleet_operator.api.v1alpha1.semanticcache import Auth
 from cachefleet_operator.domain.hitrate import (
     HitRateReport,
@@ -29,8 +28,8 @@ from cachefleet_operator.domain.hitrate import (
     should_publish,
 )
 from cachefleet_operator.domain.status import TierHealth
+from cachefleet_operator.services.context import ServiceContext
 from cachefleet_operator.services.discovery import NodeDiscovery
-from cachefleet_operator.services.nodeaccess import NodeAccess
 from cachefleet_operator.services.workqueue import QueueClosed, WorkQueue
 
 __all__ = ["StatsCollector", "StatsTarget", "tier_health"]
@@ -67,33 +66,25 @@ class _CacheStats:
     nodes_available: bool = False
 
 
-def tier_health(
-    readiness: Sequence[Mapping[str, Any] | None], *, redis: bool, milvus: bool
-) -> TierHealth:
+def tier_health(readiness: Sequence[Readiness | None], *, redis: bool, milvus: bool) -> TierHealth:
     """External tiers as the nodes see them: reachable if any node reaches them.
 
     Redis counts as reachable when a node's coherence subscription is up (or, without one, its
     store breaker is closed); Milvus when a node reports it connected.
     """
-    answered = [item for item in readiness if item and item.get("status") == "ready"]
+    answered = [item.tiers for item in readiness if item and item.tiers is not None]
     detail = f"{len(answered)}/{len(readiness)} cache nodes answered"
     if not answered:
         return TierHealth(None, None, detail, collected=True)
 
-    def redis_ok(item: Mapping[str, Any]) -> bool:
-        tiers = item.get("tiers") or {}
-        coherence = tiers.get("coherence")
-        store = tiers.get("store") or {}
-        if coherence is not None:
-            return bool(coherence)
-        return store.get("kind") == "redis" and not store.get("breaker_open", False)
-
-    def milvus_ok(item: Mapping[str, Any]) -> bool:
-        return bool(((item.get("tiers") or {}).get("milvus") or {}).get("connected"))
+    def redis_ok(tiers: ReadinessTiers) -> bool:
+        if tiers.coherence is not None:
+            return tiers.coherence
+        return tiers.store.kind == "redis" and not tiers.store.breaker_open
 
     return TierHealth(
-        redis=any(redis_ok(item) for item in answered) if redis else None,
-        milvus=any(milvus_ok(item) for item in answered) if milvus else None,
+        redis=any(redis_ok(tiers) for tiers in answered) if redis else None,
+        milvus=any(tiers.milvus.connected for tiers in answered) if milvus else None,
         detail=detail,
         collected=True,
     )
@@ -104,28 +95,26 @@ class StatsCollector:
 
     def __init__(
         self,
+        context: ServiceContext,
         *,
         discovery: NodeDiscovery,
-        access: NodeAccess,
-        nodes: NodeClient,
-        metrics: OperatorMetrics,
-        interval: float,
-        window: float,
-        concurrency: int,
         on_change: Callable[[str, str], None],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """Every `stats_interval` of `context.config`, `stats_concurrency` caches at once,
+        rates over `hit_rate_window`."""
         self._discovery = discovery
-        self._access = access
-        self._nodes = nodes
-        self._metrics = metrics
-        self.interval = interval
-        self.window = timedelta(seconds=window)
-        self._concurrency = concurrency
+        self._access = context.access
+        self._nodes = context.nodes
+        self._metrics = context.metrics
+        self.interval = context.config.stats_interval
+        self.window = timedelta(seconds=context.config.hit_rate_window)
+        self._concurrency = context.config.stats_concurrency
         self._on_change = on_change
-        self._clock = clock
+        self._clock = context.clock
         self._caches: dict[CacheKey, _CacheStats] = {}
-        self._queue: WorkQueue[CacheKey] = WorkQueue(base_delay=interval, max_delay=interval)
+        self._queue: WorkQueue[CacheKey] = WorkQueue(
+            base_delay=self.interval, max_delay=self.interval
+        )
 
     # --- what the reconciler reads and tells --------------------------------------------------
 
@@ -214,7 +203,7 @@ class StatsCollector:
             ),
             asyncio.gather(*(self._nodes.readiness(url) for url in urls), return_exceptions=True),
         )
-        responses = [item for item in stats if isinstance(item, dict)]
+        responses = [item for item in stats if isinstance(item, StatsReport)]
         errors = [item for item in stats if isinstance(item, NodeError | Exception)]
         result = "ok" if not errors else ("partial" if responses else "unreachable")
         self._metrics.stats_collections.labels(result).inc()
@@ -223,7 +212,7 @@ class StatsCollector:
                 "node_stats_errors", namespace=key[0], name=key[1], errors=[str(e) for e in errors]
             )
         health = tier_health(
-            [item if isinstance(item, dict) else None for item in readiness],
+            [item if isinstance(item, Readiness) else None for item in readiness],
             redis=target.external_redis,
             milvus=target.external_milvus,
         )

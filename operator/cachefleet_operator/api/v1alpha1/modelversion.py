@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from cachefleet_node.config import EmbeddingConfig, Identifier
+from cachefleet_contract.config import EmbeddingConfig, Identifier
 from cachefleet_operator.api.v1alpha1.base import (
     ApiModel,
     ObjectMeta,

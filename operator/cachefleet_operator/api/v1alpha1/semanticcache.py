@@ -1,4 +1,6 @@
-"""`SemanticCache`: one cache fleet — its tiers, embedding pods, cache nodes and policies."""
+"""`SemanticCache`: one cache fleet — its tiers, embedding pods, cache nodes and policies.
+
+Where the parts run is in `placement`, the lifecycle's status records in `lifecycle`."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from cachefleet_node import __version__ as node_version
-from cachefleet_node.config import (
+from cachefleet_contract.config import (
     DeadlinesConfig,
     GuardsConfig,
     Identifier,
@@ -25,314 +26,55 @@ from cachefleet_operator.api.v1alpha1.base import (
     ResourceDefinition,
     Rule,
 )
+from cachefleet_operator.api.v1alpha1.lifecycle import (
+    ActiveNamespace,
+    EmbeddingStatus,
+    RetainedNamespace,
+    RolloverProgress,
+)
 from cachefleet_operator.api.v1alpha1.modelversion import RolloverPolicy
+from cachefleet_operator.api.v1alpha1.placement import (
+    CacheNodes,
+    Embedding,
+    ExactTier,
+    SemanticTier,
+)
 from cachefleet_operator.api.v1alpha1.types import (
     CONDITIONS_DESCRIPTION,
-    ByteQuantity,
+    MAX_NAME_LENGTH,
     Conditions,
     Duration,
-    IntOrPercent,
+    HttpUrl,
     LocalObjectReference,
-    Persistence,
-    ResourceRequirements,
     SecretKeyRef,
-    Toleration,
 )
 
 __all__ = [
-    "MILVUS_IMAGE",
-    "NODE_IMAGE",
-    "REDIS_IMAGE",
-    "TEI_IMAGE",
-    "ActiveNamespace",
     "Auth",
-    "Autoscaling",
-    "CacheNodes",
     "Deadlines",
-    "DisruptionBudget",
-    "EmbeddedMilvus",
-    "Embedding",
-    "EmbeddingMigration",
-    "EmbeddingStatus",
-    "ExactTier",
-    "ExternalMilvus",
-    "ExternalRedis",
     "FuzzyText",
-    "GpuEmbedding",
     "HitRate",
-    "ManagedMilvus",
-    "ManagedRedis",
     "ModelVersionRef",
     "Policies",
-    "ReembedCursor",
     "Reembedding",
-    "RetainedNamespace",
-    "RolloverProgress",
     "Savings",
     "SemanticCache",
     "SemanticCacheSpec",
     "SemanticCacheStatus",
-    "SemanticTier",
     "Targets",
     "Tenant",
     "Upstream",
-    "WarmProgress",
 ]
-
-REDIS_IMAGE = "docker.io/library/redis:7.4.6-alpine"
-MILVUS_IMAGE = "docker.io/milvusdb/milvus:v2.6.16"
-TEI_IMAGE = "ghcr.io/huggingface/text-embeddings-inference:1.9.3"
-NODE_IMAGE = f"ghcr.io/cachefleet/cache-node:{node_version}"
 
 _NAMESPACE_DEFAULTS = NamespaceConfig.model_fields
 _DEADLINE_DEFAULTS = DeadlinesConfig.model_fields
 _GUARD_DEFAULTS = GuardsConfig.model_fields
 _VERIFIER_DEFAULTS = VerifierConfig.model_fields
-MAX_NAME_LENGTH = 63
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
-Image = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 FuzzyText = Literal["last_user_turn", "all_user_turns"]
 Ratio = Annotated[str, StringConstraints(pattern=r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$")]
-Decimal = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=32)]
 Threshold = Annotated[float, Field(gt=0, le=1)]
-HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+\S*$", max_length=2048)]
-
-
-def _exactly_one(*fields: str) -> str:
-    return " + ".join(f"(has(self.{name}) ? 1 : 0)" for name in fields) + " == 1"
-
-
-# --- exact tier (Redis) ---------------------------------------------------------------------
-
-
-class ManagedRedis(ApiModel):
-    """Redis run by the operator: a one-replica StatefulSet behind a headless Service."""
-
-    image: Image = Field(REDIS_IMAGE, description="Redis image.")
-    max_memory: ByteQuantity = Field(
-        "256Mi", description="Redis `maxmemory`: beyond it keys are evicted by `evictionPolicy`."
-    )
-    eviction_policy: Literal[
-        "volatile-lru",
-        "allkeys-lru",
-        "volatile-lfu",
-        "allkeys-lfu",
-        "volatile-ttl",
-        "volatile-random",
-        "allkeys-random",
-        "noeviction",
-    ] = Field(
-        "volatile-lru",
-        description="Redis `maxmemory-policy`. Every key the nodes write carries a TTL, so "
-        "`volatile-lru` evicts least recently used entries first.",
-    )
-    resources: ResourceRequirements | None = Field(
-        None,
-        description="Container resources. Default: 100m CPU and a memory request and limit "
-        "25% above `maxMemory`.",
-    )
-    persistence: Persistence | None = Field(
-        None, description="Keep data on a PersistentVolumeClaim (append-only file); unset: memory."
-    )
-
-
-class ExternalRedis(ApiModel):
-    """A Redis the operator does not run."""
-
-    url_secret_ref: SecretKeyRef = Field(
-        description="Secret key holding the `redis://` or `rediss://` URL (it may carry a "
-        "password); it reaches the nodes as an environment variable, never in a ConfigMap."
-    )
-
-
-class ExactTier(ApiModel):
-    """The shared exact tier (Redis): payloads, TTLs, embedding cache and the coherence bus."""
-
-    cel_rules = (
-        Rule(
-            _exactly_one("managed", "external"),
-            "exactTier: set exactly one of managed (the operator runs Redis) or external "
-            "(urlSecretRef names your Redis)",
-            check=lambda self: (self.managed is None) != (self.external is None),
-        ),
-    )
-
-    managed: ManagedRedis | None = Field(None, description="Redis run by the operator.")
-    external: ExternalRedis | None = Field(None, description="Your own Redis.")
-
-
-# --- semantic tier (Milvus) -----------------------------------------------------------------
-
-
-class ManagedMilvus(ApiModel):
-    """Milvus standalone run by the operator (embedded etcd, local storage), one replica."""
-
-    image: Image = Field(MILVUS_IMAGE, description="Milvus image.")
-    resources: ResourceRequirements = Field(
-        default_factory=lambda: ResourceRequirements(
-            requests={"cpu": "500m", "memory": "2Gi"}, limits={"memory": "4Gi"}
-        ),
-        description="Container resources.",
-    )
-    persistence: Persistence | None = Field(
-        None, description="Keep vectors on a PersistentVolumeClaim; unset: an emptyDir."
-    )
-
-
-class ExternalMilvus(ApiModel):
-    """A Milvus the operator does not run."""
-
-    uri: HttpUrl = Field(description="Milvus endpoint, e.g. `http://milvus.vector.svc:19530`.")
-    token_secret_ref: SecretKeyRef | None = Field(
-        None, description="Secret key holding the Milvus token (`user:password` or API key)."
-    )
-
-
-class EmbeddedMilvus(ApiModel):
-    """Milvus Lite inside each cache node: vectors are not shared between nodes (development)."""
-
-
-class SemanticTier(ApiModel):
-    """The shared semantic tier (Milvus): vectors with their partition fields."""
-
-    cel_rules = (
-        Rule(
-            _exactly_one("managed", "external", "embedded"),
-            "semanticTier: set exactly one of managed (the operator runs Milvus), external "
-            "(uri of your Milvus) or embedded (Milvus Lite in each node, development only)",
-            check=lambda self: [self.managed, self.external, self.embedded].count(None) == 2,
-        ),
-    )
-
-    managed: ManagedMilvus | None = Field(None, description="Milvus run by the operator.")
-    external: ExternalMilvus | None = Field(None, description="Your own Milvus.")
-    embedded: EmbeddedMilvus | None = Field(
-        None, description="Milvus Lite inside each cache node (development only)."
-    )
-
-
-# --- embedding ------------------------------------------------------------------------------
-
-
-class GpuEmbedding(ApiModel):
-    """GPU embedding pods running HuggingFace text-embeddings-inference (TEI)."""
-
-    image: Image = Field(
-        TEI_IMAGE,
-        description="TEI image. The default is built for Ampere (A100, A10); use the "
-        "`hopper-…` tag for H100 and `89-…` for L4/Ada.",
-    )
-    model_id: str | None = Field(
-        None,
-        alias="modelID",
-        max_length=512,
-        description="What TEI loads (`--model-id`): a hub id or a path. Default: the "
-        "ModelVersions' `embeddingModel`. Must be the same model.",
-    )
-    replicas: int = Field(1, ge=1, le=64, description="Embedding pods.")
-    gpus_per_pod: int = Field(
-        1, ge=1, le=16, description="`nvidia.com/gpu` limit of each embedding pod."
-    )
-    node_selector: dict[str, str] | None = Field(
-        None, description="Node labels the embedding pods must land on."
-    )
-    tolerations: list[Toleration] | None = Field(
-        None, max_length=32, description="Taints the embedding pods tolerate (e.g. GPU nodes)."
-    )
-    runtime_class_name: str | None = Field(
-        None, max_length=253, description="RuntimeClass of the pods, e.g. `nvidia`."
-    )
-    resources: ResourceRequirements | None = Field(
-        None, description="CPU and memory; the GPU limit comes from `gpusPerPod`."
-    )
-
-
-class Embedding(ApiModel):
-    """Where embeddings are computed."""
-
-    cel_rules = (
-        Rule(
-            "self.mode == 'gpu' ? has(self.gpu) : !has(self.gpu)",
-            "embedding.gpu is required when embedding.mode is gpu, and must be left out when "
-            "it is local",
-            check=lambda self: (self.mode == "gpu") == (self.gpu is not None),
-        ),
-    )
-
-    mode: Literal["local", "gpu"] = Field(
-        "local",
-        description="`local`: ONNX Runtime inside each cache node (no GPU); `gpu`: a separate "
-        "Deployment of GPU embedding pods.",
-    )
-    gpu: GpuEmbedding | None = Field(None, description="GPU embedding pods (mode gpu only).")
-
-
-# --- cache nodes ----------------------------------------------------------------------------
-
-
-class Autoscaling(ApiModel):
-    """A HorizontalPodAutoscaler on CPU for the cache nodes."""
-
-    cel_rules = (
-        Rule(
-            "self.minReplicas <= self.maxReplicas",
-            "nodes.autoscaling.minReplicas must not exceed nodes.autoscaling.maxReplicas",
-            check=lambda self: self.min_replicas <= self.max_replicas,
-        ),
-    )
-
-    enabled: bool = Field(False, description="Create the HorizontalPodAutoscaler.")
-    min_replicas: int = Field(2, ge=1, le=1000, description="Lowest node count.")
-    max_replicas: int = Field(10, ge=1, le=1000, description="Highest node count.")
-    target_cpu_utilization_percentage: int = Field(
-        70,
-        ge=1,
-        le=100,
-        alias="targetCPUUtilizationPercentage",
-        description="Average CPU utilisation (of the request) the autoscaler aims for.",
-    )
-
-
-class DisruptionBudget(ApiModel):
-    """The cache nodes' PodDisruptionBudget."""
-
-    min_available: IntOrPercent = Field(
-        1,
-        description="Nodes that must stay up during voluntary disruptions (a count or a "
-        "percentage). No budget is created while the fleet may run a single node.",
-    )
-
-
-class CacheNodes(ApiModel):
-    """The cache node Deployment: the OpenAI-compatible proxy the applications call."""
-
-    image: Image = Field(NODE_IMAGE, description="Cache node image.")
-    replicas: int = Field(
-        2,
-        ge=1,
-        le=1000,
-        description="Cache nodes. Ignored while `autoscaling.enabled` is true: the "
-        "HorizontalPodAutoscaler owns the count then.",
-    )
-    resources: ResourceRequirements = Field(
-        default_factory=lambda: ResourceRequirements(
-            requests={"cpu": "250m", "memory": "768Mi"}, limits={"memory": "1536Mi"}
-        ),
-        description="Container resources (the local embedder needs about 300Mi).",
-    )
-    autoscaling: Autoscaling = Field(
-        default_factory=Autoscaling, description="CPU-based autoscaling."
-    )
-    pod_disruption_budget: DisruptionBudget = Field(
-        default_factory=DisruptionBudget, description="Disruption budget."
-    )
-    model_cache_claim_name: str | None = Field(
-        None,
-        max_length=253,
-        description="PersistentVolumeClaim (ReadWriteMany) shared by the nodes as the embedding "
-        "model download cache; unset: each pod downloads into an emptyDir.",
-    )
 
 
 # --- upstream, tenants, policies ------------------------------------------------------------
@@ -649,141 +391,6 @@ class Savings(ApiModel):
     tokens: int | None = Field(None, ge=0, description="Upstream tokens not spent.")
     dollars: str | None = Field(
         None, pattern=r"^[0-9]+\.[0-9]{2}$", description="US dollars not spent, e.g. `12.34`."
-    )
-
-
-class ActiveNamespace(ApiModel):
-    """The cache namespace a ModelVersion is served from right now, on every node."""
-
-    model_version: str = Field(max_length=MAX_NAME_LENGTH, description="ModelVersion name.")
-    cache_namespace: Identifier = Field(description="Its active cache namespace.")
-    version: str | None = Field(
-        None, max_length=128, description="The ModelVersion `version` its answers are for."
-    )
-    prompt_template_hash: str | None = Field(
-        None, max_length=128, description="The `promptTemplateHash` its answers are for."
-    )
-    epoch: int | None = Field(None, ge=0, description="The `invalidation.epoch` it belongs to.")
-    since: AwareDatetime | None = Field(
-        None, description="When every node reported it active (the switch)."
-    )
-
-
-class RetainedNamespace(ApiModel):
-    """A retired cache namespace: read-only (no lookup reaches it), purged at `purgeAfter`."""
-
-    cache_namespace: Identifier = Field(description="The retired cache namespace.")
-    model_version: str = Field(
-        max_length=MAX_NAME_LENGTH, description="The ModelVersion it served."
-    )
-    version: str | None = Field(None, max_length=128, description="The `version` it served.")
-    prompt_template_hash: str | None = Field(
-        None, max_length=128, description="The `promptTemplateHash` it served."
-    )
-    epoch: int | None = Field(None, ge=0, description="The `invalidation.epoch` it served.")
-    retired_at: AwareDatetime = Field(description="When it stopped being active.")
-    purge_after: AwareDatetime = Field(
-        description="When it is purged (with `retired_only`, so never while active); until "
-        "then pointing back to its version reactivates it."
-    )
-
-
-class WarmProgress(ApiModel):
-    """Replay of the previous namespace's most-hit prompts into the new one."""
-
-    total: int | None = Field(
-        None,
-        ge=0,
-        description="Prompts to replay: `warm.topN`, or fewer if the previous "
-        "namespace holds fewer (known after the first batch).",
-    )
-    processed: int = Field(0, ge=0, description="Prompts replayed so far.")
-    stored: int = Field(0, ge=0, description="Answers stored into the new namespace.")
-    skipped: int = Field(0, ge=0, description="Prompts skipped (already cached, not replayable).")
-    failed: int = Field(0, ge=0, description="Prompts whose upstream call failed.")
-    next_offset: int = Field(0, ge=0, description="Where the next batch starts (a cursor).")
-
-
-class RolloverProgress(ApiModel):
-    """A namespace rollover in progress for one ModelVersion (cleared when it completes)."""
-
-    model_version: str = Field(max_length=MAX_NAME_LENGTH, description="ModelVersion name.")
-    from_model_version: str | None = Field(
-        None,
-        max_length=MAX_NAME_LENGTH,
-        description="The ModelVersion served before, when the cache was pointed at another.",
-    )
-    policy: RolloverPolicy = Field(description="The policy in force for this cache.")
-    trigger: Literal[
-        "VersionChanged", "PromptTemplateChanged", "EpochBumped", "ModelVersionChanged"
-    ] = Field(description="What started it.")
-    rollback: bool = Field(False, description="The target is a retained namespace (rollback).")
-    phase: Literal["Switching", "Warming"] = Field(
-        description="`Switching`: nodes are told to use the new namespace and checked until "
-        "every one reports it; `Warming`: the old namespace's hot prompts are replayed."
-    )
-    from_namespace: Identifier | None = Field(None, description="The namespace being retired.")
-    to_namespace: Identifier = Field(description="The namespace becoming active.")
-    version: str = Field(max_length=128, description="The `version` of the new namespace.")
-    prompt_template_hash: str | None = Field(
-        None, max_length=128, description="The `promptTemplateHash` of the new namespace."
-    )
-    epoch: int = Field(0, ge=0, description="The `invalidation.epoch` of the new namespace.")
-    started_at: AwareDatetime = Field(description="When the rollover started.")
-    switched_at: AwareDatetime | None = Field(
-        None, description="When every node reported the new namespace active."
-    )
-    warm: WarmProgress | None = Field(None, description="Warm-up progress (phase Warming).")
-    message: str = Field("", max_length=2048, description="The last thing that happened.")
-
-
-class ReembedCursor(ApiModel):
-    """Re-embedding progress of one cache namespace (a resumable cursor)."""
-
-    cache_namespace: Identifier = Field(description="The cache namespace.")
-    cursor: str = Field("", max_length=1024, description="Where the next batch starts.")
-    processed: int = Field(0, ge=0, description="Entries re-embedded so far.")
-    total: int | None = Field(None, ge=0, description="Entries the node reported in total.")
-    done: bool = Field(False, description="Every entry is re-embedded.")
-
-
-class EmbeddingMigration(ApiModel):
-    """A move of the fleet's vectors to another embedding model."""
-
-    from_model: str = Field(max_length=253, description="Embedding model serving lookups now.")
-    to_model: str = Field(max_length=253, description="Embedding model being migrated to.")
-    from_space: str | None = Field(None, max_length=128, description="Vector space of `fromModel`.")
-    to_space: str | None = Field(
-        None, max_length=128, description="Vector space of `toModel` (known once nodes run it)."
-    )
-    phase: Literal["Preparing", "Reembedding", "Switching"] = Field(
-        description="`Preparing`: nodes restart with the new model as `embedding_next` "
-        "(dual-writing); `Reembedding`: stored prompts are re-embedded batch by batch; "
-        "`Switching`: every node is told to search the new space."
-    )
-    started_at: AwareDatetime = Field(description="When the migration started.")
-    reembed_started_at: AwareDatetime | None = Field(
-        None, description="When the first batch was re-embedded."
-    )
-    namespaces: Annotated[list[ReembedCursor], ListMap("cacheNamespace")] = Field(
-        default_factory=list, max_length=64, description="Progress per cache namespace."
-    )
-    processed: int = Field(0, ge=0, description="Entries re-embedded, all namespaces.")
-    total: int | None = Field(None, ge=0, description="Entries to re-embed, all namespaces.")
-    rate: Decimal | None = Field(None, description="Entries re-embedded per second so far.")
-    eta: Duration | None = Field(None, description="Estimated time left at that rate.")
-    message: str = Field("", max_length=2048, description="The last thing that happened.")
-
-
-class EmbeddingStatus(ApiModel):
-    """The embedding model the fleet's lookups use, and a migration in progress."""
-
-    model: str = Field(max_length=253, description="Embedding model serving lookups.")
-    space: str | None = Field(
-        None, max_length=128, description="Its vector space, as the nodes report it."
-    )
-    migration: EmbeddingMigration | None = Field(
-        None, description="A migration to another model (absent when none is in progress)."
     )
 
 

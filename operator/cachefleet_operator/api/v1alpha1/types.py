@@ -12,12 +12,14 @@ __all__ = [
     "BYTES_PATTERN",
     "CONDITIONS_DESCRIPTION",
     "DURATION_PATTERN",
+    "MAX_NAME_LENGTH",
     "QUANTITY_PATTERN",
     "ByteQuantity",
     "Condition",
     "ConditionStatus",
     "Conditions",
     "Duration",
+    "HttpUrl",
     "IntOrPercent",
     "LocalObjectReference",
     "Persistence",
@@ -36,6 +38,10 @@ QUANTITY_PATTERN = (
 BYTES_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 #: A duration such as `90s`, `30m`, `24h` or `1h30m`.
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+#: The longest name of an object whose name ends up in a DNS label (a Service, a Lease).
+MAX_NAME_LENGTH = 63
+
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+\S*$", max_length=2048)]
 
 
 def _int_or_string(pattern: str) -> WithJsonSchema:

@@ -1,0 +1,54 @@
+"""`python -m cachefleet_bench COMMAND`: the node's benchmarks and training harnesses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from cachefleet_bench import latency, lexicon, memory, quality, train_verifier
+
+__all__ = ["main"]
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+COMMANDS: dict[str, Command] = {
+    "quality": (
+        "semantic-correctness harness (CLINC150, Quora pairs, adversarial pairs, peers)",
+        quality.add_arguments,
+        quality.main,
+    ),
+    "latency": (
+        "latency of the node's request path, alone and under concurrency",
+        latency.add_arguments,
+        latency.main,
+    ),
+    "train-verifier": (
+        "train the verifier head on shippable data and choose its operating point",
+        train_verifier.add_arguments,
+        train_verifier.main,
+    ),
+    "memory": (
+        "process RSS of the in-process tiers against their byte budget",
+        memory.add_arguments,
+        memory.main,
+    ),
+    "lexicon": (
+        "build (or --check) the verifier's WordNet lexicon",
+        lexicon.add_arguments,
+        lexicon.main,
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(prog="python -m cachefleet_bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (summary, add_arguments, _) in COMMANDS.items():
+        add_arguments(commands.add_parser(name, help=summary, description=summary))
+    args = parser.parse_args(argv)
+    return COMMANDS[args.command][2](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Scope guards: the same request for another audience, place or part, or narrowed by a
+qualifier that only one text has.
+
+Both look at texts that are the same words but for one stretch, the case where an embedding
+scores highest while the answer changes:
+
+- a stretch inside a prepositional phrase both texts share is filled otherwise ("explain
+  it to a beginner programmer" / "... to a senior engineer", "things to do in Paris for a
+  couple" / "... for a group of teenagers", "faster for lookups" / "faster for iteration");
+- one text adds a qualifier before or after all the other's words: a phrase that opens with
+  a preposition, a conjunction or a subordinator and names something ("how do I read a CSV
+  file" / "... in R", "side effects of ibuprofen" / "... in children", "... without using
+  GROUP BY", "..., excluding Earth"), or an adverb of manner ("... vertically").
+
+Rewordings stay hits: a stretch that is a synonym, an inflection, a misspelling or a short
+form of the other ("in the US" / "in the United States", "to k8s" / "to Kubernetes"), a
+qualifier of politeness only ("..., please", "... for me"), or a phrase moved rather than
+filled otherwise.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+
+from cachefleet_node.core.guards.features import TextFeatures
+from cachefleet_node.core.guards.vocabulary import (
+    DETERMINERS,
+    FUNCTION_WORDS,
+    NUMBER_WORDS,
+    QUALIFIER_FILLERS,
+    QUALIFIER_OPENERS,
+    SLOT_PREPOSITIONS,
+)
+from cachefleet_node.core.lexicon import are_synonyms, is_word, lemmas
+
+__all__ = ["qualifier_added", "short_form", "slot_refilled"]
+
+_SLOT_WORDS = 4  # words a refilled stretch may have on either side
+_SLOT_REACH = 2  # shared words (a determiner, a modifier) between the preposition and it
+_QUALIFIED_WORDS = 3  # words the shorter text needs for an addition to qualify something
+_TYPO_RATIO = 0.8  # difflib ratio above which an unknown word misspells another
+
+
+def _tokens(features: TextFeatures) -> tuple[str, ...]:
+    """The words, number words as digits ("two" and "2" are one token), "an" as "a"."""
+    return tuple(
+        "a" if word == "an" else NUMBER_WORDS.get(word, word) for word in features.sequence
+    )
+
+
+def slot_refilled(a: TextFeatures, b: TextFeatures) -> bool:
+    """The texts differ in one stretch each, inside a prepositional phrase both share, and
+    the two stretches are not rewordings of each other."""
+    left, right = _tokens(a), _tokens(b)
+    changes = [
+        op
+        for op in difflib.SequenceMatcher(None, left, right, autojunk=False).get_opcodes()
+        if op[0] != "equal"
+    ]
+    if len(changes) != 1 or changes[0][0] != "replace":
+        return False
+    _, i1, i2, j1, j2 = changes[0]
+    mine = [word for word in left[i1:i2] if word not in FUNCTION_WORDS]
+    theirs = [word for word in right[j1:j2] if word not in FUNCTION_WORDS]
+    if not mine or not theirs or max(i2 - i1, j2 - j1) > _SLOT_WORDS:
+        return False
+    if not any(word.isalpha() for word in mine) or not any(word.isalpha() for word in theirs):
+        return False  # a number for a number is the `numbers` guard's to judge
+    if not _in_prepositional_phrase(left, i1):
+        return False
+    return not _rewording(tuple(mine), tuple(theirs))
+
+
+def _in_prepositional_phrase(words: tuple[str, ...], at: int) -> bool:
+    """A preposition opens the phrase that `words[at]` belongs to, with at most a couple of
+    determiners or modifiers between ("in earths crust", "to a beginner programmer")."""
+    reach = 0
+    for before in range(at - 1, -1, -1):
+        word = words[before]
+        if word in SLOT_PREPOSITIONS:
+            return True
+        if word in DETERMINERS:
+            continue
+        if word in FUNCTION_WORDS or reach == _SLOT_REACH:
+            return False
+        reach += 1
+    return False
+
+
+def _rewording(mine: tuple[str, ...], theirs: tuple[str, ...]) -> bool:
+    """Some word of one stretch is an inflection, synonym, misspelling or short form of a
+    word of the other, or one stretch abbreviates the other ("us" / "united states")."""
+    if _abbreviates(mine, theirs) or _abbreviates(theirs, mine):
+        return True
+    return any(_related(left, right) for left in mine for right in theirs)
+
+
+def _abbreviates(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
+    return len(short) == 1 and len(long) > 1 and short[0] == "".join(word[0] for word in long)
+
+
+def short_form(word: str, words: tuple[str, ...]) -> bool:
+    """`word` abbreviates a run of `words` by their initials ("us": "united states") or is a
+    short form of one of them ("k8s": "kubernetes", "db": "database")."""
+    if len(word) < 2 or not word.isalnum():
+        return False
+    for at in range(len(words) - 1):
+        if _abbreviates((word,), words[at : at + len(word)]):
+            return True
+    return any(_shortens(word, other) for other in words if len(other) > len(word))
+
+
+def _shortens(short: str, long: str) -> bool:
+    """A word of at most four letters, starting like `long`, whose letters `long` has in
+    order (digits aside): "db" / "database", "k8s" / "kubernetes", "pkg" / "package"."""
+    return 2 <= len(short) <= 4 and short[0] == long[0] and _subsequence(short, long)
+
+
+@lru_cache(maxsize=65536)
+def _related(left: str, right: str) -> bool:
+    if left == right or lemmas(left) & lemmas(right) or are_synonyms(left, right):
+        return True
+    if left.isdigit() or right.isdigit():
+        return False
+    shorter, longer = sorted((left, right), key=len)
+    if _shortens(shorter, longer):
+        return True
+    if is_word(left) and is_word(right):
+        return False
+    return (
+        sorted(left) == sorted(right)
+        or difflib.SequenceMatcher(None, left, right).ratio() >= _TYPO_RATIO
+    )
+
+
+def _subsequence(short: str, long: str) -> bool:
+    letters = iter(long)
+    return all(char in letters for char in short if not char.isdigit())
+
+
+def qualifier_added(a: TextFeatures, b: TextFeatures) -> bool:
+    """One text is all the other's words with a qualifier before or after them."""
+    short, long = sorted((_tokens(a), _tokens(b)), key=len)
+    if len(short) < _QUALIFIED_WORDS or len(long) == len(short):
+        return False
+    if long[: len(short)] == short:
+        extra = long[len(short) :]
+    elif long[-len(short) :] == short:
+        extra = long[: -len(short)]
+    else:
+        return False
+    if len(extra) == 1:  # an adverb of manner: "center a div" / "... vertically"
+        word = extra[0]
+        return word.endswith("ly") and word not in QUALIFIER_FILLERS and is_word(word)
+    return extra[0] in QUALIFIER_OPENERS and any(
+        word not in FUNCTION_WORDS and word not in QUALIFIER_FILLERS for word in extra[1:]
+    )

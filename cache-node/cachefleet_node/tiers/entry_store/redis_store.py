@@ -1,0 +1,288 @@
+"""The fleet's entry store: entries as Redis strings with a TTL, a per-namespace expiry
+index, hit ranking and tag sets (keys in `cachefleet_contract.keyspace`)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from cachefleet_contract import keyspace
+from cachefleet_node.core.entry import CacheEntry, EntryFormatError
+from cachefleet_node.core.scope import InvalidationScope
+from cachefleet_node.tiers.entry_store.base import BATCH, EntryRef, live_entries
+
+__all__ = ["RedisEntryStore"]
+
+
+class RedisEntryStore:
+    """Entries as Redis strings with a TTL; a per-namespace expiry index and tag sets."""
+
+    name = "redis"
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self.corrupt_entries = 0
+
+    async def get(self, namespace: str, tenant: str, entry_id: str) -> CacheEntry | None:
+        key = keyspace.entry_key(self._prefix, namespace, tenant, entry_id)
+        data = await self._redis.get(key)
+        if data is None:
+            return None
+        try:
+            return CacheEntry.from_bytes(_as_bytes(data))
+        except EntryFormatError:
+            self.corrupt_entries += 1
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.unlink(key)
+            pipe.zrem(keyspace.index_key(self._prefix, namespace), key)
+            await pipe.execute()
+            return None
+
+    async def get_many(
+        self, namespace: str, tenant: str, entry_ids: Sequence[str]
+    ) -> list[CacheEntry | None]:
+        if not entry_ids:
+            return []
+        keys = [keyspace.entry_key(self._prefix, namespace, tenant, e) for e in entry_ids]
+        entries: list[CacheEntry | None] = []
+        corrupt = []
+        for key, blob in zip(keys, await self._redis.mget(keys), strict=True):
+            entry = None
+            if blob is not None:
+                try:
+                    entry = CacheEntry.from_bytes(_as_bytes(blob))
+                except EntryFormatError:
+                    corrupt.append(key)
+            entries.append(entry)
+        if corrupt:
+            self.corrupt_entries += len(corrupt)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.unlink(*corrupt)
+            pipe.zrem(keyspace.index_key(self._prefix, namespace), *corrupt)
+            await pipe.execute()
+        return entries
+
+    async def put(self, entry: CacheEntry) -> None:
+        await self.put_many([entry])
+
+    async def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        now = time.time()
+        pipe = self._redis.pipeline(transaction=False)
+        namespaces = set()
+        for entry in entries:
+            ttl_ms = int((entry.expires_at - now) * 1000)
+            if ttl_ms > 0:
+                self._queue_put(pipe, entry, ttl_ms)
+                namespaces.add(entry.namespace)
+        if not namespaces:
+            return
+        await pipe.execute()
+        for namespace in sorted(namespaces):
+            if random.random() < 0.01:
+                await self._prune(namespace, now)
+
+    def _queue_put(self, pipe: Pipeline, entry: CacheEntry, ttl_ms: int) -> None:
+        key = keyspace.entry_key(self._prefix, entry.namespace, entry.tenant, entry.entry_id)
+        index = keyspace.index_key(self._prefix, entry.namespace)
+        hits = keyspace.hits_key(self._prefix, entry.namespace)
+        registry = keyspace.namespaces_key(self._prefix)
+        keep_s = ttl_ms // 1000 + 60
+        pipe.set(key, entry.to_bytes(), px=ttl_ms)
+        pipe.zadd(index, {key: entry.expires_at})
+        # NX: a replaced entry keeps its hits; a new one enters the ranking with none.
+        pipe.zadd(hits, {key: keyspace.hit_score(0, entry.created_at)}, nx=True)
+        pipe.zadd(registry, {entry.namespace: entry.expires_at}, gt=True)
+        # NX gives a fresh key a TTL, GT only ever extends it: indexes outlive their entries.
+        for index_like in (index, hits, registry):
+            pipe.expire(index_like, keep_s, nx=True)
+            pipe.expire(index_like, keep_s, gt=True)
+        for tag in entry.tags:
+            tag_key = keyspace.tag_key(self._prefix, entry.namespace, tag)
+            pipe.sadd(tag_key, key)
+            pipe.expire(tag_key, keep_s, nx=True)
+            pipe.expire(tag_key, keep_s, gt=True)
+
+    async def _prune(self, namespace: str, now: float) -> None:
+        """Drop expired entries from the namespace's index and hit ranking."""
+        index = keyspace.index_key(self._prefix, namespace)
+        expired = await self._redis.zrangebyscore(index, "-inf", now, start=0, num=BATCH)
+        if expired:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrem(keyspace.hits_key(self._prefix, namespace), *expired)
+            pipe.zrem(index, *expired)
+            await pipe.execute()
+
+    async def _candidate_keys(self, scope: InvalidationScope) -> AsyncIterator[list[str]]:
+        if scope.tags:
+            members: set[str] = set()
+            for tag in scope.tags:
+                raw = await self._redis.smembers(
+                    keyspace.tag_key(self._prefix, scope.namespace, tag)
+                )
+                members.update(m.decode() if isinstance(m, bytes) else m for m in raw)
+            keys = sorted(members)
+            for start in range(0, len(keys), BATCH):
+                yield keys[start : start + BATCH]
+            return
+        pattern = keyspace.entry_pattern(self._prefix, scope.namespace, scope.tenant)
+        batch: list[str] = []
+        async for raw_key in self._redis.scan_iter(match=pattern, count=BATCH):
+            batch.append(raw_key.decode() if isinstance(raw_key, bytes) else raw_key)
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def delete_scope(self, scope: InvalidationScope, *, dry_run: bool = False) -> int:
+        removed = 0
+        index = keyspace.index_key(self._prefix, scope.namespace)
+        tenant_prefix = (
+            keyspace.entry_key(self._prefix, scope.namespace, scope.tenant, "")
+            if scope.tenant
+            else None
+        )
+        async for keys in self._candidate_keys(scope):
+            if tenant_prefix is not None:
+                keys = [k for k in keys if k.startswith(tenant_prefix)]
+            if scope.created_before is not None and keys:
+                blobs = await self._redis.mget(keys)
+                keys = [
+                    key
+                    for key, blob in zip(keys, blobs, strict=True)
+                    if blob is not None and _created_at(_as_bytes(blob)) < scope.created_before
+                ]
+            if not keys:
+                continue
+            if dry_run:
+                removed += int(await self._redis.exists(*keys))
+                continue
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.unlink(*keys)
+            pipe.zrem(index, *keys)
+            pipe.zrem(keyspace.hits_key(self._prefix, scope.namespace), *keys)
+            for tag in scope.tags:
+                pipe.srem(keyspace.tag_key(self._prefix, scope.namespace, tag), *keys)
+            results = await pipe.execute()
+            removed += int(results[0])
+        if scope.whole_namespace and not dry_run:
+            await self._drop_namespace_keys(scope.namespace)
+        return removed
+
+    async def _drop_namespace_keys(self, namespace: str) -> None:
+        """After a whole-namespace purge: its index, hit ranking, tag sets, registry entry."""
+        doomed = [
+            keyspace.index_key(self._prefix, namespace),
+            keyspace.hits_key(self._prefix, namespace),
+        ]
+        pattern = keyspace.tag_key(self._prefix, namespace, "*")
+        async for raw_key in self._redis.scan_iter(match=pattern, count=BATCH):
+            doomed.append(raw_key.decode() if isinstance(raw_key, bytes) else raw_key)
+        pipe = self._redis.pipeline(transaction=False)
+        for start in range(0, len(doomed), BATCH):
+            pipe.unlink(*doomed[start : start + BATCH])
+        pipe.zrem(keyspace.namespaces_key(self._prefix), namespace)
+        await pipe.execute()
+
+    async def delete_entries(
+        self, namespace: str, refs: Iterable[EntryRef], *, dry_run: bool = False
+    ) -> int:
+        keys = [keyspace.entry_key(self._prefix, namespace, t, e) for t, e in refs]
+        removed = 0
+        for start in range(0, len(keys), BATCH):
+            batch = keys[start : start + BATCH]
+            if dry_run:
+                removed += int(await self._redis.exists(*batch))
+                continue
+            tags: set[str] = set()
+            for blob in await self._redis.mget(batch):
+                if blob is not None:
+                    with contextlib.suppress(EntryFormatError):
+                        tags.update(CacheEntry.from_bytes(_as_bytes(blob)).tags)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.unlink(*batch)
+            pipe.zrem(keyspace.index_key(self._prefix, namespace), *batch)
+            pipe.zrem(keyspace.hits_key(self._prefix, namespace), *batch)
+            for tag in sorted(tags):
+                pipe.srem(keyspace.tag_key(self._prefix, namespace, tag), *batch)
+            removed += int((await pipe.execute())[0])
+        return removed
+
+    async def count(self, namespace: str) -> int:
+        index = keyspace.index_key(self._prefix, namespace)
+        return int(await self._redis.zcount(index, time.time(), "+inf"))
+
+    async def namespaces(self) -> list[str]:
+        registry = keyspace.namespaces_key(self._prefix)
+        raw = await self._redis.zrangebyscore(registry, time.time(), "+inf")
+        return sorted(_as_text(item) for item in raw)
+
+    async def add_hits(
+        self, namespace: str, hits: Mapping[EntryRef, int], keep_until: float
+    ) -> None:
+        if not hits:
+            return
+        key = keyspace.hits_key(self._prefix, namespace)
+        pipe = self._redis.pipeline(transaction=False)
+        for (tenant, entry_id), count in hits.items():
+            member = keyspace.entry_key(self._prefix, namespace, tenant, entry_id)
+            # XX: only entries still ranked; a late flush never revives a purged namespace.
+            pipe.zadd(key, {member: count}, xx=True, incr=True)
+        keep_s = int(keep_until - time.time()) + 60
+        if keep_s > 0:
+            pipe.expire(key, keep_s, gt=True)
+        await pipe.execute()
+
+    async def _decode_live(self, keys: list[str]) -> list[CacheEntry]:
+        if not keys:
+            return []
+        blobs = await self._redis.mget(keys)
+        return live_entries((_as_bytes(b) for b in blobs if b is not None), time.time())
+
+    async def top_entries(self, namespace: str, offset: int, limit: int) -> list[CacheEntry]:
+        if limit <= 0:
+            return []
+        key = keyspace.hits_key(self._prefix, namespace)
+        members = await self._redis.zrevrange(key, offset, offset + limit - 1)
+        return await self._decode_live([_as_text(m) for m in members])
+
+    async def ranked_count(self, namespace: str) -> int:
+        return int(await self._redis.zcard(keyspace.hits_key(self._prefix, namespace)))
+
+    async def scan_entries(
+        self, namespace: str, cursor: str, limit: int
+    ) -> tuple[list[CacheEntry], str]:
+        if cursor and not cursor.isdigit():
+            raise ValueError("not a cursor of the Redis entry store")
+        index = keyspace.index_key(self._prefix, namespace)
+        # ZSCAN over the namespace's index: resumable from its cursor alone (across restarts),
+        # and every member present for the whole iteration is returned at least once.
+        next_cursor, members = await self._redis.zscan(index, int(cursor or 0), count=limit)
+        now = time.time()
+        keys = [_as_text(member) for member, expires in members if float(expires) > now]
+        entries = await self._decode_live(keys)
+        return entries, "" if int(next_cursor) == 0 else str(next_cursor)
+
+    async def close(self) -> None:
+        return None  # the client is owned by the caller
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _as_text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _created_at(blob: bytes) -> float:
+    try:
+        return CacheEntry.from_bytes(blob).created_at
+    except EntryFormatError:
+        return float("-inf")  # unreadable entries are always in scope
