@@ -198,6 +198,11 @@ async def test_stats_count_hits_tokens_and_dollars(
     assert counters["completion_tokens_saved"] > 0
     assert counters["cost_saved_dollars"] > 0
     assert report["namespaces"]["default"]["entries"] == 2
+    l1 = report["l1"]  # the in-process tiers against their shared memory budget
+    assert (l1["exact_entries"], l1["semantic_entries"]) == (2, 2)
+    assert l1["tier_bytes"]["l1_exact"] == l1["exact_bytes"] > 0
+    assert 0 < sum(l1["tier_bytes"].values()) <= l1["budget_bytes"]
+    assert set(l1["evictions"]) == {"l1_exact", "l1_semantic"}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # fleet-wide counters are flushed to Redis every second
         report = (await node.client.get("/v1/cache/stats")).json()

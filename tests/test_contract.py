@@ -73,6 +73,12 @@ async def test_the_operator_client_reads_what_the_node_serves(
         assert (own.requests, own.hits_exact, own.misses, own.hit_rate) == (2, 1, 1, 0.5)
         assert stats.tiers.redis
         assert stats.namespaces["default"].entries == 1
+        # One budget: the exact and semantic tiers and the next model's embedding cache.
+        assert stats.l1.budget_bytes is not None
+        assert stats.l1.budget_bytes > 0
+        assert {"l1_exact", "l1_semantic", "embeddings"} <= set(stats.l1.tier_bytes)
+        assert sum(stats.l1.tier_bytes.values()) <= stats.l1.budget_bytes
+        assert stats.l1.tier_bytes["l1_exact"] == stats.l1.exact_bytes > 0
 
         report = await client.namespaces(node.url)
         assert report.active == {"default": "default"}
@@ -114,6 +120,19 @@ async def test_the_operator_client_reads_what_the_node_serves(
         assert after.next.space == spaces.active.space
     finally:
         await client.aclose()
+
+
+def test_stats_from_a_node_without_the_memory_budget_still_parse() -> None:
+    before_the_budget = {
+        "node_id": "n1",
+        "uptime_s": 1.0,
+        "active": {"default": "default"},
+        "namespaces": {},
+        "l1": {"exact_entries": 1, "exact_bytes": 900, "semantic_entries": 1},
+        "tiers": {"store": "redis", "milvus_connected": True, "redis": True},
+    }
+    l1 = StatsReport.model_validate(before_the_budget).l1
+    assert (l1.budget_bytes, l1.tier_bytes, l1.evictions) == (None, {}, {})
 
 
 def test_counters_add_and_report_their_rate() -> None:

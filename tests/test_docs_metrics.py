@@ -54,8 +54,8 @@ LABEL_VALUES = {
     "embed_service.tier": "`embedder`; during an embedding migration also `embedder-next`",
     "embed_shed.tier": "`embedder`; during an embedding migration also `embedder-next`",
     "entries.tier": "`l1_exact`, `l1_semantic`",
-    "l1_bytes.tier": "`l1_exact`, `l1_semantic`",
-    "evictions.tier": "`l1_exact`, `l1_semantic`",
+    "l1_bytes.tier": "`l1_exact`, `l1_semantic`, `embeddings` (the embedding caches)",
+    "evictions.tier": "`l1_exact`, `l1_semantic`, `embeddings` (the embedding caches)",
     "writes.outcome": "`stored`, `stored-l1-only`, `skipped-<reason>`, `dropped` (overload), "
     "`dual-dropped` (a migration's copy into the next space, overload)",
     "tokens_saved.kind": "`prompt`, `completion`",
@@ -65,6 +65,11 @@ LABEL_VALUES = {
     "warm_requests.outcome": "`stored`, `skipped` (no stored request, already there, not "
     "cacheable, expired), `failed` (upstream or tier error)",
     "status_class": "`2xx`, `4xx`, `5xx`, …, `unreachable`",
+    "fleet_leases.outcome": "`acquired` (this node calls the upstream), `held` (another node "
+    "does: wait), `landed` (its answer was stored as the lease was taken), `unavailable` "
+    "(Redis failed: call the upstream)",
+    "fleet_wait.outcome": "`landed` (served the holder's answer), `abandoned` (the lease ended "
+    "without one), `timeout`, `unavailable` (Redis failed)",
 }
 
 

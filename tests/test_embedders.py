@@ -33,6 +33,7 @@ from cachefleet_node.embedders import (
     resolve_model_dir,
 )
 from cachefleet_node.embedders.hub import DOWNLOAD_FILES
+from cachefleet_node.memory import MemoryBudget
 from embedding_service import EmbeddingService, serving
 from node_harness import RedisServer, free_port
 
@@ -241,7 +242,7 @@ async def test_hub_download_lands_in_cache_and_is_reused(
 ) -> None:
     endpoint, gets = hub
     config = EmbeddingConfig(hub_endpoint=endpoint, hub_cache_dir=str(tmp_path / "cache"))
-    embedder = await build_embedder(config, None, "cf", 0.05)
+    embedder = await build_embedder(config, None, "cf", 0.05, MemoryBudget(1 << 30))
     try:
         target = tmp_path / "cache" / "sentence-transformers--all-MiniLM-L6-v2" / "main"
         assert all((target / name).is_file() for name in DOWNLOAD_FILES)
@@ -264,7 +265,7 @@ async def test_hub_missing_model_is_unavailable(hub: tuple[str, list[str]], tmp_
         hub_cache_dir=str(tmp_path / "cache"),
     )
     with pytest.raises(EmbeddingUnavailable, match="404") as caught:
-        await build_embedder(config, None, "cf", 0.05)
+        await build_embedder(config, None, "cf", 0.05, MemoryBudget(1 << 30))
     assert MODEL_DIR_ENV in str(caught.value)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no partial files
 
@@ -273,7 +274,7 @@ async def test_hub_unreachable_names_the_setting(tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
     config = EmbeddingConfig(hub_endpoint=endpoint, hub_cache_dir=str(tmp_path))
     with pytest.raises(EmbeddingUnavailable) as caught:
-        await build_embedder(config, None, "cf", 0.05)
+        await build_embedder(config, None, "cf", 0.05, MemoryBudget(1 << 30))
     message = str(caught.value)
     assert MODEL_DIR_ENV in message
     assert "embedding.model_dir" in message
@@ -285,7 +286,7 @@ async def test_model_dir_without_onnx_file(tmp_path: Path, model_dir: Path) -> N
     (tmp_path / "tokenizer.json").symlink_to(model_dir / "tokenizer.json")
     config = EmbeddingConfig(model_dir=str(tmp_path))
     with pytest.raises(EmbeddingUnavailable, match=r"onnx/model\.onnx") as caught:
-        await build_embedder(config, None, "cf", 0.05)
+        await build_embedder(config, None, "cf", 0.05, MemoryBudget(1 << 30))
     assert "embedding.model_dir" in str(caught.value)
     assert MODEL_DIR_ENV in str(caught.value)
 
@@ -330,7 +331,7 @@ async def test_remote_concurrent_calls_are_micro_batched(
 ) -> None:
     server, url = service
     config = EmbeddingConfig(kind="remote", remote_url=url, batch_size=16)
-    embedder = await build_embedder(config, None, "cf", 0.05)
+    embedder = await build_embedder(config, None, "cf", 0.05, MemoryBudget(1 << 30))
     try:
         probes = len(server.requests)
         texts = [f"remote question {i}" for i in range(40)]
@@ -393,7 +394,9 @@ async def test_remote_start_up_failures(monkeypatch: pytest.MonkeyPatch) -> None
 
 async def test_local_lru_serves_repeats(local: OnnxEmbedder) -> None:
     inner = CountingEmbedder(local)
-    cache = CachingEmbedder(inner, None, "cf", 3600, local_entries=100, redis_deadline_s=0.05)
+    cache = CachingEmbedder(
+        inner, None, "cf", 3600, 100, redis_deadline_s=0.05, memory_budget=MemoryBudget(1 << 30)
+    )
     first = await cache.embed(["alpha", "beta", "alpha"])
     assert inner.calls == [["alpha", "beta"]]  # duplicates computed once
     second = await cache.embed(["beta", "alpha"])
@@ -408,7 +411,7 @@ async def test_local_lru_serves_repeats(local: OnnxEmbedder) -> None:
 async def test_redis_is_shared_between_instances(
     local: OnnxEmbedder, redis_client: redis.asyncio.Redis
 ) -> None:
-    writer = CachingEmbedder(local, redis_client, "cf", 600, 100, redis_deadline_s=1.0)
+    writer = CachingEmbedder(local, redis_client, "cf", 600, 100, 1.0, MemoryBudget(1 << 30))
     stored = await writer.embed(TEXTS)
     await writer.flush()  # writes to Redis happen in the background
     key = embedding_key("cf", local.space, TEXTS[0])
@@ -418,7 +421,7 @@ async def test_redis_is_shared_between_instances(
     assert len(value) == 384 * 4
 
     inner = CountingEmbedder(local)
-    reader = CachingEmbedder(inner, redis_client, "cf", 600, 100, redis_deadline_s=1.0)
+    reader = CachingEmbedder(inner, redis_client, "cf", 600, 100, 1.0, MemoryBudget(1 << 30))
     again = await reader.embed([*TEXTS, "a text nobody embedded yet"])
     assert inner.calls == [["a text nobody embedded yet"]]
     assert np.array_equal(again[: len(TEXTS)], stored)
@@ -431,7 +434,7 @@ async def test_build_embedder_with_redis_and_redis_going_down(
     model_dir: Path, redis_server: RedisServer, redis_client: redis.asyncio.Redis
 ) -> None:
     config = EmbeddingConfig(model_dir=str(model_dir), local_cache_entries=0)
-    embedder = await build_embedder(config, redis_client, "cf", redis_deadline_s=0.5)
+    embedder = await build_embedder(config, redis_client, "cf", 0.5, MemoryBudget(1 << 30))
     try:
         before = await embedder.embed(["kept in redis"])
         await embedder.flush()
@@ -451,7 +454,7 @@ async def test_redis_past_deadline_is_skipped(local: OnnxEmbedder) -> None:
         black_hole.bind(("127.0.0.1", 0))
         black_hole.listen(8)
         client = redis.asyncio.Redis(host="127.0.0.1", port=black_hole.getsockname()[1])
-        cache = CachingEmbedder(local, client, "cf", 600, 0, redis_deadline_s=0.1)
+        cache = CachingEmbedder(local, client, "cf", 600, 0, 0.1, MemoryBudget(1 << 30))
         try:
             started = time.monotonic()
             vectors = await cache.embed(["still answered"])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cachefleet_node.core.keys import compute_keys
+from cachefleet_node.memory import MemoryBudget
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
-from cachefleet_node.tiers.memory import MemoryBudget
 
 GOLDEN = Path(__file__).parent / "golden" / "keys.json"
 

@@ -5,11 +5,20 @@ does (RSS does not shrink back, so runs must not share a process)."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import zlib
+from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import pytest
 
-from cachefleet_bench.memory import run_scenario
+from cachefleet_bench.memory import run_scenario, sample_entry
+from cachefleet_node.embedders.base import EmbedBudget, Vectors
+from cachefleet_node.embedders.cached import CachingEmbedder
+from cachefleet_node.memory import MemoryBudget, read_rss
+from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from node_harness import NodeFactory
 
 BUDGET = 8 * 1024 * 1024
@@ -29,6 +38,84 @@ def test_rss_growth_stays_within_the_budget_plus_slack(scenario: str) -> None:
     assert peak <= BUDGET + SLACK, result
     # The counts are the real size: held items cost about what they are charged.
     assert result["rss_bytes_per_item"] <= 1.2 * result["counted_bytes_per_item"], result
+
+
+class TableEmbedder:
+    """Stands in for the model where only the cache's memory is measured: each text gets a
+    fixed random vector chosen by its checksum (the ONNX model would dominate the run time)."""
+
+    model_id, dim, space = "table", 384, "table-384"
+
+    def __init__(self) -> None:
+        self._table = np.random.default_rng(0).standard_normal((1024, self.dim), np.float32)
+
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
+        return self._table[[zlib.crc32(text.encode()) % 1024 for text in texts]]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def embedding_cache(budget: MemoryBudget) -> CachingEmbedder:
+    """An embedding cache without Redis, charging `budget`, that never hits its entry bound."""
+    return CachingEmbedder(TableEmbedder(), None, "cachefleet", 0, 10**9, 0.05, budget)
+
+
+def fill_embedding_cache(texts: int, budget_bytes: int) -> dict[str, Any]:
+    """Embed `texts` distinct texts (batches of 50) in this process; sample counts and RSS."""
+    budget = MemoryBudget(budget_bytes)
+    cache = embedding_cache(budget)
+    start_rss = read_rss()
+    samples = []
+    for first in range(0, texts, 50):
+        asyncio.run(
+            cache.embed([f"distinct question number {i}" for i in range(first, first + 50)])
+        )
+        samples.append(
+            {"counted_bytes": budget.used_bytes, "rss_growth_bytes": read_rss() - start_rss}
+        )
+    held = cache.misses - cache.evictions
+    return {
+        "samples": samples,
+        "evictions": cache.evictions,
+        "counted_bytes_per_item": samples[-1]["counted_bytes"] / held,
+        "rss_bytes_per_item": samples[-1]["rss_growth_bytes"] / held,
+    }
+
+
+def test_the_embedding_cache_holds_in_rss_what_it_charges_to_the_budget() -> None:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result = pool.apply(fill_embedding_cache, (ENTRIES, BUDGET))
+    assert result["evictions"] > 0  # ~2,000 items fill it: it did evict
+    assert all(s["counted_bytes"] <= BUDGET for s in result["samples"])
+    peak = max(s["rss_growth_bytes"] for s in result["samples"])
+    assert peak <= BUDGET + SLACK, result
+    assert result["rss_bytes_per_item"] <= 1.2 * result["counted_bytes_per_item"], result
+
+
+async def test_the_budget_evicts_least_recently_used_across_exact_entries_and_embeddings() -> None:
+    budget = MemoryBudget(1 << 30)
+    exact = ByteBoundedLRU(budget)
+    cache = embedding_cache(budget)
+    exact.put(sample_entry(1))
+    await cache.embed(["the oldest text"])
+    item = cache.bytes_used  # every embedding costs the same (fixed-length keys)
+    assert item > 384 * 4
+    exact.put(sample_entry(2))
+    assert exact.get(sample_entry(1).entry_id, now=0) is not None  # entry 1 is used again
+    budget.max_bytes = budget.used_bytes + 11 * item - 1  # room for 11 more embeddings, not 12
+    await cache.embed([f"text {i}" for i in range(12)])
+    assert budget.used_bytes <= budget.max_bytes
+    # Evicted oldest first, whichever tier: "the oldest text", then entry 2; entry 1 stays.
+    assert exact.get(sample_entry(1).entry_id, now=0) is not None
+    assert exact.get(sample_entry(2).entry_id, now=0) is None
+    assert budget.evictions_by_tier() == {"l1_exact": 1, "embeddings": 1}
+    assert budget.bytes_by_tier()["embeddings"] == cache.bytes_used == 12 * item
+    await cache.embed(["the oldest text"])
+    assert cache.misses == 14  # it had been evicted, so it is computed again
+    await cache.aclose()  # a closed cache leaves the budget; its evictions stay counted
+    assert budget.bytes_by_tier()["embeddings"] == 0
+    assert budget.evictions_by_tier()["embeddings"] >= 1
 
 
 async def test_a_node_charges_both_tiers_to_the_configured_budget_and_exports_it(
@@ -71,3 +158,8 @@ async def test_a_node_charges_both_tiers_to_the_configured_budget_and_exports_it
             if x.startswith(f'cachefleet_l1_bytes{{tier="{tier}"}}')
         )
         assert float(line.split()[-1]) > 0, line
+    l1 = (await node.client.get("/v1/cache/stats")).json()["l1"]
+    assert l1["budget_bytes"] == 5_000_000
+    assert l1["tier_bytes"]["l1_exact"] == engine.l1_exact.bytes_used
+    assert l1["tier_bytes"]["l1_semantic"] == engine.l1_semantic.bytes_used
+    assert l1["evictions"] == {"l1_exact": 0, "l1_semantic": 0}

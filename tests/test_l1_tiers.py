@@ -11,14 +11,14 @@ import orjson
 import pytest
 
 from cachefleet_node.core.entry import CacheEntry
-from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
-from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
-from cachefleet_node.tiers.memory import (
+from cachefleet_node.memory import (
     UNLIMITED_BUDGET_BYTES,
     MemoryBudget,
     budget_bytes,
     cgroup_memory_limit,
 )
+from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
+from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
 
 DIM = 32
 NOW = 1_000_000.0

@@ -22,9 +22,9 @@ import numpy as np
 import orjson
 
 from cachefleet_node.core.entry import CacheEntry
+from cachefleet_node.memory import MemoryBudget, read_rss
 from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
-from cachefleet_node.tiers.memory import MemoryBudget, read_rss
 
 __all__ = ["SCENARIOS", "add_arguments", "main", "run_scenario", "sample_entry"]
 

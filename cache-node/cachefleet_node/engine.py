@@ -34,6 +34,7 @@ from cachefleet_node.embedders.base import (
     EmbeddingTimeout,
     Vectors,
 )
+from cachefleet_node.memory import MemoryBudget
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.resilience import Breaker, TierGuard, TierResult
 from cachefleet_node.spaces import VectorSpace, VectorSpaces
@@ -42,7 +43,6 @@ from cachefleet_node.thresholds import Thresholds
 from cachefleet_node.tiers.entry_store import EntryStore
 from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
-from cachefleet_node.tiers.memory import MemoryBudget, budget_bytes, cgroup_memory_limit
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorRow
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
 
@@ -81,6 +81,7 @@ class CacheEngine:
         store: EntryStore,
         vectors: MilvusVectorStore | None,
         metrics: NodeMetrics,
+        memory_budget: MemoryBudget,
         next_embedder: Embedder | None = None,
         next_vectors: MilvusVectorStore | None = None,
     ) -> None:
@@ -103,9 +104,7 @@ class CacheEngine:
         self.stats = NamespaceStats()
         self.hits = HitCounter()
         self.thresholds = Thresholds(metrics)
-        self.memory_budget = MemoryBudget(
-            budget_bytes(config.l1.max_bytes, config.l1.memory_fraction, cgroup_memory_limit())
-        )
+        self.memory_budget = memory_budget
         self.l1_exact = ByteBoundedLRU(self.memory_budget)
         self.l1_semantic = self._new_l1_semantic(embedder.dim)
         self._store_guard = guard(store.name)
@@ -134,6 +133,11 @@ class CacheEngine:
         return SemanticIndex(
             dim, l1.semantic_max_entries, self.memory_budget, l1.hnsw_min_partition
         )
+
+    @property
+    def store_guard(self) -> TierGuard:
+        """Deadline and breaker of the shared entry store (Redis or local)."""
+        return self._store_guard
 
     @property
     def store_breaker_open(self) -> bool:
@@ -179,12 +183,27 @@ class CacheEngine:
             outcome.result = "bypass"
         return outcome
 
+    async def landed(self, plan: LookupPlan) -> Outcome | None:
+        """The plan's exact entry once another node has stored it in the shared store (a hit
+        from `l2`); None while it has not, or when the store fails."""
+        now = time.time()
+        fetched = await self._store_guard.call(
+            "get",
+            self.store.get(plan.namespace, plan.tenant, plan.keys.exact),
+            self._store_deadline,
+        )
+        if fetched.value is None or not self._servable(fetched.value, plan, now):
+            return None
+        self.l1_exact.put(fetched.value)
+        return self._hit(Outcome("miss"), "hit-exact", "l2", fetched.value, plan)
+
     def _servable(self, entry: CacheEntry, plan: LookupPlan, now: float) -> bool:
         return (
             entry.namespace == plan.namespace
             and entry.tenant == plan.tenant
             and entry.is_fresh(now, plan.controls.max_age_s)
             and len(entry.answers) >= plan.decision.sample_size
+            and entry.serves_logprobs(plan.logprobs)
         )
 
     def _hit(
@@ -456,18 +475,22 @@ class CacheEngine:
         completion: dict[str, Any],
         vector: Vector | None,
         vector_space: str | None = None,
-    ) -> None:
-        """Schedule a write-back without delaying the response; drop it under overload."""
+    ) -> asyncio.Task[Any] | None:
+        """Schedule a write-back without delaying the response (the task doing it); drop it
+        under overload (None)."""
         if len(self._pending) >= MAX_PENDING_WRITES:
             self.metrics.writes.labels("dropped").inc()
-            return
-        self._spawn(self.remember(plan, completion, vector, vector_space), self._pending)
+            return None
+        return self._spawn(self.remember(plan, completion, vector, vector_space), self._pending)
 
     @staticmethod
-    def _spawn(work: Coroutine[Any, Any, Any], pending: set[asyncio.Task[Any]]) -> None:
+    def _spawn(
+        work: Coroutine[Any, Any, Any], pending: set[asyncio.Task[Any]]
+    ) -> asyncio.Task[Any]:
         task = asyncio.create_task(work)
         pending.add(task)
         task.add_done_callback(pending.discard)
+        return task
 
     async def drain(self) -> None:
         """Wait for scheduled writes (tests, shutdown)."""
@@ -510,7 +533,7 @@ class CacheEngine:
                 previous = fetched.value
             if previous is not None and previous.is_fresh(now):
                 entry = previous.with_answer(
-                    answer, plan.decision.sample_size, now, entry.expires_at
+                    answer, plan.decision.sample_size, now, entry.expires_at, entry.logprobs
                 )
 
         self.l1_exact.put(entry)
@@ -564,13 +587,10 @@ class CacheEngine:
     def _update_gauges(self) -> None:
         self.metrics.entries.labels("l1_exact").set(len(self.l1_exact))
         self.metrics.entries.labels("l1_semantic").set(len(self.l1_semantic))
-        self.metrics.l1_bytes.labels("l1_exact").set(self.l1_exact.bytes_used)
-        self.metrics.l1_bytes.labels("l1_semantic").set(self.l1_semantic.bytes_used)
+        for tier, used in self.memory_budget.bytes_by_tier().items():
+            self.metrics.l1_bytes.labels(tier).set(used)
         self.metrics.l1_budget_bytes.set(self.memory_budget.max_bytes)
-        for tier, count in (
-            ("l1_exact", self.l1_exact.evictions),
-            ("l1_semantic", self.l1_semantic.evictions),
-        ):
+        for tier, count in self.memory_budget.evictions_by_tier().items():
             delta = count - self._evictions_seen.get(tier, 0)
             if delta > 0:
                 self.metrics.evictions.labels(tier).inc(delta)

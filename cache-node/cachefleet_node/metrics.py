@@ -76,6 +76,19 @@ class NodeMetrics:
             "Misses answered from an identical request's upstream call in flight (single flight).",
             registry=r,
         )
+        self.fleet_leases = Counter(
+            "cachefleet_fleet_leases_total",
+            "Redis leases asked for on a miss (single flight across nodes), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.fleet_wait = Histogram(
+            "cachefleet_fleet_lease_wait_seconds",
+            "Time a miss waited on another node's lease (single flight across nodes), by outcome.",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.key_checks = Counter(
             "cachefleet_key_checks_total",
             "Credentials checked before serving a hit without tenant keys, by outcome "

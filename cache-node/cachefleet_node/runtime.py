@@ -21,8 +21,9 @@ from cachefleet_node.embedders.base import Embedder, redact_url
 from cachefleet_node.embedders.factory import build_embedder
 from cachefleet_node.engine import CacheEngine
 from cachefleet_node.fleet import Fleet
-from cachefleet_node.flights import Flights
+from cachefleet_node.flights import FleetLeases, Flights
 from cachefleet_node.key_check import KeyVerdicts
+from cachefleet_node.memory import configured_budget
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.spaces import VectorSpace
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
@@ -66,6 +67,9 @@ class NodeRuntime:
         self.upstream: Upstream
         self.key_verdicts: KeyVerdicts
         self.flights = Flights()
+        self.leases: FleetLeases | None = None  # single flight across nodes (Redis)
+        # One budget for every in-process tier: L1 exact, L1 semantic, the embedding caches.
+        self.memory_budget = configured_budget(config.l1.max_bytes, config.l1.memory_fraction)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -105,8 +109,19 @@ class NodeRuntime:
             metrics=self.metrics,
             next_embedder=next_embedder,
             next_vectors=None if next_embedder is None else self._vector_store(next_embedder),
+            memory_budget=self.memory_budget,
         )
         self.fleet = Fleet(config, self.engine, self.redis)
+        if self.redis is not None and config.single_flight.fleet:
+            self.leases = FleetLeases(
+                self.redis,
+                prefix,
+                self.engine.store_guard,
+                self.metrics,
+                deadline_s=config.deadlines.redis_ms / 1000,
+                hold_s=config.upstream.timeout_s + config.deadlines.write_ms / 1000,
+                poll_s=config.single_flight.poll_ms / 1000,
+            )
         upstream_key = os.environ.get(config.upstream.api_key_env)
         self.upstream = Upstream(config.upstream, upstream_key)
         self.key_verdicts = KeyVerdicts(config.auth, self.upstream, self.metrics)
@@ -140,7 +155,11 @@ class NodeRuntime:
 
     async def _embedder(self, config: EmbeddingConfig) -> Embedder:
         embedder = await build_embedder(
-            config, self.redis, self.config.redis.key_prefix, self.config.deadlines.redis_ms / 1000
+            config,
+            self.redis,
+            self.config.redis.key_prefix,
+            self.config.deadlines.redis_ms / 1000,
+            self.memory_budget,
         )
         await _warm_up(embedder)
         return embedder
@@ -307,6 +326,8 @@ class NodeRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.fleet.stop()
+        if self.leases is not None:
+            await self.leases.drain()  # each release waits for its answer's write-back
         await self.engine.close()
         await self.upstream.aclose()
         for client in (self.redis, self._bus_redis):

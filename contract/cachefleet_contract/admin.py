@@ -218,11 +218,24 @@ class NamespaceCounts(_Answer):
 
 
 class L1Usage(_Answer):
-    """The node's in-process tiers."""
+    """The node's in-process tiers and the one memory budget they share (the budget fields are
+    absent from nodes older than the budget)."""
 
     exact_entries: int
     exact_bytes: int
     semantic_entries: int
+    budget_bytes: int | None = Field(
+        None, description="Byte budget of all in-process tiers together (`l1` config)."
+    )
+    tier_bytes: dict[str, int] = Field(
+        default_factory=dict,
+        description="Bytes held per in-process tier: `l1_exact`, `l1_semantic`, `embeddings` "
+        "(the embedding caches, when the node runs one).",
+    )
+    evictions: dict[str, int] = Field(
+        default_factory=dict,
+        description="Items evicted per in-process tier since the node started.",
+    )
 
 
 class TierFlags(_Answer):

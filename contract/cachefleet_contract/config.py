@@ -30,6 +30,7 @@ __all__ = [
     "NodeConfig",
     "RedisConfig",
     "ServerConfig",
+    "SingleFlightConfig",
     "TemperaturePolicy",
     "TenantKey",
     "UpstreamConfig",
@@ -160,15 +161,38 @@ class DeadlinesConfig(_Strict):
     )
 
 
+class SingleFlightConfig(_Strict):
+    """Identical concurrent misses share one upstream call: always on one node; across the
+    nodes of a fleet through a short Redis lease per exact key."""
+
+    fleet: bool = Field(
+        True,
+        description="Across nodes: the first node to miss an exact key takes a Redis lease on "
+        "it (TTL: `upstream.timeout_s` plus `deadlines.write_ms`); identical misses on other "
+        "nodes wait for its answer to land in Redis and are served it (`hit-exact`, tier "
+        "`l2`). If the holder lands nothing (upstream error, answer not storable, lease "
+        "expired) or Redis fails, each waits no longer and calls the upstream itself. Off, "
+        "or without Redis: per node only.",
+    )
+    poll_ms: float = Field(
+        20.0,
+        gt=0,
+        le=1_000,
+        description="How often a node waiting on another node's lease looks for the answer "
+        "in Redis (each look is one read of the entry and one of the lease, under "
+        "`deadlines.redis_ms`).",
+    )
+
+
 class L1Config(_Strict):
     """In-process tiers of this node."""
 
     max_bytes: int | None = Field(
         None,
         ge=0,
-        description="Byte budget of all in-process tiers together (exact entries and semantic "
-        "vectors, least recently used evicted first). Unset: `memory_fraction` of the "
-        "container's memory limit (cgroup), or 256 MiB without a limit.",
+        description="Byte budget of all in-process tiers together (exact entries, semantic "
+        "vectors and cached embeddings, least recently used evicted first). Unset: "
+        "`memory_fraction` of the container's memory limit (cgroup), or 256 MiB without a limit.",
     )
     memory_fraction: float = Field(
         0.25,
@@ -221,7 +245,9 @@ class EmbeddingConfig(_Strict):
         7 * 24 * 3600, ge=0, description="TTL of cached embeddings in Redis (0: no Redis cache)."
     )
     local_cache_entries: int = Field(
-        10_000, ge=0, description="In-process embedding cache size (entries)."
+        10_000,
+        ge=0,
+        description="In-process embedding cache size (entries), within the `l1` byte budget.",
     )
 
     @model_validator(mode="after")
@@ -514,6 +540,7 @@ class NodeConfig(_Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     milvus: MilvusConfig = Field(default_factory=MilvusConfig)
     deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
+    single_flight: SingleFlightConfig = Field(default_factory=SingleFlightConfig)
     l1: L1Config = Field(default_factory=L1Config)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     embedding_next: EmbeddingConfig | None = Field(

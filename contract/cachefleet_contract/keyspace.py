@@ -16,6 +16,9 @@ Redis (all keys carry a TTL, so `maxmemory-policy volatile-lru`/`allkeys-lru` bo
 - `{p}:namespaces` — sorted set of the cache namespaces holding entries, scored by their
   latest expiry (TTL = longest entry TTL).
 - `{p}:emb:{space}:{sha256(text)}` — a cached embedding (float32 bytes).
+- `{p}:lease:{namespace}:{tenant}:{entry_id}` — single flight across nodes: a random token
+  held by the node calling the upstream for that exact key (SET NX, TTL = upstream deadline
+  plus the write deadline; deleted by its holder only, token-checked).
 - `{p}:ns:active` — hash: configured namespace name -> active cache namespace (switches).
 - `{p}:embedding:active` — string: the embedding space that serves lookups (migrations).
 - `{p}:stats:{namespace}` — hash of fleet-wide counters.
@@ -46,6 +49,7 @@ __all__ = [
     "hit_score",
     "hits_key",
     "index_key",
+    "lease_key",
     "milvus_collection",
     "namespaces_key",
     "stats_key",
@@ -72,6 +76,11 @@ def embedding_space(model_id: str, dim: int) -> str:
 def entry_key(prefix: str, namespace: str, tenant: str, entry_id: str) -> str:
     """Redis key of one cache entry."""
     return f"{prefix}:e:{namespace}:{tenant}:{entry_id}"
+
+
+def lease_key(prefix: str, namespace: str, tenant: str, entry_id: str) -> str:
+    """Redis key of the lease of the node fetching an entry's answer upstream."""
+    return f"{prefix}:lease:{namespace}:{tenant}:{entry_id}"
 
 
 def entry_pattern(prefix: str, namespace: str, tenant: str | None = None) -> str:

@@ -7,7 +7,9 @@ code. It serves, with every route behind bearer keys as the API does:
 - `GET  /v1/models`, `GET /v1/models/{id}`: the model list and one model (404 when unknown)
 - `POST /v1/chat/completions`: deterministic answers; `tools` make the model call the first
   function; `stream` sends `chat.completion.chunk` events (tool call fragments, `usage: null`
-  on each chunk and a usage chunk when `stream_options.include_usage`), then `[DONE]`
+  on each chunk and a usage chunk when `stream_options.include_usage`), then `[DONE]`;
+  `logprobs: true` adds `choices[].logprobs.content` (one entry per word token, with
+  `top_logprobs` alternatives), split per chunk when streamed
 - `POST /v1/responses`, `GET /v1/responses/{id}`: `response` objects with message or
   `function_call` output items; `stream` sends the typed events (`response.created` …
   `response.completed`) with `sequence_number`; `previous_response_id` must name a stored one
@@ -123,6 +125,33 @@ def compose_answer(conversation: Any, last: str) -> str:
     seed = hashlib.sha256(orjson.dumps(conversation, option=orjson.OPT_SORT_KEYS)).digest()
     words = [_WORDS[(seed[i] + i) % len(_WORDS)] for i in range(10 + seed[0] % 10)]
     return f"On '{last[:60]}': " + " ".join(words) + "."
+
+
+def token_logprobs(text: str, top: int) -> list[dict[str, Any]]:
+    """The `logprobs.content` of a text: one token per word (the space leads), each with its
+    `logprob`, UTF-8 `bytes` and `top` alternatives, the token itself first."""
+    words = text.split(" ")
+    tokens = [word if index == 0 else " " + word for index, word in enumerate(words)]
+    out = []
+    for token in tokens:
+        seed = hashlib.sha256(token.encode()).digest()
+        logprob = -seed[0] / 64
+        alternatives = [(token, logprob)] + [
+            (f"{token}{'~' * rank}", logprob - rank - seed[rank % 32] / 256)
+            for rank in range(1, top)
+        ]
+        out.append(
+            {
+                "token": token,
+                "logprob": logprob,
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": alt, "logprob": value, "bytes": list(alt.encode())}
+                    for alt, value in alternatives[:top]
+                ],
+            }
+        )
+    return out
 
 
 def _arguments_for(parameters: Any, text: str) -> str:
@@ -277,6 +306,15 @@ class OpenAIStub:
         problem = self._unknown_model(body.get("model"), CHAT_MODELS)
         if problem is not None:
             return problem
+        top = body.get("top_logprobs")
+        if top is not None and (not isinstance(top, int) or not 0 <= top <= 20):
+            return error(400, "top_logprobs must be between 0 and 20.", param="top_logprobs")
+        if top is not None and body.get("logprobs") is not True:
+            return error(
+                400,
+                "logprobs must be set to true if top_logprobs is set.",
+                param="top_logprobs",
+            )
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return error(
@@ -327,13 +365,20 @@ class OpenAIStub:
             "service_tier": "default",
             "system_fingerprint": "fp_5d2e0c1b3a",
         }
+        logprobs = None
+        if body.get("logprobs") is True:
+            content = message.get("content")
+            tokens = token_logprobs(content, top or 0) if isinstance(content, str) else None
+            logprobs = {"content": tokens, "refusal": None}
         if not body.get("stream"):
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
             return _json({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
         self.calls["chat-stream"] += 1
         options = body.get("stream_options") or {}
         return StreamingResponse(
-            self._chat_chunks(head, message, finish, usage, bool(options.get("include_usage"))),
+            self._chat_chunks(
+                head, message, finish, usage, bool(options.get("include_usage")), logprobs
+            ),
             media_type="text/event-stream",
             headers={k: v for k, v in _headers().items() if k != "content-type"},
         )
@@ -345,12 +390,18 @@ class OpenAIStub:
         finish: str,
         usage: dict[str, Any],
         include_usage: bool,
+        logprobs: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
         base = {**head, "object": "chat.completion.chunk"}
         extra = {"usage": None} if include_usage else {}
 
-        def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+        def chunk(
+            delta: dict[str, Any], reason: str | None = None, tokens: list[Any] | None = None
+        ) -> bytes:
+            lp = (
+                None if logprobs is None or tokens is None else {"content": tokens, "refusal": None}
+            )
+            choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": reason}
             return _sse({**base, "choices": [choice], **extra, "obfuscation": "q9Xz"})
 
         if message.get("tool_calls"):
@@ -363,10 +414,14 @@ class OpenAIStub:
                 piece = {"index": 0, "function": {"arguments": arguments[start : start + 7]}}
                 yield chunk({"tool_calls": [piece]})
         else:
-            yield chunk({"role": "assistant", "content": "", "refusal": None})
+            yield chunk({"role": "assistant", "content": "", "refusal": None}, tokens=[])
             words = message["content"].split(" ")
-            for index, word in enumerate(words):
-                yield chunk({"content": word if index == 0 else " " + word})
+            token_lists = (logprobs or {}).get("content") or [None] * len(words)
+            for index, (word, token) in enumerate(zip(words, token_lists, strict=True)):
+                yield chunk(
+                    {"content": word if index == 0 else " " + word},
+                    tokens=None if token is None else [token],
+                )
         yield chunk({}, finish)
         if include_usage:
             yield _sse({**base, "choices": [], "usage": usage, "obfuscation": "Lw"})

@@ -63,6 +63,33 @@ async def test_chat_answers_streams_and_calls_tools(direct: openai.AsyncOpenAI) 
     assert call.function.arguments == '{"term":"Find cheap flights","limit":1}'
 
 
+async def test_chat_logprobs_parse_whole_and_per_chunk(direct: openai.AsyncOpenAI) -> None:
+    messages = [{"role": "user", "content": "Find cheap flights"}]
+    plain = await direct.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, logprobs=True, top_logprobs=2
+    )
+    logprobs = plain.choices[0].logprobs
+    assert logprobs is not None
+    assert logprobs.content
+    assert "".join(t.token for t in logprobs.content) == plain.choices[0].message.content
+    first = logprobs.content[0]
+    assert bytes(first.bytes or []).decode() == first.token
+    assert first.top_logprobs[0].token == first.token
+
+    stream = await direct.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, logprobs=True, top_logprobs=2, stream=True
+    )
+    streamed = [
+        token
+        async for chunk in stream
+        if chunk.choices and chunk.choices[0].logprobs
+        for token in chunk.choices[0].logprobs.content or []
+    ]
+    assert streamed == logprobs.content
+    with pytest.raises(openai.BadRequestError, match="logprobs must be set"):
+        await direct.chat.completions.create(model="gpt-4o-mini", messages=messages, top_logprobs=2)
+
+
 async def test_responses_stream_typed_events_and_chain(direct: openai.AsyncOpenAI) -> None:
     first = await direct.responses.create(model="gpt-4o-mini", input="Plan a trip")
     assert first.status == "completed"

@@ -14,6 +14,7 @@ from cachefleet_node.core.guards import GUARD_NAMES
 from cachefleet_node.core.planning import LookupPlan, plan_request
 from cachefleet_node.core.request import decode_json_object
 from cachefleet_node.engine import CacheEngine
+from cachefleet_node.memory import configured_budget
 from cachefleet_node.metrics import NodeMetrics
 from cachefleet_node.tiers.entry_store import LocalEntryStore
 
@@ -98,6 +99,7 @@ class Bench:
             store=LocalEntryStore(data_dir / "entries.sqlite3"),
             vectors=None,
             metrics=NodeMetrics(),
+            memory_budget=configured_budget(config.l1.max_bytes, config.l1.memory_fraction),
         )
         self.labels: dict[str, str] = {}  # entry id -> answer label
 

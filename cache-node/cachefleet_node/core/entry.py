@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-__all__ = ["CacheEntry", "EntryFormatError", "as_served_hit", "completion_usage"]
+__all__ = [
+    "CacheEntry",
+    "EntryFormatError",
+    "as_served_hit",
+    "completion_usage",
+    "logprobs_depth",
+    "requested_logprobs",
+    "with_logprobs",
+]
 
 FORMAT_VERSION = 2
-# Versions `from_bytes` reads: 1 (before entries remembered their request), 2 (adds `request`).
+# Versions `from_bytes` reads: 1 (before entries remembered their request), 2 (adds `request`,
+# later an optional `logprobs` depth that older readers ignore).
 READABLE_VERSIONS = frozenset({1, 2})
 
 
@@ -52,6 +62,53 @@ def as_served_hit(completion: dict[str, Any], *, response_id: str, created: int)
     return served
 
 
+def requested_logprobs(body: Mapping[str, Any]) -> int | None:
+    """How many alternatives per token a chat request asks for (its `top_logprobs`, 0 with
+    `logprobs: true` alone); None when it does not ask for logprobs."""
+    if body.get("logprobs") is not True:
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) and top > 0 else 0
+
+
+def logprobs_depth(completion: dict[str, Any], requested: int | None) -> int | None:
+    """The logprobs an answer to a request asking for `requested` carries: `requested` when
+    every choice has its logprobs object, else None."""
+    choices = completion.get("choices")
+    if requested is None or not isinstance(choices, list) or not choices:
+        return None
+    if all(isinstance(c, dict) and isinstance(c.get("logprobs"), dict) for c in choices):
+        return requested
+    return None
+
+
+def with_logprobs(completion: dict[str, Any], requested: int | None) -> dict[str, Any]:
+    """A stored chat.completion as served to a request asking for `requested` logprobs: none
+    (`logprobs: null` on every choice) when it did not ask, else each token's
+    `top_logprobs` cut to the `requested` first (the entry may keep more)."""
+    choices = []
+    for choice in completion.get("choices") or []:
+        logprobs = choice.get("logprobs")
+        if requested is None or not isinstance(logprobs, dict):
+            logprobs = None
+        else:
+            logprobs = {
+                part: _top(tokens, requested) if isinstance(tokens, list) else tokens
+                for part, tokens in logprobs.items()
+            }
+        choices.append({**choice, "logprobs": logprobs})
+    return {**completion, "choices": choices}
+
+
+def _top(tokens: list[Any], requested: int) -> list[Any]:
+    return [
+        {**token, "top_logprobs": token["top_logprobs"][:requested]}
+        if isinstance(token, dict) and isinstance(token.get("top_logprobs"), list)
+        else token
+        for token in tokens
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class CacheEntry:
     """One cached answer set. `answers` are serialised chat.completion objects."""
@@ -70,6 +127,9 @@ class CacheEntry:
     completion_tokens: int = 0
     # The canonical request body (orjson), kept so a warm-up can replay it upstream.
     request: bytes | None = None
+    # `top_logprobs` depth every answer carries (0: logprobs, no alternatives); None: an
+    # answer has no logprobs, so a request asking for them is not served from this entry.
+    logprobs: int | None = None
     _size: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,10 +148,28 @@ class CacheEntry:
             return False
         return max_age_s is None or now - self.created_at <= max_age_s
 
-    def with_answer(self, answer: bytes, limit: int, now: float, expires_at: float) -> CacheEntry:
-        """A copy with one more answer (for `sample:N`), at most `limit` answers kept."""
-        answers = (*self.answers, answer)[-limit:]
-        return replace(self, answers=answers, created_at=now, expires_at=expires_at)
+    def serves_logprobs(self, requested: int | None) -> bool:
+        """Whether every answer carries the logprobs a request asks for (`requested_logprobs`)."""
+        return requested is None or (self.logprobs is not None and self.logprobs >= requested)
+
+    def with_answer(
+        self,
+        answer: bytes,
+        limit: int,
+        now: float,
+        expires_at: float,
+        logprobs: int | None = None,
+    ) -> CacheEntry:
+        """A copy with one more answer (for `sample:N`, at most `limit` answers kept) that
+        carries `logprobs`. An answer with deeper logprobs than the entry's starts the answer
+        set over, so that the entry can serve the request that asked for them."""
+        if logprobs is not None and not self.serves_logprobs(logprobs):
+            answers: tuple[bytes, ...] = (answer,)
+        else:
+            answers = (*self.answers, answer)[-limit:]  # the entry's depth covers this one's
+        return replace(
+            self, answers=answers, created_at=now, expires_at=expires_at, logprobs=logprobs
+        )
 
     def to_bytes(self) -> bytes:
         """Serialise for the shared store."""
@@ -110,6 +188,7 @@ class CacheEntry:
                 "usage": [self.prompt_tokens, self.completion_tokens],
                 "answers": [orjson.Fragment(a) for a in self.answers],
                 "request": None if self.request is None else orjson.Fragment(self.request),
+                "logprobs": self.logprobs,
             }
         )
 
@@ -136,8 +215,18 @@ class CacheEntry:
                 completion_tokens=int(completion_tokens),
                 answers=tuple(orjson.dumps(a) for a in raw["answers"]),
                 request=None if request is None else orjson.dumps(request),
+                logprobs=_depth(raw.get("logprobs")),
             )
         except EntryFormatError:
             raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EntryFormatError(f"corrupt cache entry: {exc}") from exc
+
+
+def _depth(value: Any) -> int | None:
+    """A stored logprobs depth (absent before entries kept one: None)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise EntryFormatError(f"bad logprobs depth {value!r}")
+    return value

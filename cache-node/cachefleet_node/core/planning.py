@@ -13,7 +13,12 @@ import orjson
 
 from cachefleet_node.config import NamespaceConfig
 from cachefleet_node.core.controls import CacheControls, parse_controls
-from cachefleet_node.core.entry import CacheEntry, completion_usage
+from cachefleet_node.core.entry import (
+    CacheEntry,
+    completion_usage,
+    logprobs_depth,
+    requested_logprobs,
+)
 from cachefleet_node.core.errors import RequestError
 from cachefleet_node.core.judging import Judgement
 from cachefleet_node.core.keys import CacheKeys, canonical_request, compute_keys
@@ -33,6 +38,10 @@ __all__ = [
 
 Vector = npt.NDArray[np.float32]
 
+#: Chat fields that choose what a hit serves, not the answer: kept out of the keys, checked
+#: against the entry instead (`CacheEntry.serves_logprobs`).
+_SERVE_TIME_FIELDS = frozenset({"logprobs", "top_logprobs"})
+
 
 @dataclass(frozen=True, slots=True)
 class LookupPlan:
@@ -47,6 +56,7 @@ class LookupPlan:
     decision: RequestDecision
     body: Mapping[str, Any] | None = None  # the request body (its canonical form is stored)
     api: str = "chat"  # whose answers: chat completions, or responses (`/v1/responses`)
+    logprobs: int | None = None  # `top_logprobs` a chat request asks for; None: no logprobs
 
     @property
     def threshold(self) -> float:
@@ -90,6 +100,7 @@ class LookupPlan:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             request=request,
+            logprobs=logprobs_depth(completion, self.logprobs),
         )
 
 
@@ -156,8 +167,10 @@ def plan_for_namespace(
         headers, min_threshold=ns.min_threshold, max_threshold=ns.max_threshold, max_ttl_s=ns.ttl_s
     )
     namespace = router.active(ns.name)
+    chat = api == "chat"
+    keyed = {k: v for k, v in body.items() if k not in _SERVE_TIME_FIELDS} if chat else body
     keys = compute_keys(
-        body, namespace=namespace, tenant=tenant, fuzzy=ns.fuzzy_text, semantic=ns.semantic
+        keyed, namespace=namespace, tenant=tenant, fuzzy=ns.fuzzy_text, semantic=ns.semantic
     )
     return LookupPlan(
         ns=ns,
@@ -167,8 +180,9 @@ def plan_for_namespace(
         keys=keys,
         controls=controls,
         decision=decide_request(request, ns),
-        body=body if api == "chat" else None,
+        body=body if chat else None,
         api=api,
+        logprobs=requested_logprobs(body) if chat else None,
     )
 
 

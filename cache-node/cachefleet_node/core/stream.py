@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ __all__ = [
     "SseRecorder",
     "StreamRecorder",
     "UsageChunkFilter",
+    "content_pieces",
     "event_data",
     "pieces",
     "replay_chunks",
@@ -102,7 +104,14 @@ class StreamRecorder(SseRecorder):
     def _choice(self, choice: dict[str, Any]) -> None:
         index = int(choice.get("index", 0))
         state = self._choices.setdefault(
-            index, {"content": [], "refusal": [], "tool_calls": {}, "finish_reason": None}
+            index,
+            {
+                "content": [],
+                "refusal": [],
+                "tool_calls": {},
+                "finish_reason": None,
+                "logprobs": None,
+            },
         )
         delta = choice.get("delta") or {}
         if not isinstance(delta, dict):
@@ -125,6 +134,15 @@ class StreamRecorder(SseRecorder):
             slot["function"]["arguments"] += function.get("arguments") or ""
         if choice.get("finish_reason"):
             state["finish_reason"] = choice["finish_reason"]
+        logprobs = choice.get("logprobs")
+        if logprobs is not None:  # the token lists of this chunk, appended to the choice's
+            if not isinstance(logprobs, dict):
+                raise TypeError("logprobs is not an object")
+            kept = state["logprobs"] = state["logprobs"] or {"content": None, "refusal": None}
+            for part in ("content", "refusal"):
+                if logprobs.get(part) is not None:
+                    kept[part] = kept[part] or []
+                    kept[part].extend(_list_or_none(logprobs[part], f"logprobs.{part}"))
 
     def completion(self) -> dict[str, Any] | None:
         """The complete chat.completion, or None if the stream must not be cached."""
@@ -150,7 +168,7 @@ class StreamRecorder(SseRecorder):
                     "index": index,
                     "message": message,
                     "finish_reason": state["finish_reason"],
-                    "logprobs": None,
+                    "logprobs": state["logprobs"],
                 }
             )
         return {
@@ -222,6 +240,41 @@ def pieces(text: str, size: int) -> Iterator[str]:
         start = end
 
 
+def content_pieces(
+    content: str, tokens: list[Any] | None, size: int
+) -> list[tuple[str, list[Any] | None]]:
+    """The pieces a content replays in (about `size` characters), each with the logprobs of
+    its tokens (None without logprobs): whole tokens per piece when the tokens spell the
+    content, else each token in the piece where its text starts by the tokens' offsets."""
+    if tokens is None:
+        return [(piece, None) for piece in pieces(content, size)]
+    texts = [token.get("token") if isinstance(token, dict) else None for token in tokens]
+    spelled = [text if isinstance(text, str) else "" for text in texts]
+    if "".join(spelled) == content and None not in texts:
+        grouped: list[tuple[str, list[Any] | None]] = []
+        piece, group = "", []
+        for text, token in zip(spelled, tokens, strict=True):
+            piece += text
+            group.append(token)
+            if len(piece) >= size:
+                grouped.append((piece, group))
+                piece, group = "", []
+        if group:
+            grouped.append((piece, group))
+        return grouped
+    split = list(pieces(content, size)) or [""]
+    ends, end = [], 0
+    for piece in split:
+        end += len(piece)
+        ends.append(end)
+    groups: list[list[Any]] = [[] for _ in split]
+    offset = 0
+    for text, token in zip(spelled, tokens, strict=True):
+        groups[min(bisect_right(ends, offset), len(split) - 1)].append(token)
+        offset += len(text)
+    return list(zip(split, groups, strict=True))
+
+
 def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
@@ -242,13 +295,24 @@ def replay_chunks(
     for choice in completion.get("choices", []):
         index = choice.get("index", 0)
         message = choice.get("message") or {}
+        logprobs = choice.get("logprobs") if isinstance(choice.get("logprobs"), dict) else None
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, index: int = index) -> bytes:
+        def chunk(
+            delta: dict[str, Any],
+            finish: str | None = None,
+            index: int = index,
+            logprobs: dict[str, Any] | None = None,
+        ) -> bytes:
             return _sse(
                 {
                     **head,
                     "choices": [
-                        {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+                        {
+                            "index": index,
+                            "delta": delta,
+                            "logprobs": logprobs,
+                            "finish_reason": finish,
+                        }
                     ],
                 }
             )
@@ -257,10 +321,16 @@ def replay_chunks(
         # A null content (tool calls, refusals) must stay null, not become "".
         yield chunk({"role": "assistant", "content": "" if isinstance(content, str) else None})
         if isinstance(content, str):
-            for piece in pieces(content, piece_chars):
-                yield chunk({"content": piece})
+            tokens = logprobs.get("content") if logprobs is not None else None
+            split = content_pieces(
+                content, tokens if isinstance(tokens, list) else None, piece_chars
+            )
+            for piece, piece_tokens in split:
+                lp = None if logprobs is None else {"content": piece_tokens, "refusal": None}
+                yield chunk({"content": piece}, logprobs=lp)
         if isinstance(message.get("refusal"), str):
-            yield chunk({"refusal": message["refusal"]})
+            lp = None if logprobs is None else {"content": None, "refusal": logprobs.get("refusal")}
+            yield chunk({"refusal": message["refusal"]}, logprobs=lp)
         for call_index, call in enumerate(message.get("tool_calls") or []):
             yield chunk({"tool_calls": [{"index": call_index, **call}]})
         yield chunk({}, choice.get("finish_reason") or "stop")

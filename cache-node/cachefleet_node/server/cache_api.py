@@ -305,6 +305,9 @@ async def stats(http_request: Request) -> Response:
                 exact_entries=len(engine.l1_exact),
                 exact_bytes=engine.l1_exact.bytes_used,
                 semantic_entries=len(engine.l1_semantic),
+                budget_bytes=engine.memory_budget.max_bytes,
+                tier_bytes=engine.memory_budget.bytes_by_tier(),
+                evictions=engine.memory_budget.evictions_by_tier(),
             ),
             tiers=TierFlags(
                 store=engine.store.name,

@@ -3,6 +3,7 @@ single-flight and write-back flow it shares with the other cached answers (`Cach
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,11 +18,12 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from cachefleet_node.auth import Caller
-from cachefleet_node.core.entry import as_served_hit
+from cachefleet_node.core.entry import as_served_hit, requested_logprobs, with_logprobs
 from cachefleet_node.core.errors import error_body
 from cachefleet_node.core.planning import LookupPlan, Outcome, plan_request, response_headers_for
 from cachefleet_node.core.request import ChatRequest, ChatRequestModel, decode_json_object
 from cachefleet_node.core.stream import StreamRecorder, UsageChunkFilter, replay_chunks
+from cachefleet_node.flights import Lease
 from cachefleet_node.key_check import Rejection
 from cachefleet_node.runtime import NodeRuntime
 from cachefleet_node.server.common import may_read_hits, openapi_body
@@ -93,6 +95,7 @@ class _Exchange:
     api: CachedApi
     status: int | None = None  # None: not answered (yet: a relayed stream records at its end)
     upstream_ms: float | None = None
+    lease: Lease | None = None  # this node's fleet lease on the exact key while it leads
 
     @property
     def authorization(self) -> str | None:
@@ -171,8 +174,9 @@ def _served_response(content: bytes | list[bytes], headers: dict[str, str]) -> R
 
 
 def _serve_chat(request: ChatRequest, stored: dict[str, Any]) -> Served:
-    """A stored chat completion served to `request`: as JSON, or replayed as chunks."""
-    served, fresh = _served_hit(stored)
+    """A stored chat completion served to `request` (with the logprobs it asks for, if any):
+    as JSON, or replayed as chunks."""
+    served, fresh = _served_hit(with_logprobs(stored, requested_logprobs(request.body)))
     if request.stream:
         return list(replay_chunks(served, include_usage=request.include_usage)), fresh
     return orjson.dumps(served), fresh
@@ -198,9 +202,19 @@ def _with_usage(request: ChatRequest) -> bytes:
     return orjson.dumps({**request.body, "stream_options": merged})
 
 
-def _land(runtime: NodeRuntime, flight: str | None, completion: dict[str, Any] | None) -> None:
+def _land(
+    exchange: _Exchange,
+    flight: str | None,
+    completion: dict[str, Any] | None,
+    written: asyncio.Task[Any] | None = None,
+) -> None:
+    """Share the leader's outcome (None: nothing to share) with this node's followers and
+    give the fleet lease back: once `written` (the answer's write-back) is done, or now."""
+    runtime = exchange.runtime
     if flight is not None:
         runtime.flights.land(flight, completion)
+    if exchange.lease is not None and runtime.leases is not None:
+        runtime.leases.release(exchange.lease, written if completion is not None else None)
 
 
 def _storable(completion: dict[str, Any], plan: LookupPlan) -> bool:
@@ -285,21 +299,11 @@ async def answer_cached(
 async def _respond(exchange: _Exchange) -> Response:
     """The cached answer, a follower's share of an identical request's, or the upstream's;
     sets how it answered in `exchange`."""
-    runtime, plan, outcome = exchange.runtime, exchange.plan, exchange.outcome
-    authorization = exchange.authorization
-    if outcome.hit:
-        allowed = await may_read_hits(runtime, exchange.caller, authorization)
-        if isinstance(allowed, Rejection):
-            exchange.outcome = _unverified(outcome, "key-rejected")
-            exchange.status, exchange.stream = allowed.status, False
-            return _rejection_response(plan, exchange.outcome, allowed)
-        served = _hit_response(exchange) if allowed else None
-        if served is not None:
-            exchange.status = 200
-            return served
-        # undecided credential (the upstream checks it itself, as on a miss) or an entry that
-        # cannot be replayed (counted, never served as an error)
-        exchange.outcome = _unverified(outcome, "key-unverified" if not allowed else "bad-entry")
+    runtime, plan = exchange.runtime, exchange.plan
+    if exchange.outcome.hit:
+        hit = await _serve_hit(exchange)
+        if hit is not None:
+            return hit
 
     flight = plan.keys.exact if _coalescible(plan) else None
     if flight is not None:
@@ -313,22 +317,65 @@ async def _respond(exchange: _Exchange) -> Response:
             flight = None  # nothing shared: call the upstream, not as a leader
     relayed = False
     try:
+        if flight is not None and runtime.leases is not None:
+            landed = await _from_fleet(exchange, flight)
+            if landed is not None:
+                return landed
         response = await _from_upstream(exchange, flight)
         relayed = isinstance(response, StreamingResponse)  # its stream lands the flight
         return response
     finally:
         if flight is not None and not relayed:
-            runtime.flights.land(flight, None)  # no-op when the answer landed already
+            _land(exchange, flight, None)  # no-op when the answer landed already
+
+
+async def _serve_hit(exchange: _Exchange) -> Response | None:
+    """A found entry served to the caller, or the upstream's refusal of its credential; None
+    (the outcome turned into a bypass) when the request must go upstream after all."""
+    runtime, plan, outcome = exchange.runtime, exchange.plan, exchange.outcome
+    allowed = await may_read_hits(runtime, exchange.caller, exchange.authorization)
+    if isinstance(allowed, Rejection):
+        exchange.outcome = _unverified(outcome, "key-rejected")
+        exchange.status, exchange.stream = allowed.status, False
+        return _rejection_response(plan, exchange.outcome, allowed)
+    served = _hit_response(exchange) if allowed else None
+    if served is not None:
+        exchange.status = 200
+        return served
+    # undecided credential (the upstream checks it itself, as on a miss) or an entry that
+    # cannot be replayed (counted, never served as an error)
+    exchange.outcome = _unverified(outcome, "key-unverified" if not allowed else "bad-entry")
+    return None
+
+
+async def _from_fleet(exchange: _Exchange, flight: str) -> Response | None:
+    """Lead the fleet's flight of the exact key (the lease is kept in `exchange`), or serve
+    the answer another node's call stored meanwhile, to this node's followers too; None: call
+    the upstream."""
+    runtime, plan = exchange.runtime, exchange.plan
+    assert runtime.leases is not None
+    exchange.lease, landed = await runtime.leases.take(
+        plan.namespace, plan.tenant, flight, lambda: runtime.engine.landed(plan)
+    )
+    if landed is None:
+        return None
+    exchange.outcome = landed
+    response = await _serve_hit(exchange)
+    if response is not None and exchange.status == 200 and landed.answer is not None:
+        runtime.flights.land(flight, orjson.loads(landed.answer))
+    return response
 
 
 def _coalescible(plan: LookupPlan) -> bool:
     """Whether identical concurrent misses may share one upstream call: cacheable, read and
-    written, one answer per entry."""
+    written, one answer per entry, no logprobs asked for (out of the key: a leader's answer
+    may have none)."""
     return (
         plan.decision.cacheable
         and plan.controls.read
         and plan.controls.write
         and plan.decision.sample_size == 1
+        and plan.logprobs is None
     )
 
 
@@ -414,7 +461,7 @@ async def _from_upstream(exchange: _Exchange, flight: str | None) -> Response:
             headers=out_headers,
             media_type="text/event-stream",
             # lands the flight even when the client left before the stream began
-            background=BackgroundTask(_land, runtime, flight, None),
+            background=BackgroundTask(_land, exchange, flight, None),
         )
 
     try:
@@ -440,9 +487,11 @@ async def _from_upstream(exchange: _Exchange, flight: str | None) -> Response:
         except orjson.JSONDecodeError:
             completion = None
         if isinstance(completion, dict):
-            runtime.engine.remember_later(plan, completion, outcome.vector, outcome.vector_space)
+            written = runtime.engine.remember_later(
+                plan, completion, outcome.vector, outcome.vector_space
+            )
             if plan.unstorable(completion, len(content)) is None:
-                _land(runtime, flight, completion)
+                _land(exchange, flight, completion, written)
     return Response(content, status_code=upstream.status_code, headers=out_headers)
 
 
@@ -481,12 +530,15 @@ async def _relay_stream(
         upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 3)
         runtime.metrics.tier_latency.labels("upstream", "stream").observe(upstream_ms / 1000)
         completion = recorder.completion() if completed else None
+        written = None
         if completion is not None:
-            runtime.engine.remember_later(plan, completion, outcome.vector, outcome.vector_space)
+            written = runtime.engine.remember_later(
+                plan, completion, outcome.vector, outcome.vector_space
+            )
         else:
             runtime.metrics.writes.labels("skipped-partial-stream").inc()
         shareable = completion is not None and _storable(completion, plan)
-        _land(runtime, flight, completion if shareable else None)
+        _land(exchange, flight, completion if shareable else None, written)
         exchange.status, exchange.stream, exchange.upstream_ms = (
             upstream.status_code,
             True,

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from cachefleet_node.core.entry import CacheEntry
-from cachefleet_node.tiers.memory import MemoryBudget
+from cachefleet_node.memory import MemoryBudget
 
 __all__ = ["ITEM_OVERHEAD_BYTES", "ByteBoundedLRU"]
 
@@ -26,6 +26,8 @@ _COMPRESSION_LEVEL = 1  # 1 keeps a put near 0.1 ms; higher levels save little o
 
 class ByteBoundedLRU:
     """Least-recently-used map from entry id to entry, charged to a shared memory budget."""
+
+    tier = "l1_exact"
 
     def __init__(self, budget: MemoryBudget) -> None:
         self.budget = budget

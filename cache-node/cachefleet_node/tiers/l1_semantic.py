@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from cachefleet_node.core.entry import CacheEntry
-from cachefleet_node.tiers.memory import MemoryBudget
+from cachefleet_node.memory import MemoryBudget
 from cachefleet_node.tiers.vector_tier import Vector, VectorHit, VectorQuery
 
 __all__ = ["SemanticCandidate", "SemanticIndex", "VectorMeta"]
@@ -173,6 +173,8 @@ class _Partition:
 
 class SemanticIndex:
     """Partitioned vector index with a bound on the number of vectors, charged to a budget."""
+
+    tier = "l1_semantic"
 
     def __init__(
         self, dim: int, max_entries: int, budget: MemoryBudget, hnsw_min_partition: int = 8192

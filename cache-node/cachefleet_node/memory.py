@@ -2,11 +2,13 @@
 
 Every tier charges what it holds to one `MemoryBudget`; when the total passes the budget the
 budget evicts the least recently used item across all tiers (each tier stamps its items with
-the budget's `tick()` and says which of its items is oldest).
+the budget's `tick()` and says which of its items is oldest). The tiers: the exact entries
+(`l1_exact`), the semantic vectors (`l1_semantic`) and the embedding cache (`embeddings`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +19,7 @@ __all__ = [
     "Reclaimable",
     "budget_bytes",
     "cgroup_memory_limit",
+    "configured_budget",
     "read_rss",
 ]
 
@@ -58,6 +61,11 @@ def budget_bytes(max_bytes: int | None, memory_fraction: float, limit: int | Non
     return UNLIMITED_BUDGET_BYTES
 
 
+def configured_budget(max_bytes: int | None, memory_fraction: float) -> MemoryBudget:
+    """The budget the `l1` config asks for, against this container's memory limit."""
+    return MemoryBudget(budget_bytes(max_bytes, memory_fraction, cgroup_memory_limit()))
+
+
 def read_rss() -> int:
     """Resident set size of this process in bytes, as the OS counts it (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -67,7 +75,11 @@ def read_rss() -> int:
 
 
 class Reclaimable(Protocol):
-    """A tier that charges a `MemoryBudget`."""
+    """A tier that charges a `MemoryBudget`: `tier` names it in metrics and `/stats`,
+    `evictions` counts the items it evicted."""
+
+    tier: str
+    evictions: int
 
     @property
     def bytes_used(self) -> int:
@@ -90,19 +102,36 @@ class MemoryBudget:
         self.max_bytes = max_bytes
         self._tick = 0
         self._tiers: list[Reclaimable] = []
+        self._retired_evictions: Counter[str] = Counter()
 
     @property
     def used_bytes(self) -> int:
         """Bytes held by the registered tiers together."""
         return sum(tier.bytes_used for tier in self._tiers)
 
+    def bytes_by_tier(self) -> dict[str, int]:
+        """Bytes held per tier name (tiers of one name, such as two embedding caches, summed;
+        a name whose tiers all left the budget: 0)."""
+        held = Counter(dict.fromkeys(self._retired_evictions, 0))
+        for tier in self._tiers:
+            held[tier.tier] += tier.bytes_used
+        return dict(held)
+
+    def evictions_by_tier(self) -> dict[str, int]:
+        """Items evicted per tier name since start, unregistered tiers' evictions included."""
+        evicted = Counter(self._retired_evictions)
+        for tier in self._tiers:
+            evicted[tier.tier] += tier.evictions
+        return dict(evicted)
+
     def register(self, tier: Reclaimable) -> None:
         """Count `tier`'s bytes and let the budget evict from it."""
         self._tiers.append(tier)
 
     def unregister(self, tier: Reclaimable) -> None:
-        """Stop counting `tier` (one being replaced)."""
+        """Stop counting `tier` (one being replaced or closed); its evictions stay counted."""
         self._tiers.remove(tier)
+        self._retired_evictions[tier.tier] += tier.evictions
 
     def tick(self) -> int:
         """A stamp that orders uses across tiers (larger: more recent)."""
