@@ -21,6 +21,7 @@ from types import FrameType
 
 import pytest
 
+import log_exposure
 from cluster import BinariesUnavailable, Cluster, ControlPlane, Profile, locate, wait_for
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -38,6 +39,7 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    log_exposure.install(config)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm)
 

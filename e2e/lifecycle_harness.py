@@ -29,11 +29,13 @@ import yaml
 
 from cluster import Kubectl, wait_for
 from cluster.process import ManagedProcess, free_ports, log_tail
+from log_exposure import record_log, register_secret
 from operator_harness import json_patch
 
 ENDPOINTS_ANNOTATION = "cachefleet.io/node-endpoints"
 CONFIG_HASH_ANNOTATION = "cachefleet.io/config-hash"
 UPSTREAM_KEY = "stub-upstream-key"
+register_secret(UPSTREAM_KEY)
 TEST_DEADLINES = {"redis_ms": 1000, "milvus_ms": 3000, "embedder_ms": 3000}
 
 
@@ -48,6 +50,7 @@ def milvus_process(workdir: Path) -> Iterator[str]:
     (port,) = free_ports(1)
     data = workdir / "milvus"
     data.mkdir(parents=True, exist_ok=True)
+    record_log(workdir / "milvus.log")
     process = ManagedProcess(
         "milvus",
         [
@@ -265,6 +268,7 @@ class NodeFleet:
         for index in range(self.size):
             self._write_config(config_text, index)
             log = self.workdir / f"{self.cache}-node-{index}.log"
+            record_log(log)
             with log.open("ab") as sink:
                 self.processes.append(
                     subprocess.Popen(

@@ -23,6 +23,7 @@ import yaml
 
 from cluster import Cluster, Kubectl, wait_for
 from cluster.process import ManagedProcess, free_ports, log_tail
+from log_exposure import record_log
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
@@ -155,6 +156,7 @@ def start_operator(
         if not key.startswith(("KUBECONFIG", "CACHEFLEET_OPERATOR_"))
     }
     log = workdir / f"{name}.log"
+    record_log(log)
     process = ManagedProcess(name, argv, log, ports=[port], tie_to_parent=True, env=env)
     operator = OperatorProcess(process=process, http_port=port, log=log)
 
@@ -321,7 +323,9 @@ def stub_upstream(workdir: Path) -> Iterator[str]:
     its OpenAI base URL."""
     (port,) = free_ports(1)
     argv = [sys.executable, "-m", "cachefleet_node.demo.stub_upstream", "--port", str(port)]
-    process = ManagedProcess("stub", argv, workdir / "stub.log", ports=[port], tie_to_parent=True)
+    log = workdir / "stub.log"
+    record_log(log)
+    process = ManagedProcess("stub", argv, log, ports=[port], tie_to_parent=True)
     try:
         wait_for(
             lambda: _http_ok(f"http://127.0.0.1:{port}/_stub/stats"),

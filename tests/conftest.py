@@ -17,6 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+import log_exposure
 from cachefleet_node.config import load_node_config
 from cachefleet_node.demo.stub_upstream import create_stub_app
 from cachefleet_node.embedders.base import Embedder
@@ -37,6 +38,11 @@ from node_harness import (
     free_port,
     require,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Scan every log of the session for credentials (issue 14)."""
+    log_exposure.install(config)
 
 
 @pytest.fixture

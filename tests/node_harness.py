@@ -20,6 +20,7 @@ import uvicorn
 
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.runtime import NodeRuntime
+from log_exposure import record_log
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -252,6 +253,7 @@ def spawn_node(config: dict[str, Any], workdir: Path, name: str) -> NodeProcess:
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     log_path = workdir / f"{name}.log"
+    record_log(log_path)
     binary = Path(sys.executable).with_name("cachefleet-node")
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -4,6 +4,7 @@ included: pymilvus installs plain-text handlers of its own that do not propagate
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from node_harness import Stub, spawn_node, wait_ready
 
@@ -72,3 +74,42 @@ async def test_a_node_log_is_json_and_names_a_client_that_left(
     events = [record["event"] for record in records]
     assert "client_disconnected" in events
     assert "unhandled_error" not in events
+
+
+async def test_a_node_log_holds_no_caller_or_upstream_key(
+    tmp_path: Path, stub: Stub, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_key, wrong_key, upstream_key = "sk-tenant-acme", "sk-wrong-caller", "sk-node-upstream"
+    monkeypatch.setenv("CACHEFLEET_UPSTREAM_API_KEY", upstream_key)  # inherited by the node
+    node = spawn_node(
+        {
+            "upstream": {"base_url": stub.base_url},
+            "embedding": {"model_dir": str(model_dir)},
+            "auth": {
+                "api_keys": [
+                    {
+                        "tenant": "acme",
+                        "key_sha256": hashlib.sha256(tenant_key.encode()).hexdigest(),
+                    }
+                ]
+            },
+            "logging": {"level": "debug", "log_prompts": True},
+        },
+        tmp_path,
+        "keyed",
+    )
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        await wait_ready(node)
+        async with httpx.AsyncClient(base_url=node.url, timeout=30) as client:
+            for key, status in ((tenant_key, 200), (wrong_key, 401)):
+                headers = {"authorization": f"Bearer {key}"}
+                answer = await client.post("/v1/chat/completions", json=body, headers=headers)
+                assert answer.status_code == status
+                assert (await client.get("/v1/models", headers=headers)).status_code == status
+    finally:
+        node.stop()
+    log = node.log_path.read_text()
+    assert '"event": "request"' in log  # the request was logged, at debug level
+    for key in (tenant_key, wrong_key, upstream_key):
+        assert key not in log

@@ -19,11 +19,13 @@ code. It serves, with every route behind bearer keys as the API does:
 Errors have the API's shape `{"error": {"message", "type", "param", "code"}}`: 401
 `invalid_api_key`, 404 `model_not_found`, 400 for missing or invalid parameters, and 429, 500
 or 503 injected with `OpenAIStub.fail`. The tests run it in their own event loop and read
-`calls` (per route) and `chat_requests` (the chat bodies received) directly.
+`calls` (per route) and `chat_requests` (the chat bodies received) directly; `latency` (seconds,
+0 by default) delays every chat, responses and embeddings call, so concurrent calls overlap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import time
@@ -194,6 +196,7 @@ class OpenAIStub:
         self.chat_requests: list[dict[str, Any]] = []
         self.responses: dict[str, dict[str, Any]] = {}
         self.failures: list[int] = []
+        self.latency = 0.0
         self.app = Starlette(
             routes=[
                 Route("/v1/models", self.list_models, methods=["GET"]),
@@ -253,6 +256,7 @@ class OpenAIStub:
     async def _accept(self, request: Request, route: str) -> dict[str, Any] | Response:
         """Count the call; the parsed body, or the error the API would answer first."""
         self.calls[route] += 1
+        await asyncio.sleep(self.latency)
         refusal = self._refusal(request) or self._injected()
         if refusal is not None:
             return refusal

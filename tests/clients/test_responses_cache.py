@@ -4,6 +4,9 @@ stream the SDK parses); every other kind bypasses by the documented rules."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from collections import Counter
 from typing import Any
 
 import openai
@@ -201,6 +204,78 @@ async def test_bad_key_refused_on_a_hit(
             model=CHAT_MODEL, input=QUESTION, store=False, stream=True
         )
     assert openai_stub[0].calls["responses"] == 1
+
+
+async def test_identical_concurrent_requests_share_one_upstream_call(
+    openai_stub: tuple[OpenAIStub, str], matrix_node: Node
+) -> None:
+    """Single flight: identical requests that arrive while one is upstream share its answer."""
+    stub = openai_stub[0]
+    stub.latency = 2.0  # the upstream answers after every request has arrived
+    answers = await asyncio.gather(*(create(matrix_node, QUESTION) for _ in range(20)))
+    assert stub.calls["responses"] == 1
+    assert len({parsed.output_text for parsed, _ in answers}) == 1
+    assert QUESTION in answers[0][0].output_text
+    assert len({parsed.id for parsed, _ in answers}) == 20  # each answer has its own id
+    served = Counter(
+        (raw.headers[CACHE], raw.headers.get("x-cachefleet-tier")) for _, raw in answers
+    )
+    assert served == {("miss", None): 1, ("hit-exact", "inflight"): 19}
+
+
+async def test_tenant_keys_partition_responses(
+    node_factory: NodeFactory,
+    openai_stub: tuple[OpenAIStub, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tenant keys, one tenant's entry never answers another's key; an unknown or missing
+    key is refused by the node without an upstream call."""
+    stub, url = openai_stub
+    monkeypatch.setenv("CF_TEST_RESPONSES_UPSTREAM_KEY", GOOD_KEY)  # the node's own credential
+    keys = {"acme": "sk-tenant-acme", "globex": "sk-tenant-globex", "initech": "sk-tenant-ini"}
+    tenants = [
+        {"tenant": tenant, "key_sha256": hashlib.sha256(key.encode()).hexdigest()}
+        for tenant, key in keys.items()
+    ]
+    node = await node_factory(
+        {
+            "upstream": {"base_url": url, "api_key_env": "CF_TEST_RESPONSES_UPSTREAM_KEY"},
+            "auth": {"api_keys": tenants},
+        }
+    )
+    acme, raw = await create(node, QUESTION, key=keys["acme"])
+    assert raw.headers[CACHE] == "miss"
+    await node.settle()
+    _, raw = await create(node, QUESTION, key=keys["acme"])
+    assert (raw.headers[CACHE], raw.headers["x-cachefleet-original-id"]) == ("hit-exact", acme.id)
+
+    # neither an exact nor a semantic hit across tenants, JSON or streamed
+    globex, raw = await create(node, QUESTION, key=keys["globex"])
+    assert raw.headers[CACHE] == "miss"
+    raw = await sdk(node, keys["initech"]).responses.with_raw_response.create(
+        model=CHAT_MODEL, input=PARAPHRASE, store=False, stream=True
+    )
+    assert raw.headers[CACHE] == "miss"
+    assert [event.type async for event in raw.parse()][-1] == "response.completed"
+    assert stub.calls["responses"] == 3
+    await node.settle()
+    _, raw = await create(node, QUESTION, key=keys["globex"])  # its own entry now
+    assert raw.headers[CACHE] == "hit-exact"
+    assert raw.headers["x-cachefleet-original-id"] == globex.id
+
+    with pytest.raises(openai.AuthenticationError) as refused:
+        await create(node, QUESTION, key=WRONG_KEY)
+    assert refused.value.status_code == 401
+    assert refused.value.code == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(node, WRONG_KEY).responses.create(
+            model=CHAT_MODEL, input=QUESTION, store=False, stream=True
+        )
+    missing = await node.client.post(
+        "/v1/responses", json={"model": CHAT_MODEL, "input": QUESTION, "store": False}
+    )
+    assert missing.status_code == 401
+    assert stub.calls["responses"] == 3
 
 
 async def test_other_methods_on_the_route_are_refused(matrix_node: Node) -> None:
