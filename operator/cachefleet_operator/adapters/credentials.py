@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,16 +80,6 @@ class ClusterAccess:
                     f"{self.source}: cannot renew the credential ({type(error).__name__})"
                 ) from error
         return str(value).strip() if value else None
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """TLS settings for httpx: verify against the CA, present the client certificate."""
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if self.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        return context
 
 
 def bearer_parts(authorization: str | None) -> dict[str, Any]:
