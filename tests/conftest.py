@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -31,12 +32,15 @@ from node_harness import (
     MilvusServer,
     Node,
     NodeFactory,
+    NodeProcess,
     RedisServer,
     Stub,
     _NonClosingEmbedder,
     _spawn_redis,
     free_port,
     require,
+    spawn_node,
+    wait_ready,
 )
 
 
@@ -189,3 +193,30 @@ async def node_factory(
 async def node(node_factory: NodeFactory) -> Node:
     """A node on embedded defaults (no Redis, Milvus Lite file) in front of the stub."""
     return await node_factory()
+
+
+@pytest_asyncio.fixture
+async def node_pair(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    milvus_server: MilvusServer,
+    stub: Stub,
+    model_dir: Path,
+) -> AsyncIterator[list[NodeProcess]]:
+    """Two `cachefleet-node serve` processes sharing one Redis, one Milvus and the stub."""
+    await stub.reset()
+    config = {
+        "upstream": {"base_url": stub.base_url},
+        "redis": {"url": redis_server.url},
+        "milvus": {"uri": milvus_server.uri, "collection_prefix": "p" + uuid.uuid4().hex[:10]},
+        "embedding": {"model_dir": str(model_dir)},
+        "namespaces": [{"name": "default"}],
+        "deadlines": TEST_DEADLINES,
+    }
+    nodes = [spawn_node(config, tmp_path, name) for name in ("node-a", "node-b")]
+    try:
+        await asyncio.gather(*(wait_ready(n) for n in nodes))
+        yield nodes
+    finally:
+        for n in nodes:
+            n.stop()

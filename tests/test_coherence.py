@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import pytest_asyncio
 
 from node_harness import (
-    TEST_DEADLINES,
-    MilvusServer,
     NodeProcess,
-    RedisServer,
     Stub,
-    spawn_node,
-    wait_ready,
 )
 
 QUESTION = "How do I rotate my API keys?"
@@ -27,32 +18,6 @@ PARAPHRASE = "how can I rotate my api keys"
 
 def chat(content: str) -> dict[str, object]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
-
-
-@pytest_asyncio.fixture
-async def fleet(
-    tmp_path: Path,
-    redis_server: RedisServer,
-    milvus_server: MilvusServer,
-    stub: Stub,
-    model_dir: Path,
-) -> AsyncIterator[list[NodeProcess]]:
-    await stub.reset()
-    config = {
-        "upstream": {"base_url": stub.base_url},
-        "redis": {"url": redis_server.url},
-        "milvus": {"uri": milvus_server.uri, "collection_prefix": "c" + uuid.uuid4().hex[:10]},
-        "embedding": {"model_dir": str(model_dir)},
-        "namespaces": [{"name": "default"}],
-        "deadlines": TEST_DEADLINES,
-    }
-    nodes = [spawn_node(config, tmp_path, name) for name in ("node-a", "node-b")]
-    try:
-        await asyncio.gather(*(wait_ready(n) for n in nodes))
-        yield nodes
-    finally:
-        for n in nodes:
-            n.stop()
 
 
 async def _until(check: object, timeout_s: float, interval_s: float = 0.02) -> float:
@@ -66,9 +31,9 @@ async def _until(check: object, timeout_s: float, interval_s: float = 0.02) -> f
 
 
 async def test_nodes_share_tiers_and_invalidation_reaches_every_l1(
-    fleet: list[NodeProcess], stub: Stub
+    node_pair: list[NodeProcess], stub: Stub
 ) -> None:
-    node_a, node_b = fleet
+    node_a, node_b = node_pair
     async with httpx.AsyncClient(timeout=10) as client:
         first = await client.post(f"{node_a.url}/v1/chat/completions", json=chat(QUESTION))
         assert first.headers["x-cachefleet-cache"] == "miss"
@@ -115,8 +80,8 @@ async def test_nodes_share_tiers_and_invalidation_reaches_every_l1(
         assert stats["l1"]["exact_entries"] == 0
 
 
-async def test_namespace_switch_reaches_every_node(fleet: list[NodeProcess]) -> None:
-    node_a, node_b = fleet
+async def test_namespace_switch_reaches_every_node(node_pair: list[NodeProcess]) -> None:
+    node_a, node_b = node_pair
     async with httpx.AsyncClient(timeout=10) as client:
         await client.post(f"{node_b.url}/v1/chat/completions", json=chat(QUESTION))
         switched = await client.post(

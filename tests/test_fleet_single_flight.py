@@ -7,23 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest_asyncio
 
 from cachefleet_node.flights import LEASE_S
 from node_harness import (
-    TEST_DEADLINES,
-    MilvusServer,
     NodeProcess,
     RedisServer,
     Stub,
-    spawn_node,
-    wait_ready,
 )
 
 
@@ -33,32 +25,6 @@ def chat(content: str, **fields: Any) -> dict[str, Any]:
 
 def answer_of(reply: httpx.Response) -> str:
     return str(reply.json()["choices"][0]["message"]["content"])
-
-
-@pytest_asyncio.fixture
-async def fleet(
-    tmp_path: Path,
-    redis_server: RedisServer,
-    milvus_server: MilvusServer,
-    stub: Stub,
-    model_dir: Path,
-) -> AsyncIterator[list[NodeProcess]]:
-    await stub.reset()
-    config = {
-        "upstream": {"base_url": stub.base_url},
-        "redis": {"url": redis_server.url},
-        "milvus": {"uri": milvus_server.uri, "collection_prefix": "f" + uuid.uuid4().hex[:10]},
-        "embedding": {"model_dir": str(model_dir)},
-        "namespaces": [{"name": "default"}],
-        "deadlines": TEST_DEADLINES,
-    }
-    nodes = [spawn_node(config, tmp_path, name) for name in ("node-a", "node-b")]
-    try:
-        await asyncio.gather(*(wait_ready(n) for n in nodes))
-        yield nodes
-    finally:
-        for n in nodes:
-            n.stop()
 
 
 async def _spread(
@@ -89,11 +55,11 @@ async def _metric(client: httpx.AsyncClient, node: NodeProcess, series: str) -> 
 
 
 async def test_fifty_identical_requests_on_two_nodes_make_one_upstream_call(
-    fleet: list[NodeProcess], stub: Stub
+    node_pair: list[NodeProcess], stub: Stub
 ) -> None:
     await stub.behave(latency_ms=400)
     async with httpx.AsyncClient(timeout=30) as client:
-        replies = await _spread(client, fleet, chat("What is our refund window?"), 50)
+        replies = await _spread(client, node_pair, chat("What is our refund window?"), 50)
         assert [r.status_code for r in replies] == [200] * 50
         assert await stub.calls() == 1
         assert len({answer_of(r) for r in replies}) == 1
@@ -101,19 +67,19 @@ async def test_fifty_identical_requests_on_two_nodes_make_one_upstream_call(
         assert results.count("miss") == 1
         assert set(results) == {"miss", "hit-exact"}
         landed = 'cachefleet_fleet_lease_wait_seconds_count{outcome="landed"}'
-        assert sum([await _metric(client, n, landed) for n in fleet]) >= 1
+        assert sum([await _metric(client, n, landed) for n in node_pair]) >= 1
         # streamed requests wait for the whole answer, then replay it
         await stub.behave(latency_ms=300)
-        streamed = await _spread(client, fleet, chat("And for gift cards?", stream=True), 10)
+        streamed = await _spread(client, node_pair, chat("And for gift cards?", stream=True), 10)
         assert [r.status_code for r in streamed] == [200] * 10
         assert all(r.text.rstrip().endswith("data: [DONE]") for r in streamed)
         assert await stub.calls() == 2
 
 
 async def test_a_failed_lease_holder_lets_the_waiters_call_upstream_and_caches_nothing_bad(
-    fleet: list[NodeProcess], stub: Stub
+    node_pair: list[NodeProcess], stub: Stub
 ) -> None:
-    node_a, node_b = fleet
+    node_a, node_b = node_pair
     body = chat("Can I change my delivery address?")
     await stub.behave(latency_ms=1000, fail_next=1, fail_status=500)
     async with httpx.AsyncClient(timeout=30) as client:
@@ -131,7 +97,7 @@ async def test_a_failed_lease_holder_lets_the_waiters_call_upstream_and_caches_n
             == 1.0
         )
         # what is cached is the good answer, served to either node
-        for node in fleet:
+        for node in node_pair:
             again = await client.post(f"{node.url}/v1/chat/completions", json=body)
             assert again.status_code == 200
             assert again.headers["x-cachefleet-cache"] == "hit-exact"
@@ -140,24 +106,24 @@ async def test_a_failed_lease_holder_lets_the_waiters_call_upstream_and_caches_n
 
 
 async def test_redis_down_still_answers_every_request(
-    fleet: list[NodeProcess], stub: Stub, redis_server: RedisServer
+    node_pair: list[NodeProcess], stub: Stub, redis_server: RedisServer
 ) -> None:
     redis_server.stop()
     await stub.behave(latency_ms=500)
     async with httpx.AsyncClient(timeout=30) as client:
-        replies = await _spread(client, fleet, chat("Where is my order?"), 10)
+        replies = await _spread(client, node_pair, chat("Where is my order?"), 10)
         assert [r.status_code for r in replies] == [200] * 10
         assert len({answer_of(r) for r in replies}) == 1
         assert 1 <= await stub.calls() <= 2  # one call per node at most: per-node single flight
 
 
 async def test_a_killed_lease_holder_frees_its_waiters_within_seconds(
-    fleet: list[NodeProcess], stub: Stub
+    node_pair: list[NodeProcess], stub: Stub
 ) -> None:
     """The lease is short and renewed by a live holder: kill -9 the holder mid-call and the
     other node's waiter calls the upstream itself once the lease lapses (seconds), instead of
     waiting out the upstream's timeout (300 s by default)."""
-    node_a, node_b = fleet
+    node_a, node_b = node_pair
     body = chat("How do I reset my router?")
     await stub.behave(latency_ms=60_000)  # node A's call never finishes before it dies
     async with httpx.AsyncClient(timeout=90) as client:
