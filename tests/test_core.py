@@ -450,13 +450,33 @@ def test_request_keeps_the_original_body() -> None:
     assert not parse_chat_request({**body, "stream_options": None}).include_usage
 
 
+USER = [{"role": "user", "content": "x"}]
+
+
 @pytest.mark.parametrize(
     ("body", "param", "code"),
     [
-        ({"messages": [{"role": "user", "content": "x"}]}, "model", "missing_required_parameter"),
+        ({"messages": USER}, "model", "missing_required_parameter"),
         ({"model": "m"}, "messages", "missing_required_parameter"),
         ({"model": "m", "messages": []}, "messages", "invalid_value"),
-        ({"model": "", "messages": [{"role": "user"}]}, "model", "invalid_value"),
+        ({"model": "", "messages": USER}, "model", "invalid_value"),
+        ({"model": "m" * 257, "messages": USER}, "model", "invalid_value"),
+        ({"model": "m", "messages": USER * 10_001}, "messages", "invalid_value"),
+        (
+            {"model": "m", "messages": [{"role": "user"}]},
+            "messages[0].content",
+            "missing_required_parameter",
+        ),
+        (
+            {"model": "m", "messages": [*USER * 9_999, {"role": "user", "content": 5}]},
+            "messages[9999].content",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": 5}] * 10_000},
+            "messages[0].content",
+            "invalid_value",
+        ),
         ({"model": "m", "messages": [{"role": "robot"}]}, "messages[0].role", "invalid_value"),
         (
             {"model": "m", "messages": [{"role": "user", "content": 5}]},
@@ -469,18 +489,18 @@ def test_request_keeps_the_original_body() -> None:
             "missing_required_parameter",
         ),
         (
-            {"model": "m", "messages": [{"role": "user"}], "temperature": 3},
+            {"model": "m", "messages": USER, "temperature": 3},
             "temperature",
             "invalid_value",
         ),
         (
-            {"model": "m", "messages": [{"role": "user"}], "temperature": "0.5"},
+            {"model": "m", "messages": USER, "temperature": "0.5"},
             "temperature",
             "invalid_value",
         ),
-        ({"model": "m", "messages": [{"role": "user"}], "n": 0}, "n", "invalid_value"),
+        ({"model": "m", "messages": USER, "n": 0}, "n", "invalid_value"),
         (
-            {"model": "m", "messages": [{"role": "user"}], "stream": "yes"},
+            {"model": "m", "messages": USER, "stream": "yes"},
             "stream",
             "invalid_value",
         ),

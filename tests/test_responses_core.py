@@ -138,9 +138,40 @@ def test_function_call_turns_are_keyed_and_follow_the_tool_result_policy() -> No
         ({"tools": [{"type": "mcp", "server_label": "x"}]}, "server-tool"),
         ({"tools": [{"type": "image_generation"}]}, "server-tool"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input-item"),
-        ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input-item"),
-        ({"input": [{"role": "user", "content": [{"type": "input_video"}]}]}, "input-item"),
+        (
+            {
+                "input": [
+                    {
+                        "type": "web_search_call",
+                        "id": "ws_1",
+                        "status": "completed",
+                        "action": {"type": "search", "query": "reset password"},
+                    }
+                ]
+            },
+            "input-item",
+        ),
         ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, None),
+        ({"stream": None, "brand_new_field": {"x": 1}}, None),
+        (
+            {
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_text", "text": "What is on this picture?"},
+                            {
+                                "type": "input_image",
+                                "image_url": "https://x/y.png",
+                                "detail": "auto",
+                            },
+                        ],
+                    }
+                ]
+            },
+            None,
+        ),
+        ({"text": {"format": {"type": "json_schema", "name": "a", "schema": {}}}}, None),
         ({"background": False, "previous_response_id": None}, None),
     ],
 )
@@ -151,9 +182,30 @@ def test_bypass_rules(fields: dict[str, Any], reason: str | None) -> None:
     assert parse_responses_request(request_body).bypass == reason
 
 
+def test_requests_the_api_completes_from_a_stored_prompt_bypass() -> None:
+    templated = {"prompt": {"id": "pmpt_1"}, "store": False}
+    assert parse_responses_request(templated).bypass == "no-model"
+    assert parse_responses_request({**templated, "model": "gpt-4o-mini"}).bypass == "no-input"
+
+
 @pytest.mark.parametrize(
     ("bad", "param"),
-    [({"input": None}, "input"), ({"model": ""}, "model"), ({"stream": "yes"}, "stream")],
+    [
+        ({"input": None}, "input"),
+        ({"input": []}, "input"),
+        ({"model": ""}, "model"),
+        ({"stream": "yes"}, "stream"),
+        ({"temperature": 2.5}, "temperature"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_video"}]}]},
+            "input[0].content[0].type",
+        ),
+        ({"input": [{"role": "user", "content": 7}]}, "input[0].content"),
+        ({"input": [{"role": "user", "content": 7}] * 10_000}, "input[0].content"),
+        ({"model": "m" * 257}, "model"),
+        ({"tools": [{"type": "function", "parameters": {}}]}, "tools[0].name"),
+        ({"store": "no"}, "store"),
+    ],
 )
 def test_invalid_requests_name_the_parameter(bad: dict[str, Any], param: str) -> None:
     with pytest.raises(RequestError) as caught:
@@ -270,3 +322,46 @@ def test_recorder_refuses_unfinished_and_oversized_streams() -> None:
     for event in events:
         small.feed(event)
     assert (small.completion(), small.failed) == (None, "too-large")
+
+
+def _events(served: dict[str, Any], piece_chars: int) -> list[Any]:
+    raw = b"".join(replay_events(served, piece_chars=piece_chars))
+    return [
+        EVENTS.validate_python(orjson.loads(block.split(b"\ndata: ", 1)[1]))
+        for block in raw.split(b"\n\n")[:-1]
+    ]
+
+
+def test_text_parts_carry_the_logprobs_lists_the_api_sends() -> None:
+    bare = stored()
+    del bare["output"][0]["content"][0]["logprobs"]  # an upstream that leaves them out
+    served = served_response(bare, created_at=1)
+    assert served["output"][0]["content"][0]["logprobs"] == []
+    events = _events(served, 8)
+    added = next(e for e in events if e.type == "response.content_part.added")
+    assert added.part.logprobs == []
+    assert all(e.logprobs == [] for e in events if e.type == "response.output_text.delta")
+    done = next(e for e in events if e.type == "response.output_text.done")
+    assert done.logprobs == []
+    assert events[-1].response.output[0].content[0].logprobs == []
+
+
+def test_stored_logprobs_are_replayed_with_their_tokens() -> None:
+    tokens = ["Open", " the", " settings", " page", ",", " then", " click", " reset", "."]
+    logprobs = [
+        {"token": t, "bytes": list(t.encode()), "logprob": -0.1 * i, "top_logprobs": []}
+        for i, t in enumerate(tokens)
+    ]
+    original = stored()
+    part = original["output"][0]["content"][0]
+    part["logprobs"] = logprobs
+    part["text"] = "".join(tokens)
+    events = _events(served_response(original, created_at=1), 8)
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 1
+    assert [lp.token for e in deltas for lp in e.logprobs] == tokens
+    assert all("".join(lp.token for lp in e.logprobs) == e.delta for e in deltas)
+    done = next(e for e in events if e.type == "response.output_text.done")
+    assert [lp.model_dump() for lp in done.logprobs] == logprobs
+    assert events[-1].response.output[0].content[0].logprobs is not None
+    assert len(events[-1].response.output[0].content[0].logprobs) == len(tokens)

@@ -153,11 +153,6 @@ async def test_function_calls_are_cached_and_replayed(
             "input-item",
             id="item-reference",
         ),
-        pytest.param(
-            {"input": [{"role": "user", "content": [{"type": "input_video", "url": "x"}]}]},
-            "input-item",
-            id="unknown-part",
-        ),
     ],
 )
 async def test_bypass_rules(
@@ -177,6 +172,14 @@ async def test_bypass_rules(
         assert raw.headers["x-cachefleet-namespace"]
         await matrix_node.settle()
     assert stub.calls["responses"] == 2
+    # counted like a chat bypass: the namespace's stats, the requests and bypass metrics
+    namespace = raw.headers["x-cachefleet-namespace"]
+    stats = (await matrix_node.client.get("/v1/cache/stats")).json()["namespaces"][namespace]
+    assert (stats["node"]["requests"], stats["node"]["bypasses"]) == (2, 2)
+    registry = matrix_node.runtime.metrics.registry
+    requests = {"namespace": namespace, "result": "bypass", "tier": "none"}
+    assert registry.get_sample_value("cachefleet_requests_total", requests) == 2
+    assert registry.get_sample_value("cachefleet_bypass_total", {"reason": reason}) == 2
 
 
 async def test_previous_response_id_bypasses(

@@ -1,9 +1,11 @@
 """`POST /v1/embeddings`: what the cache understands of a request, and how vectors are kept and
 served (pure).
 
-A request is cached per input item. Only requests made of the fields the API defines
-(`EMBEDDING_FIELDS`, those of the `openai` package's `EmbeddingCreateParams`) with values of
-the documented types are understood; anything else is for the upstream to judge, untouched.
+A request is cached per input item. A body is validated by the `openai` package's own
+`EmbeddingCreateParams` (`core.validation`: a 400 naming the field otherwise); only requests
+made of the fields it defines (`EMBEDDING_FIELDS`) with a non-empty input are understood, and
+anything else (a field the SDK does not know yet, an empty input) is for the upstream to
+judge, untouched.
 Vectors are kept as little-endian float32 (what the models produce and what `base64` encodes)
 and presented per request: `float` as the float32 values written as JSON numbers, `base64` as
 the raw bytes, like the OpenAI API.
@@ -13,15 +15,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import orjson
+from openai.types.embedding_create_params import EmbeddingCreateParams
+
+from cachefleet_node.core.validation import ApiBody
 
 __all__ = [
+    "EMBEDDINGS_BODY",
     "EMBEDDING_FIELDS",
     "EmbeddingRequest",
     "EmbeddingsAnswer",
@@ -39,8 +45,10 @@ Vector = npt.NDArray[np.float32]
 Item = str | tuple[int, ...]  # one input: a text, or a token array
 EncodingFormat = Literal["float", "base64"]
 
-#: The request fields of the API (`openai.types.EmbeddingCreateParams`; a test keeps them equal).
-EMBEDDING_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user"})
+#: Embeddings request bodies, as the SDK types them.
+EMBEDDINGS_BODY = ApiBody(EmbeddingCreateParams, {})
+#: The request fields of the API (those of the SDK's type).
+EMBEDDING_FIELDS = EmbeddingCreateParams.__required_keys__ | EmbeddingCreateParams.__optional_keys__
 _LITTLE_F32 = np.dtype("<f4")
 
 
@@ -81,25 +89,21 @@ def _items(value: Any) -> tuple[Item, ...] | None:
     return None
 
 
-def parse_embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest | str:
+def parse_embedding_request(body: dict[str, Any]) -> EmbeddingRequest | str:
     """The request as the cache understands it, or why it does not (a bypass reason:
-    `unknown-field`, or `invalid-request` for what the upstream should answer itself)."""
+    `unknown-field`, or `invalid-request` for what the upstream should answer itself);
+    `RequestError` naming the field of a body the API's types refuse."""
+    EMBEDDINGS_BODY.check(body)
     if any(name not in EMBEDDING_FIELDS for name in body):
         return "unknown-field"
-    model = body.get("model")
-    items = _items(body.get("input"))
-    encoding = body.get("encoding_format")
+    model, items = body["model"], _items(body["input"])
     dimensions = body.get("dimensions")
-    if not isinstance(model, str) or not model or items is None:
-        return "invalid-request"
-    if encoding not in (None, "float", "base64"):
-        return "invalid-request"
-    if dimensions is not None and not (_is_token(dimensions) and dimensions > 0):
+    if not model or items is None or (dimensions is not None and dimensions < 1):
         return "invalid-request"
     return EmbeddingRequest(
         model=model,
         items=items,
-        encoding_format="base64" if encoding == "base64" else "float",
+        encoding_format="base64" if body.get("encoding_format") == "base64" else "float",
         dimensions=dimensions,
     )
 

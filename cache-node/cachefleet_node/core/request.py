@@ -1,59 +1,49 @@
 """Parsing and validation of OpenAI chat-completion requests (pure, no I/O).
 
-The original JSON object is kept untouched so unknown fields reach the upstream as sent;
-validation covers only the fields the cache depends on.
+A body is validated by the `openai` package's own request type (`core.validation`); the
+original JSON object is kept untouched, so unknown fields reach the upstream as sent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 
 from cachefleet_node.core.errors import RequestError
+from cachefleet_node.core.validation import ApiBody, Bounds
 
 __all__ = [
+    "CHAT_BODY",
+    "ChatCompletionBody",
     "ChatRequest",
-    "ChatRequestModel",
     "decode_json_object",
     "parse_chat_request",
-    "validation_error_to_request_error",
 ]
 
-Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+class ChatCompletionBody(CompletionCreateParamsBase, total=False):
+    """The SDK's chat-completion parameters, with `stream` as its two variants (streaming,
+    not streaming) accept it together: true, false or null."""
+
+    stream: bool | None
 
 
-class ContentPart(BaseModel):
-    """One part of a multi-part message content."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    type: str = Field(min_length=1)
-
-
-class Message(BaseModel):
-    """One chat message; extra fields (name, tool_calls, ...) are allowed."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    role: Role
-    content: str | list[ContentPart] | None = None
-
-
-class ChatRequestModel(BaseModel):
-    """Schema of the fields the cache reads from a chat-completion request."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    model: str = Field(min_length=1, max_length=256)
-    messages: list[Message] = Field(min_length=1, max_length=10_000)
-    stream: bool | None = False  # null is accepted, as by the OpenAI API
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    n: int | None = Field(None, ge=1, le=128)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    tools: list[dict[str, Any]] | None = None
-    response_format: dict[str, Any] | None = None
+#: Chat-completion bodies, with the API's ranges of the fields the cache reads.
+CHAT_BODY = ApiBody(
+    ChatCompletionBody,
+    {
+        "model": Bounds(1, 256, length=True),
+        "messages": Bounds(1, 10_000, length=True),
+        "temperature": Bounds(0, 2),
+        "top_p": Bounds(0, 1),
+        "n": Bounds(1, 128),
+        "max_tokens": Bounds(low=1),
+        "max_completion_tokens": Bounds(low=1),
+    },
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,48 +120,14 @@ def _deeper_than(value: Any, limit: int) -> str | None:
     return None
 
 
-def _param_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in {"str", "list[ContentPart]", "none", "float", "int"}:
-            continue  # union branch names pydantic adds to the location
-        else:
-            path += f".{part}" if path else str(part)
-    return path
-
-
-def validation_error_to_request_error(error: ValidationError) -> RequestError:
-    """The most specific validation error as a 400 that names the parameter."""
-    details = error.errors()
-    deepest = max(details, key=lambda item: len(item["loc"]))
-    param = _param_path(tuple(deepest["loc"]))
-    if deepest["type"] == "missing":
-        return RequestError(
-            400,
-            f"missing required parameter: '{param}'",
-            param=param,
-            code="missing_required_parameter",
-        )
-    # A union (e.g. string or list of parts) reports one error per branch: name them all.
-    messages = [item["msg"] for item in details if _param_path(tuple(item["loc"])) == param]
-    reason = " or ".join(dict.fromkeys(messages))
-    return RequestError(
-        400, f"invalid value for '{param}': {reason}", param=param, code="invalid_value"
-    )
-
-
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     """Validate a decoded chat-completion body; raise `RequestError` naming the bad field."""
-    try:
-        model = ChatRequestModel.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error_to_request_error(exc) from exc
+    CHAT_BODY.check(body)
+    temperature = body.get("temperature")
     return ChatRequest(
         body=body,
-        model=model.model,
-        stream=bool(model.stream),
-        temperature=model.temperature,
-        n=model.n or 1,
+        model=body["model"],
+        stream=bool(body.get("stream")),
+        temperature=None if temperature is None else float(temperature),
+        n=body.get("n") or 1,
     )

@@ -1,7 +1,11 @@
 """The OpenAI Responses API (`POST /v1/responses`) in the cache: which requests may be cached,
 their keys, recording a typed event stream, and replaying a stored response (pure, no I/O).
 
+A body is validated by the `openai` package's own `ResponseCreateParams` (`core.validation`).
 A request is cached only when its answer depends on nothing but its body:
+
+- no `model` (the API takes it from a stored `prompt`): bypass, since the node routes by
+  model; no `input`: bypass;
 
 - `previous_response_id` or `conversation` set (server-side state): bypass;
 - `background: true`: bypass (the answer is fetched later from the server);
@@ -12,8 +16,8 @@ A request is cached only when its answer depends on nothing but its body:
 - a tool other than `function` (web search, file search, code interpreter, computer use,
   MCP, image generation ...): bypass; function tools are cached like chat tool calls;
 - an input item other than a message, `function_call` or `function_call_output`
-  (`item_reference`, outputs of server tools ...), or a content part of an unknown type:
-  bypass.
+  (`item_reference`, outputs of server tools ...): bypass. (A message's content parts are
+  those the SDK's types allow: text, refusal, image and file parts.)
 
 A cacheable request is keyed as a chat request would be: `instructions` become the system
 message and the input items the messages (text parts as text), so the semantic tier embeds
@@ -29,15 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
 from cachefleet_node.config import NamespaceConfig
-from cachefleet_node.core.request import ChatRequest, validation_error_to_request_error
-from cachefleet_node.core.stream import SseRecorder, pieces
+from cachefleet_node.core.request import ChatRequest
+from cachefleet_node.core.stream import SseRecorder, content_pieces, pieces
+from cachefleet_node.core.validation import ApiBody, Bounds
 
 __all__ = [
+    "RESPONSES_BODY",
+    "ResponseCreateBody",
     "ResponsesRequest",
-    "ResponsesRequestModel",
     "ResponsesStreamRecorder",
     "parse_responses_request",
     "replay_events",
@@ -47,26 +53,32 @@ __all__ = [
 
 #: Input item types a cacheable request may carry (a message may also omit `type`).
 INPUT_ITEM_TYPES = frozenset({"message", "function_call", "function_call_output"})
-#: Content part types of input messages; the text ones are keyed as chat text parts.
+#: Content part types of input messages keyed as chat text parts.
 TEXT_PART_TYPES = frozenset({"input_text", "output_text"})
-CONTENT_PART_TYPES = TEXT_PART_TYPES | {"refusal", "input_image", "input_file"}
 #: Output items a stored response may hold, and the prefix of their fresh ids on a hit.
 OUTPUT_ITEM_PREFIXES = {"message": "msg_", "function_call": "fc_", "reasoning": "rs_"}
 _ITEM_ROLES = {"function_call": "assistant", "function_call_output": "tool"}
 
 
-class ResponsesRequestModel(BaseModel):
-    """Schema of the fields the cache reads from a Responses API request."""
+class ResponseCreateBody(ResponseCreateParamsBase, total=False):
+    """The SDK's Responses parameters, with `stream` as its two variants (streaming, not
+    streaming) accept it together: true, false or null."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
-    model: str = Field(min_length=1, max_length=256)
-    input: str | list[dict[str, Any]] = Field(min_length=1)
-    instructions: str | None = None
-    stream: bool | None = False
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    max_output_tokens: int | None = Field(None, ge=1)
-    tools: list[dict[str, Any]] | None = None
+    stream: bool | None
+
+
+#: Responses bodies, with the API's ranges of the fields the cache reads.
+RESPONSES_BODY = ApiBody(
+    ResponseCreateBody,
+    {
+        "model": Bounds(1, 256, length=True),
+        "input": Bounds(low=1, length=True),
+        "temperature": Bounds(0, 2),
+        "top_p": Bounds(0, 1),
+        "max_output_tokens": Bounds(low=1),
+        "top_logprobs": Bounds(0, 20),
+    },
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,34 +91,34 @@ class ResponsesRequest:
 
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     """Validate a decoded `POST /v1/responses` body; `RequestError` naming the bad field."""
-    try:
-        model = ResponsesRequestModel.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error_to_request_error(exc) from exc
-    items = (
-        [{"role": "user", "content": model.input}] if isinstance(model.input, str) else model.input
+    RESPONSES_BODY.check(body)
+    given = body.get("input")
+    items: list[dict[str, Any]] = (
+        [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
     )
-    reason = _bypass_reason(body, model, items)
-    messages = (
-        [] if model.instructions is None else [{"role": "system", "content": model.instructions}]
-    )
+    reason = _bypass_reason(body, items)
+    instructions = body.get("instructions")
+    messages = [] if instructions is None else [{"role": "system", "content": instructions}]
     if reason is None:
         messages += [_as_message(item) for item in items]
     rest = {key: value for key, value in body.items() if key not in ("input", "instructions")}
+    temperature = body.get("temperature")
     chat = ChatRequest(
         body={**rest, "api": "responses", "messages": messages},
-        model=model.model,
-        stream=bool(model.stream),
-        temperature=model.temperature,
+        model=body.get("model") or "",
+        stream=bool(body.get("stream")),
+        temperature=None if temperature is None else float(temperature),
         n=1,
     )
     return ResponsesRequest(chat=chat, bypass=reason)
 
 
-def _bypass_reason(
-    body: dict[str, Any], model: ResponsesRequestModel, items: list[dict[str, Any]]
-) -> str | None:
+def _bypass_reason(body: dict[str, Any], items: list[dict[str, Any]]) -> str | None:
     """Why a request must go upstream uncached (the rules in the module docstring)."""
+    if "model" not in body:
+        return "no-model"
+    if not items:
+        return "no-input"
     if body.get("previous_response_id") is not None:
         return "previous-response"
     if body.get("conversation") is not None:
@@ -117,23 +129,11 @@ def _bypass_reason(
         return "store"
     if body.get("prompt") is not None:
         return "prompt-template"
-    if any(tool.get("type") != "function" for tool in model.tools or []):
+    if any(tool.get("type") != "function" for tool in body.get("tools") or []):
         return "server-tool"
-    for item in items:
-        kind = item.get("type", "message")
-        if kind not in INPUT_ITEM_TYPES:
-            return "input-item"
-        content = item.get("content")
-        if kind == "message" and not isinstance(content, str) and not _known_parts(content):
-            return "input-item"
+    if any(item.get("type", "message") not in INPUT_ITEM_TYPES for item in items):
+        return "input-item"
     return None
-
-
-def _known_parts(content: Any) -> bool:
-    """Whether a message content is a list of content parts of known types."""
-    return isinstance(content, list) and all(
-        isinstance(part, dict) and part.get("type") in CONTENT_PART_TYPES for part in content
-    )
 
 
 def _as_message(item: dict[str, Any]) -> dict[str, Any]:
@@ -192,15 +192,20 @@ def _replayable_parts(content: Any) -> bool:
 
 
 def served_response(stored: dict[str, Any], created_at: int) -> dict[str, Any]:
-    """A stored response as a hit serves it: a fresh `id`, `created_at` and item ids, and
-    its usage with every input token reported as cached
+    """A stored response as a hit serves it: a fresh `id`, `created_at` and item ids, text
+    parts with the `annotations` and `logprobs` lists the API always sends (empty when the
+    upstream left them out), and its usage with every input token reported as cached
     (`input_tokens_details.cached_tokens`), the way OpenAI reports its prompt cache."""
     served = {
         **stored,
         "id": f"resp_cf{uuid.uuid4().hex}",
         "created_at": created_at,
         "output": [
-            {**item, "id": f"{OUTPUT_ITEM_PREFIXES[item['type']]}cf{uuid.uuid4().hex}"}
+            {
+                **item,
+                "id": f"{OUTPUT_ITEM_PREFIXES[item['type']]}cf{uuid.uuid4().hex}",
+                **({"content": _with_lists(item["content"])} if item["type"] == "message" else {}),
+            }
             for item in stored["output"]
         ],
     }
@@ -216,6 +221,24 @@ def served_response(stored: dict[str, Any], created_at: int) -> dict[str, Any]:
             },
         }
     return served
+
+
+def _with_lists(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Message parts with `annotations` and `logprobs` lists on every text part."""
+    return [
+        {
+            **part,
+            "annotations": _list(part.get("annotations")),
+            "logprobs": _list(part.get("logprobs")),
+        }
+        if part["type"] == "output_text"
+        else part
+        for part in content
+    ]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 # ------------------------------------------------------------------------------- streams
@@ -304,13 +327,15 @@ def replay_events(response: dict[str, Any], *, piece_chars: int = 24) -> Iterato
 def _part_events(
     emit: Callable[..., None], where: dict[str, Any], part: dict[str, Any], size: int
 ) -> None:
-    """The events streaming one content part of a message: its text (or refusal) in pieces."""
+    """The events streaming one content part of a message: its text (or refusal) in pieces,
+    each text piece with the logprobs of its tokens (none, `[]`, when the part has none)."""
     if part["type"] == "output_text":
-        empty = {**part, "text": "", "annotations": []}
+        logprobs = _list(part.get("logprobs"))
+        empty = {**part, "text": "", "annotations": [], "logprobs": []}
         emit("response.content_part.added", **where, part=empty)
-        for piece in pieces(part["text"], size):
-            emit("response.output_text.delta", **where, delta=piece, logprobs=[])
-        emit("response.output_text.done", **where, text=part["text"], logprobs=[])
+        for piece, tokens in content_pieces(part["text"], logprobs or None, size):
+            emit("response.output_text.delta", **where, delta=piece, logprobs=tokens or [])
+        emit("response.output_text.done", **where, text=part["text"], logprobs=logprobs)
     else:
         emit("response.content_part.added", **where, part={**part, "refusal": ""})
         for piece in pieces(part["refusal"], size):

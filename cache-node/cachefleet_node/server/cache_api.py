@@ -31,7 +31,7 @@ from cachefleet_contract.admin import (
 )
 from cachefleet_node.core.errors import RequestError
 from cachefleet_node.core.planning import Outcome, plan_request, response_headers_for
-from cachefleet_node.core.request import ChatRequestModel, decode_json_object
+from cachefleet_node.core.request import ChatCompletionBody, decode_json_object
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.key_check import Rejection
 from cachefleet_node.lifecycle import invalidate_similar
@@ -61,7 +61,7 @@ class StoreRequest(StrictBody):
     response: dict[str, Any] = Field(description="The chat.completion object to cache.")
 
 
-@router.post("/lookup", openapi_extra=openapi_body(ChatRequestModel))
+@router.post("/lookup", openapi_extra=openapi_body(ChatCompletionBody))
 async def lookup(http_request: Request) -> Response:
     """Look up a chat request (same body and headers as the proxy) without calling upstream."""
     runtime = runtime_of(http_request)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from cachefleet_contract.admin import StrictBody
 from cachefleet_node.auth import Caller
 from cachefleet_node.core.errors import RequestError
-from cachefleet_node.core.request import decode_json_object, validation_error_to_request_error
+from cachefleet_node.core.request import decode_json_object
+from cachefleet_node.core.validation import validation_error_to_request_error
 from cachefleet_node.key_check import Rejection
 from cachefleet_node.runtime import NodeRuntime
 from cachefleet_node.server.http import read_body
@@ -36,11 +37,11 @@ def runtime_of(request: Request) -> NodeRuntime:
     return runtime
 
 
-def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` describing a JSON request body (routes read bodies themselves). The
-    model's `$defs` are inlined: a `#/$defs/...` reference would point at the root of the
-    OpenAPI document, where nothing is."""
-    schema = model.model_json_schema()
+def openapi_body(model: type[Any]) -> dict[str, Any]:
+    """`openapi_extra` describing a JSON request body of type `model` (a pydantic model or
+    a `TypedDict`; routes read bodies themselves). The schema's `$defs` are inlined: a
+    `#/$defs/...` reference would point at the root of the OpenAPI document, where nothing is."""
+    schema = TypeAdapter(model).json_schema()
     definitions = schema.pop("$defs", {})
     return {
         "requestBody": {
@@ -72,7 +73,7 @@ async def parse_body(request: Request, runtime: NodeRuntime, model: type[M]) -> 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise validation_error_to_request_error(exc) from exc
+        raise validation_error_to_request_error(exc, data) from exc
 
 
 async def caller_of(request: Request, runtime: NodeRuntime) -> Caller:

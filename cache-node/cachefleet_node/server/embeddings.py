@@ -23,14 +23,14 @@ import uuid
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from openai.types.embedding_create_params import EmbeddingCreateParams
 
 from cachefleet_node.auth import Caller
 from cachefleet_node.config import NamespaceConfig
@@ -68,19 +68,7 @@ router = APIRouter()
 MAX_PENDING_WRITES = 2048  # background L2 writes of this route (dropped beyond, like chat's)
 
 
-class _EmbeddingsBody(BaseModel):
-    """The request body (OpenAPI description only; the route reads the body itself)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    input: str | list[str] | list[int] | list[list[int]]
-    encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = None
-    user: str | None = None
-
-
-_OPENAPI_BODY = openapi_body(_EmbeddingsBody)
+_OPENAPI_BODY = openapi_body(EmbeddingCreateParams)
 
 
 class _RouteState:

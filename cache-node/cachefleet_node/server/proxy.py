@@ -21,7 +21,7 @@ from cachefleet_node.auth import Caller
 from cachefleet_node.core.entry import as_served_hit, requested_logprobs, with_logprobs
 from cachefleet_node.core.errors import error_body
 from cachefleet_node.core.planning import LookupPlan, Outcome, plan_request, response_headers_for
-from cachefleet_node.core.request import ChatRequest, ChatRequestModel, decode_json_object
+from cachefleet_node.core.request import ChatCompletionBody, ChatRequest, decode_json_object
 from cachefleet_node.core.stream import StreamRecorder, UsageChunkFilter, replay_chunks
 from cachefleet_node.flights import Lease
 from cachefleet_node.key_check import Rejection
@@ -43,7 +43,7 @@ _STREAM_INTERRUPTED = (
     + b"\n\n"
 )
 
-_OPENAPI_BODY = openapi_body(ChatRequestModel)
+_OPENAPI_BODY = openapi_body(ChatCompletionBody)
 
 
 class Recorder(Protocol):
