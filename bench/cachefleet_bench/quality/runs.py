@@ -22,6 +22,7 @@ from cachefleet_node.core.guards import GUARD_NAMES, GuardChain
 from cachefleet_node.core.lexical import word_overlap
 from cachefleet_node.core.verifier import score_lift, verifier_score
 from cachefleet_node.engine import SEMANTIC_CANDIDATES
+from cachefleet_node.tiers.l1_semantic import VectorMeta
 
 __all__ = [
     "AdversarialRun",
@@ -96,20 +97,30 @@ async def clinc_candidates(bench: Bench, embedder: TableEmbedder, data: ClincDat
         found = engine.l1_semantic.search(
             plan.keys.semantic.partition, embedder.vector(text), SEMANTIC_CANDIDATES, now
         )
+        prompts = [await _prompt(bench, c.meta) for c in found]
         candidates.append(
             [
                 (
                     c.similarity,
                     bench.labels[c.meta.entry_id],
-                    frozenset(chain.reasons(text, c.meta.prompt)),
-                    quantities(text) == quantities(c.meta.prompt),
-                    word_overlap(text, c.meta.prompt),
-                    verifier_score(text, c.meta.prompt, c.similarity),
+                    frozenset(chain.reasons(text, prompt)),
+                    quantities(text) == quantities(prompt),
+                    word_overlap(text, prompt),
+                    verifier_score(text, prompt, c.similarity),
                 )
-                for c in found
+                for c, prompt in zip(found, prompts, strict=True)
             ]
         )
     return ClincRun(list(data.queries), exact, candidates)
+
+
+async def _prompt(bench: Bench, meta: VectorMeta) -> str:
+    """A candidate's prompt: kept beside its vector, else read from its entry (as the engine
+    does for vectors refilled from the durable tier)."""
+    if meta.prompt is not None:
+        return meta.prompt
+    entry = await bench.engine.store.get(meta.namespace, meta.tenant, meta.entry_id)
+    return "" if entry is None else entry.prompt or ""
 
 
 # --------------------------------------------------------------------------- QQP

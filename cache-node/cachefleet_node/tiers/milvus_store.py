@@ -16,7 +16,7 @@ nothing) or missing, or the server unreachable, takes the collection out of serv
 or recreates it, retrying until it answers; then the collection serves again.
 
 Milvus Lite (a local `.db` path, an in-process server) is not safe for concurrent writes: two
-upserts at once interleave their bytes in its write-ahead log, and the next start drops every
+inserts at once interleave their bytes in its write-ahead log, and the next start drops every
 row after the first torn batch. Its writes therefore run one at a time; `close` flushes the
 collection to its data files and, with the last collection of that file, stops the server.
 """
@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ CLOSE_TIMEOUT_S = 15.0  # longest wait for the final flush and the Milvus Lite s
 CODE_COLLECTION_NOT_FOUND = 100  # Milvus (2.3+) and Milvus Lite error codes
 CODE_COLLECTION_NOT_LOADED = 101
 CODE_UNREACHABLE = 2  # pymilvus: "Fail connecting to server"
+SCAN_BATCH = 4_096  # most rows one query of a scan returns (Milvus allows 16,384)
+SCAN_FIRST_WINDOW_MS = 60_000  # creation-time window of a scan's first query
+_ROW_FIELDS = ["namespace", "tenant", "partition", "tags", "created_at", "expires_at", "vector"]
 _embedded_open: dict[str, int] = {}  # Milvus Lite path -> stores open on it (this process)
 
 
@@ -321,7 +325,7 @@ class MilvusVectorStore:
         return self._client
 
     async def insert(self, rows: list[VectorRow]) -> None:
-        """Insert or replace rows."""
+        """Insert or replace rows (keyed by entry id)."""
         client = self._require()
         data = [
             {
@@ -337,7 +341,21 @@ class MilvusVectorStore:
             }
             for row in rows
         ]
-        await self._call(client.upsert, self.collection, data, write=True)
+        await self._call(self._replace, client, data, write=True)
+
+    def _replace(self, client: MilvusClient, data: list[dict[str, Any]], timeout: float) -> None:
+        """Delete the rows' ids, then insert the rows (blocking: on a writer thread).
+
+        Not `upsert`: Milvus 2.3 servers (2.3.5 among them; milvus-io/milvus#30607, fixed by
+        #30773) put an upserted row in the partition of its primary key's hash, not of its
+        namespace, and every search, count and scoped delete filtered on a namespace reads
+        that namespace's partition only, so it misses the row. A delete by id reaches every
+        partition. Two writers of one entry id at the same moment may leave two copies of
+        the row; deleting that id removes both.
+        """
+        ids = [row["id"] for row in data]
+        client.delete(self.collection, ids=ids, timeout=timeout)
+        client.insert(self.collection, data, timeout=timeout)
 
     async def nearest(self, query: VectorQuery) -> list[VectorHit]:
         """Nearest live rows inside one partition, with their vectors (`VectorTier`)."""
@@ -359,6 +377,65 @@ class MilvusVectorStore:
             search_params={"metric_type": "IP"},
         )
         return [_hit(item) for item in (result[0] if result else [])]
+
+    async def scan_recent(
+        self, now: float, batch: int = SCAN_BATCH
+    ) -> AsyncGenerator[list[VectorHit], None]:
+        """The rows live at `now`, with their vectors and expiry, newest first, in batches
+        of at most `batch` (a node refilling its in-process tier).
+
+        Rows are read in windows of creation time going back from `now`: a window counted
+        above `batch` rows is halved before it is read, a sparse one doubles the next, so each
+        query returns about one batch and the walk ends at the oldest row. Rows written after
+        `now` are not read; of a millisecond holding more than `batch` rows, `batch` are.
+        """
+        client = self._require()
+        now_ms = int(now * 1000)
+        live = f"expires_at > {now_ms}"
+        left = await self._count(client, f"{live} and created_at <= {now_ms}")
+        upper, span = now_ms + 1, SCAN_FIRST_WINDOW_MS
+        while left > 0 and upper > 0:
+            lower = max(upper - span, 0)
+            window = f"{live} and created_at >= {lower} and created_at < {upper}"
+            count = await self._count(client, window)
+            if count > batch and upper - lower > 1:
+                span = max((upper - lower) // 2, 1)
+                continue
+            if count:
+                yield await self._call(self._read_rows, client, window, batch)
+            left -= count
+            upper = lower
+            if count < batch // 2:
+                span *= 2
+
+    def _read_rows(
+        self, client: MilvusClient, expression: str, limit: int, timeout: float
+    ) -> list[VectorHit]:
+        """Query rows with their vectors and expiry (blocking: on the pool's thread)."""
+        rows = client.query(
+            self.collection,
+            filter=expression,
+            output_fields=_ROW_FIELDS,
+            limit=limit,
+            timeout=timeout,
+        )
+        if not rows:
+            return []
+        vectors = np.asarray([row["vector"] for row in rows], dtype=np.float32)
+        return [
+            VectorHit(
+                entry_id=str(row["id"]),
+                namespace=str(row["namespace"]),
+                tenant=str(row["tenant"]),
+                partition=str(row["partition"]),
+                similarity=0.0,
+                created_at=float(row["created_at"]) / 1000,
+                vector=vectors[i],
+                tags=tuple(t for t in str(row.get("tags") or "").split(",") if t),
+                expires_at=float(row["expires_at"]) / 1000,
+            )
+            for i, row in enumerate(rows)
+        ]
 
     async def search_scope(
         self, scope: InvalidationScope, vector: npt.NDArray[np.float32], limit: int
