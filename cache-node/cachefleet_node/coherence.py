@@ -1,6 +1,7 @@
 """Coherence bus: invalidations and namespace switches reach every node sharing a Redis.
 
-Events travel on a Redis pub/sub channel. Pub/sub drops messages while a subscriber is
+Events travel on a Redis pub/sub channel (on a Redis Cluster: subscribed on one node, which
+receives every node's PUBLISH; see `redis_clients`). Pub/sub drops messages while a subscriber is
 disconnected, so every (re)subscription starts with a reset: the node empties its L1 tiers
 and reloads the active namespaces. A node can therefore never keep serving an L1 entry that
 was invalidated while it was cut off.
@@ -16,8 +17,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import PubSub
 
 from cachefleet_contract import keyspace
+from cachefleet_node import redis_clients
 
 __all__ = ["CoherenceBus"]
 
@@ -65,8 +68,9 @@ class CoherenceBus:
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub: PubSub | None = None
             try:
+                pubsub = await redis_clients.pubsub(self._redis)
                 await pubsub.subscribe(self._channel)
                 await self._on_reset()
                 self.subscribed.set()
@@ -86,8 +90,9 @@ class CoherenceBus:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _dispatch(self, data: bytes) -> None:
         try:

@@ -1,5 +1,9 @@
 """The fleet's entry store: entries as Redis strings with a TTL, a per-namespace expiry
-index, hit ranking and tag sets (keys in `cachefleet_contract.keyspace`)."""
+index, hit ranking and tag sets (keys in `cachefleet_contract.keyspace`).
+
+Works on one Redis and on a Redis Cluster alike: every pipelined command touches one key,
+multi-key reads and deletes (MGET, EXISTS, UNLINK) are split per slot by the cluster client
+(`cachefleet_node.redis_clients`), and SCAN walks every master."""
 
 from __future__ import annotations
 
@@ -38,10 +42,7 @@ class RedisEntryStore:
             return CacheEntry.from_bytes(_as_bytes(data))
         except EntryFormatError:
             self.corrupt_entries += 1
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.unlink(key)
-            pipe.zrem(keyspace.index_key(self._prefix, namespace), key)
-            await pipe.execute()
+            await self._remove(namespace, [key])
             return None
 
     async def get_many(
@@ -62,10 +63,7 @@ class RedisEntryStore:
             entries.append(entry)
         if corrupt:
             self.corrupt_entries += len(corrupt)
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.unlink(*corrupt)
-            pipe.zrem(keyspace.index_key(self._prefix, namespace), *corrupt)
-            await pipe.execute()
+            await self._remove(namespace, corrupt)
         return entries
 
     async def put(self, entry: CacheEntry) -> None:
@@ -140,9 +138,22 @@ class RedisEntryStore:
         if batch:
             yield batch
 
+    async def _remove(self, namespace: str, keys: list[str], tags: Iterable[str] = ()) -> int:
+        """Delete entry keys and their index, ranking and tag memberships; the count deleted.
+
+        UNLINK runs on its own (a cluster client splits it per slot); the other commands each
+        touch one key, so their pipeline works on a cluster too."""
+        removed = int(await self._redis.unlink(*keys))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrem(keyspace.index_key(self._prefix, namespace), *keys)
+        pipe.zrem(keyspace.hits_key(self._prefix, namespace), *keys)
+        for tag in tags:
+            pipe.srem(keyspace.tag_key(self._prefix, namespace, tag), *keys)
+        await pipe.execute()
+        return removed
+
     async def delete_scope(self, scope: InvalidationScope, *, dry_run: bool = False) -> int:
         removed = 0
-        index = keyspace.index_key(self._prefix, scope.namespace)
         tenant_prefix = (
             keyspace.entry_key(self._prefix, scope.namespace, scope.tenant, "")
             if scope.tenant
@@ -163,14 +174,7 @@ class RedisEntryStore:
             if dry_run:
                 removed += int(await self._redis.exists(*keys))
                 continue
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.unlink(*keys)
-            pipe.zrem(index, *keys)
-            pipe.zrem(keyspace.hits_key(self._prefix, scope.namespace), *keys)
-            for tag in scope.tags:
-                pipe.srem(keyspace.tag_key(self._prefix, scope.namespace, tag), *keys)
-            results = await pipe.execute()
-            removed += int(results[0])
+            removed += await self._remove(scope.namespace, keys, scope.tags)
         if scope.whole_namespace and not dry_run:
             await self._drop_namespace_keys(scope.namespace)
         return removed
@@ -184,11 +188,9 @@ class RedisEntryStore:
         pattern = keyspace.tag_key(self._prefix, namespace, "*")
         async for raw_key in self._redis.scan_iter(match=pattern, count=BATCH):
             doomed.append(raw_key.decode() if isinstance(raw_key, bytes) else raw_key)
-        pipe = self._redis.pipeline(transaction=False)
         for start in range(0, len(doomed), BATCH):
-            pipe.unlink(*doomed[start : start + BATCH])
-        pipe.zrem(keyspace.namespaces_key(self._prefix), namespace)
-        await pipe.execute()
+            await self._redis.unlink(*doomed[start : start + BATCH])
+        await self._redis.zrem(keyspace.namespaces_key(self._prefix), namespace)
 
     async def delete_entries(
         self, namespace: str, refs: Iterable[EntryRef], *, dry_run: bool = False
@@ -205,13 +207,7 @@ class RedisEntryStore:
                 if blob is not None:
                     with contextlib.suppress(EntryFormatError):
                         tags.update(CacheEntry.from_bytes(_as_bytes(blob)).tags)
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.unlink(*batch)
-            pipe.zrem(keyspace.index_key(self._prefix, namespace), *batch)
-            pipe.zrem(keyspace.hits_key(self._prefix, namespace), *batch)
-            for tag in sorted(tags):
-                pipe.srem(keyspace.tag_key(self._prefix, namespace, tag), *batch)
-            removed += int((await pipe.execute())[0])
+            removed += await self._remove(namespace, batch, sorted(tags))
         return removed
 
     async def count(self, namespace: str) -> int:
