@@ -300,7 +300,7 @@ def test_pod_is_restricted_and_monitors_honor_labels(helm: Helm) -> None:
     monitor = find(docs, "PodMonitor")
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["honorLabels"] is True
-    assert endpoint["port"] == "http"
+    assert endpoint["port"] == "metrics"  # the keyless metrics port of the nodes
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "cachefleet-node"
     service = find(docs, "Service")
@@ -327,7 +327,8 @@ def test_the_cache_node_labels_match_the_operator(helm: Helm) -> None:
     from cachefleet_operator.domain.render import render_children
 
     docs = documents(helm.template(set_values=["metrics.podMonitor.enabled=true"]).stdout)
-    selector = find(docs, "PodMonitor")["spec"]["selector"]["matchLabels"]
+    monitor = find(docs, "PodMonitor")["spec"]
+    selector = monitor["selector"]["matchLabels"]
     mv = yaml.safe_load((EXAMPLES / "modelversion.yaml").read_text())
     _, cache = documents((EXAMPLES / "semanticcache-dev.yaml").read_text())
     for doc in (mv, cache):
@@ -342,8 +343,16 @@ def test_the_cache_node_labels_match_the_operator(helm: Helm) -> None:
     )
     pod_labels = node["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items()
-    ports = node["spec"]["template"]["spec"]["containers"][0]["ports"]
-    assert "http" in {p["name"] for p in ports}
+    container = node["spec"]["template"]["spec"]["containers"][0]
+    (endpoint,) = monitor["podMetricsEndpoints"]
+    assert endpoint["port"] in {p["name"] for p in container["ports"]}
+    config = yaml.safe_load(
+        next(
+            c for c in children if c["metadata"]["name"] == "dev-node" and c["kind"] == "ConfigMap"
+        )["data"]["node.yaml"]
+    )
+    port = next(p for p in container["ports"] if p["name"] == endpoint["port"])
+    assert config["server"]["metrics_port"] == port["containerPort"]
 
 
 BAD_VALUES = [

@@ -167,15 +167,15 @@ async def test_tenant_keys_scope_invalidation_and_admin_rights(
     )
     assert allowed.json()["active"] == {"default": "default-v2"}
 
-    # What spans every tenant is for the admin key only; the description for key holders.
-    for path in ("/v1/cache/stats", "/v1/cache/namespaces", "/v1/cache/embedding"):
+    # What spans every tenant is for the admin key only (Prometheus scrapes
+    # `server.metrics_port`); the description for key holders.
+    for path in ("/v1/cache/stats", "/v1/cache/namespaces", "/v1/cache/embedding", "/metrics"):
         assert (await node.client.get(path)).status_code == 401, path
         assert (await node.client.get(path, headers=auth("acme"))).status_code == 403, path
         assert (await node.client.get(path, headers=auth("ops"))).status_code == 200, path
     for path in ("/openapi.json", "/docs"):
         assert (await node.client.get(path)).status_code == 401, path
         assert (await node.client.get(path, headers=auth("acme"))).status_code == 200, path
-    assert (await node.client.get("/metrics")).status_code == 200  # Prometheus scrapes it
 
 
 async def test_stats_count_hits_tokens_and_dollars(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.metrics import MetricWrapperBase
 
 from cachefleet_node.metrics import NodeMetrics
 
@@ -39,7 +40,8 @@ LABEL_VALUES = {
     "`upstream`",
     "operation": "e.g. `embed`, `search`, `get`, `put`, `insert`; `complete`/`stream` upstream",
     "similarity.outcome": "`served`, `rejected`",
-    "guard_rejections.reason": "`negation`, `opposites`, `numbers`, `entities`, `verifier`",
+    "guard_rejections.reason": "`negation`, `opposites`, `numbers`, `entities`, `verifier`, "
+    "`window` (the texts differ past what the embedding model reads)",
     "verifier_score.outcome": "`accepted`, `refused`",
     "key_checks.outcome": "`accepted` (a recent verdict), `verified` (asked the upstream), "
     "`rejected`, `undecided` (the request went upstream)",
@@ -53,6 +55,8 @@ LABEL_VALUES = {
     "embed_queue.tier": "`embedder`; during an embedding migration also `embedder-next`",
     "embed_service.tier": "`embedder`; during an embedding migration also `embedder-next`",
     "embed_shed.tier": "`embedder`; during an embedding migration also `embedder-next`",
+    "embed_shed.reason": "`queue` (the wait ahead passed the queue budget), `owner` (the "
+    "tenant's share of the queue was full)",
     "entries.tier": "`l1_exact`, `l1_semantic`",
     "l1_bytes.tier": "`l1_exact`, `l1_semantic`, `embeddings` (the embedding caches)",
     "evictions.tier": "`l1_exact`, `l1_semantic`, `embeddings` (the embedding caches)",
@@ -108,8 +112,8 @@ def families() -> list[Family]:
     metrics = NodeMetrics()
     result = []
     for attribute, metric in vars(metrics).items():
-        if attribute == "registry":
-            continue
+        if not isinstance(metric, MetricWrapperBase):
+            continue  # the registry, the scrape hooks
         kind = metric._type
         name = metric._name + ("_total" if kind == "counter" else "")
         result.append(Family(attribute, name, kind, metric._labelnames, metric._documentation))

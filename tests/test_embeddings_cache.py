@@ -1,27 +1,31 @@
 """`POST /v1/embeddings` cached per input item, driven by the real `openai` SDK (sync and async)
-against a node in front of the stub upstream."""
+against a node in front of the stub upstream; and the node's own embedding cache in front of
+the real ONNX model, measured in the memory the OS counts."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import multiprocessing
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import openai
 import orjson
 import pytest
-from openai.types import EmbeddingCreateParams
 
 from cachefleet_node.core.embeddings import (
-    EMBEDDING_FIELDS,
     read_upstream_answer,
     render_response,
     split_tokens,
 )
 from cachefleet_node.core.keys import embedding_entry_id
 from cachefleet_node.demo.stub_upstream import stub_embedding
+from cachefleet_node.embedders.cached import CachingEmbedder
+from cachefleet_node.embedders.local import OnnxEmbedder, OnnxModel
+from cachefleet_node.memory import MemoryBudget, read_rss
 from cachefleet_node.server.embeddings import drain
 from node_harness import Node, NodeFactory, RedisServer, Stub
 
@@ -73,10 +77,6 @@ def vectors(response: Any) -> list[list[float]]:
 
 def expected(item: str | list[int], dimensions: int | None = None) -> list[float]:
     return list(stub_embedding(MODEL, item, dimensions).astype(np.float64))
-
-
-def test_the_fields_understood_are_the_sdks() -> None:
-    assert set(EmbeddingCreateParams.__annotations__) == EMBEDDING_FIELDS
 
 
 def test_token_shares_add_up() -> None:
@@ -408,3 +408,59 @@ async def test_stores_read_and_write_a_batch_in_one_call(
     await store.close()
     if client is not None:
         await client.aclose()
+
+
+# --- the node's embedding cache in front of the real model, in RSS ---------------------------
+
+CACHE_BUDGET = 1024 * 1024
+CACHE_TEXTS = 4_000  # ~7.5x what the budget holds (about 2 KB an item)
+#: ONNX Runtime arenas, the tokenizer and the allocator beside what the cache counts: generous
+#: (measured: 1.3 MB of growth in all; unbounded, the cache alone would hold about 8 MB).
+CACHE_SLACK = CACHE_BUDGET // 2 + 3 * 1024 * 1024
+
+
+def fill_real_embedding_cache(model_dir: str, texts: int, budget_bytes: int) -> dict[str, Any]:
+    """In a fresh process: embed `texts` distinct questions (batches of 32) through the ONNX
+    model behind a bounded embedding cache; RSS growth from /proc after a warm-up."""
+
+    async def run() -> dict[str, Any]:
+        model = OnnxModel.load(Path(model_dir))
+        onnx = OnnxEmbedder(model, "sentence-transformers/all-MiniLM-L6-v2")
+        budget = MemoryBudget(budget_bytes)
+        cache = CachingEmbedder(onnx, None, "cachefleet", 0, 10**9, 0.05, budget)
+
+        def batch(first: int) -> list[str]:
+            return [
+                f"question {i} about topic {i % 97}, asked again?" for i in range(first, first + 32)
+            ]
+
+        try:
+            for first in range(-320, 0, 32):  # warm-up: the runtime's arenas reach their size
+                await onnx.embed(batch(first))
+            start_rss = read_rss()
+            peak = 0
+            for first in range(0, texts, 32):
+                await cache.embed(batch(first))
+                peak = max(peak, read_rss() - start_rss)
+            return {
+                "peak_rss_growth_bytes": peak,
+                "counted_bytes": budget.used_bytes,
+                "misses": cache.misses,
+                "evictions": cache.evictions,
+            }
+        finally:
+            await cache.aclose()
+
+    return asyncio.run(run())
+
+
+def test_the_embedding_cache_in_front_of_the_model_stays_within_its_budget_in_rss(
+    model_dir: Path,
+) -> None:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result = pool.apply(fill_real_embedding_cache, (str(model_dir), CACHE_TEXTS, CACHE_BUDGET))
+    texts = CACHE_TEXTS // 32 * 32  # whole batches
+    assert result["misses"] == texts  # every text was distinct: the model embedded it
+    assert result["evictions"] > texts // 2  # the budget held a fraction of them
+    assert result["counted_bytes"] <= CACHE_BUDGET
+    assert result["peak_rss_growth_bytes"] <= CACHE_BUDGET + CACHE_SLACK, result

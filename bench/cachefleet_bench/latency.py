@@ -157,7 +157,10 @@ def _embed_counters(registry: Any) -> dict[str, float]:
         "timeouts": _sample(registry, errors, {**tier, "kind": "timeout"}),
         "errors": _sample(registry, errors, {**tier, "kind": "error"}),
         "breaker_open_skips": _sample(registry, errors, {**tier, "kind": "breaker-open"}),
-        "shed_busy": _sample(registry, "cachefleet_embed_shed_total", tier),
+        "shed_busy": sum(
+            _sample(registry, "cachefleet_embed_shed_total", {**tier, "reason": reason})
+            for reason in ("queue", "owner")
+        ),
         "queue_s_sum": _sample(registry, "cachefleet_embed_queue_duration_seconds_sum", tier),
         "queue_n": _sample(registry, "cachefleet_embed_queue_duration_seconds_count", tier),
         "service_s_sum": _sample(registry, "cachefleet_embed_service_duration_seconds_sum", tier),

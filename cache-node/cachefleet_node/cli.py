@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from cachefleet_node.core.calibration import choose_threshold
 from cachefleet_node.embedders.base import EmbeddingUnavailable
 from cachefleet_node.logging_setup import configure_logging
 from cachefleet_node.runtime import NodeRuntime
-from cachefleet_node.server.app import create_app
+from cachefleet_node.server.app import create_app, create_metrics_app
 
 __all__ = ["main"]
 
@@ -65,8 +66,22 @@ async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = No
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=config.server.keep_alive_s,
         )
     )
+    metrics_server: uvicorn.Server | None = None
+    if config.server.metrics_port is not None:  # `/metrics` without a key, for Prometheus
+        metrics_server = _SignalsLeftAlone(
+            uvicorn.Config(
+                create_metrics_app(runtime),
+                host=config.server.host,
+                port=config.server.metrics_port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+    metrics_task = None if metrics_server is None else asyncio.create_task(metrics_server.serve())
     # uvicorn traps SIGTERM/SIGINT while it serves, then restores the handlers it found and
     # raises the signal again: with the default handlers the process would die right there,
     # before `runtime.close` drains the write-backs and flushes the embedded Milvus Lite
@@ -79,12 +94,23 @@ async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = No
     try:
         await server.serve()
     finally:
+        if metrics_server is not None and metrics_task is not None:
+            metrics_server.should_exit = True
+            await metrics_task
         log.info("node_stopping", signals=stopping)
         await runtime.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("node_stopped")
     return 0
+
+
+class _SignalsLeftAlone(uvicorn.Server):
+    """A uvicorn server that does not trap signals: the main server's stop ends it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def calibrate(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from cachefleet_node.embedders.base import (
     EmbedderBusy,
     EmbeddingTimeout,
     Vectors,
+    text_window,
 )
 from cachefleet_node.memory import MemoryBudget
 from cachefleet_node.metrics import NodeMetrics
@@ -59,6 +60,8 @@ SEMANTIC_CANDIDATES = 4
 L1_SETTLES_SIMILARITY = 0.95
 MAX_PENDING_WRITES = 2048
 MAX_PENDING_DUAL_WRITES = 1024  # copies into a migration's other space (own budget)
+#: The veto of a candidate whose text differs from the request's past the embedder's window.
+BEYOND_WINDOW = "window"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +115,12 @@ class CacheEngine:
         self._milvus_deadline = deadlines.milvus_ms / 1000
         self._embed_deadline = deadlines.embedder_ms / 1000  # service, per text
         self._embed_queue = deadlines.embedder_queue_ms / 1000
+        self._judge_window = text_window(config.embedding.max_tokens)  # what the model reads
         self._write_deadline = deadlines.write_ms / 1000
         self._pending: set[asyncio.Task[Any]] = set()
         self._dual_pending: set[asyncio.Task[Any]] = set()
         self._evictions_seen: dict[str, int] = {}
+        metrics.on_scrape(self._update_gauges)  # tiers change on reads and evictions too
         self._judges: dict[str, CandidateJudge] = {}
 
     @property
@@ -225,27 +230,39 @@ class CacheEngine:
         return outcome
 
     async def embed_one(
-        self, text: str, embedder: Embedder | None = None, *, background: bool = False
+        self,
+        text: str,
+        embedder: Embedder | None = None,
+        *,
+        background: bool = False,
+        tenant: str | None = None,
     ) -> tuple[Vector | None, str | None]:
         """Embed one text under the embedder's deadlines; (vector, None) or (None, reason).
 
         The service deadline is `deadlines.embedder_ms` per text of the batch that carries
         it; the queue budget is `deadlines.embedder_queue_ms` on the request path and
-        `write_ms` for `background` work (write-backs).
+        `write_ms` for `background` work (write-backs). The call takes `tenant`'s share of
+        the embedder's queue (tenants are served in turn).
         """
         queue_s = self._write_deadline if background else self._embed_queue
         guard = self.spaces.embed_guard
-        result = await self._embed(guard, embedder or self.embedder, [text], queue_s)
+        result = await self._embed(guard, embedder or self.embedder, [text], queue_s, tenant)
         if result.value is None:
             return None, result.error
         return result.value[0], None
 
     async def _embed(
-        self, guard: TierGuard, embedder: Embedder, texts: list[str], queue_s: float
+        self,
+        guard: TierGuard,
+        embedder: Embedder,
+        texts: list[str],
+        queue_s: float,
+        tenant: str | None = None,
     ) -> TierResult[Vectors]:
         """Embed through `guard`: queue time and service time measured apart; a shed call
-        (`<tier>-busy`) is counted but does not feed the breaker, a hung embedder does."""
-        budget = EmbedBudget(service_s=self._embed_deadline, queue_s=queue_s)
+        (`<tier>-busy`) is counted by reason but does not feed the breaker, a hung embedder
+        does."""
+        budget = EmbedBudget(service_s=self._embed_deadline, queue_s=queue_s, owner=tenant)
         result = await guard.call(
             "embed",
             embedder.embed(texts, budget),
@@ -258,7 +275,7 @@ class CacheEngine:
         if budget.served_s is not None:
             self.metrics.embed_service.labels(guard.tier).observe(budget.served_s)
         if result.error == f"{guard.tier}-busy":
-            self.metrics.embed_shed.labels(guard.tier).inc()
+            self.metrics.embed_shed.labels(guard.tier, budget.shed or "queue").inc()
         return result
 
     async def _semantic_lookup(self, plan: LookupPlan, outcome: Outcome, now: float) -> None:
@@ -268,7 +285,7 @@ class CacheEngine:
         assert semantic is not None
         # One space for the whole lookup, even if a switch lands while it runs.
         space, l1_semantic = self.spaces.active, self.l1_semantic
-        vector, error = await self.embed_one(semantic.text, space.embedder)
+        vector, error = await self.embed_one(semantic.text, space.embedder, tenant=plan.tenant)
         if vector is None:
             outcome.reasons.append(error or "embedder-error")
             return
@@ -401,9 +418,17 @@ class CacheEngine:
         self, outcome: Outcome, judge: CandidateJudge, query: str, prompt: str, hit: VectorHit
     ) -> Judgement:
         """Judge a candidate that can reach the threshold (once per entry and request: the
-        candidate loop skips what is judged already); count and remember a veto."""
+        candidate loop skips what is judged already); count and remember a veto.
+
+        The judge reads what the embedding model reads (`text_window`: a huge prompt must not
+        stall the event loop in the guards); past that window the texts must be equal, or the
+        candidate is refused (`window`): the vector cannot tell such texts apart."""
         started = time.perf_counter()
-        judgement = judge.judge(query, prompt, hit.similarity)
+        window = self._judge_window
+        if query[window:] != prompt[window:]:
+            judgement = Judgement(hit.similarity, hit.similarity, (), None, BEYOND_WINDOW)
+        else:
+            judgement = judge.judge(query[:window], prompt[:window], hit.similarity)
         self.metrics.judge_latency.observe(time.perf_counter() - started)
         outcome.judged[hit.entry_id] = judgement
         if judgement.verifier is not None:
@@ -543,7 +568,9 @@ class CacheEngine:
             if vector is not None and vector_space not in (None, space.space):
                 vector = None  # embedded before an embedding switch: not of this space
             if vector is None:
-                vector, _ = await self.embed_one(semantic.text, space.embedder, background=True)
+                vector, _ = await self.embed_one(
+                    semantic.text, space.embedder, background=True, tenant=entry.tenant
+                )
             if vector is not None:
                 l1_semantic.add(semantic.partition, vector, VectorMeta.of(entry))
                 if space.vectors is not None and space.vectors.connected:
@@ -559,13 +586,16 @@ class CacheEngine:
                     self._spawn(self._dual_write(target, entry, semantic.text), self._dual_pending)
                 else:
                     self.metrics.writes.labels("dual-dropped").inc()
-        self._update_gauges()
         return self._write_outcome("stored" if stored.ok else "stored-l1-only")
 
     async def _dual_write(self, target: VectorSpace, entry: CacheEntry, text: str) -> None:
         """Copy a write into the migration's other space (background, fail-open)."""
         result = await self._embed(
-            self.spaces.target_embed_guard, target.embedder, [text], self._write_deadline
+            self.spaces.target_embed_guard,
+            target.embedder,
+            [text],
+            self._write_deadline,
+            entry.tenant,
         )
         if result.value is None or target.vectors is None or not target.vectors.connected:
             return
@@ -585,6 +615,7 @@ class CacheEngine:
         return outcome
 
     def _update_gauges(self) -> None:
+        """Set the in-process tiers' gauges and eviction counts (run at each scrape)."""
         self.metrics.entries.labels("l1_exact").set(len(self.l1_exact))
         self.metrics.entries.labels("l1_semantic").set(len(self.l1_semantic))
         for tier, used in self.memory_budget.bytes_by_tier().items():
@@ -606,14 +637,12 @@ class CacheEngine:
         self.l1_semantic.remove_where(
             lambda m: scope.matches(m.namespace, m.tenant, m.tags, m.created_at, m.entry_id)
         )
-        self._update_gauges()
         return removed
 
     def clear_l1(self) -> None:
         """Empty the in-process tiers."""
         self.l1_exact.clear()
         self.l1_semantic.clear()
-        self._update_gauges()
 
     async def invalidate(
         self, scope: InvalidationScope, *, dry_run: bool = False
@@ -679,10 +708,9 @@ class CacheEngine:
         """
         if not self.spaces.activate(space):
             return False
-        self.memory_budget.unregister(self.l1_semantic)
+        self.l1_semantic.close()
         self.l1_semantic = self._new_l1_semantic(self.embedder.dim)
         self.thresholds.reset()
-        self._update_gauges()
         self.metrics.embedding_switches.inc()
         return True
 
@@ -693,6 +721,7 @@ class CacheEngine:
             await self.flush_hits()
         except Exception:
             log.warning("hit_counts_lost", reason="store unreachable at shutdown")
+        self.l1_semantic.close()  # cancels graph builds
         await self.store.close()
         for space in self.spaces.all():
             if space.vectors is not None:

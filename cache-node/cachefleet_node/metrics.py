@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 __all__ = ["NodeMetrics"]
 
@@ -30,12 +33,28 @@ _SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95,
 _JUDGE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01)
 
 
+class _ScrapeHooks:
+    """A collector that exports nothing and runs its hooks when collected. Registered before
+    every metric of a fresh registry (which collects in registration order), it refreshes
+    gauges of state that changes without a write (evictions, expiry, reads) at each scrape."""
+
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[], None]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for hook in self.hooks:
+            hook()
+        return iter(())
+
+
 class NodeMetrics:
     """All metrics the node exports; names carry their units."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
         r = self.registry
+        self._scrape_hooks = _ScrapeHooks()
+        r.register(self._scrape_hooks)  # first: it runs before the metrics are read
         self.requests = Counter(
             "cachefleet_requests_total",
             "Requests by namespace and cache result (hit-exact, hit-semantic, miss, bypass; "
@@ -67,7 +86,8 @@ class NodeMetrics:
         self.guard_rejections = Counter(
             "cachefleet_guard_rejections_total",
             "Semantic candidates within reach of the threshold that a guard or the verifier "
-            "refused, by reason.",
+            "refused, or whose text differs from the request's past the embedder's window, by "
+            "reason.",
             ["reason"],
             registry=r,
         )
@@ -174,9 +194,10 @@ class NodeMetrics:
         )
         self.embed_shed = Counter(
             "cachefleet_embed_shed_total",
-            "Embed calls shed because the queue ahead exceeded the queue budget (embedder-busy; "
-            "not failures, breakers ignore them).",
-            ["tier"],
+            "Embed calls shed (embedder-busy; not failures, breakers ignore them), by reason: "
+            "the queue ahead exceeded the queue budget, or the tenant's share of the queue was "
+            "full.",
+            ["tier", "reason"],
             registry=r,
         )
         self.entries = Gauge(
@@ -252,3 +273,8 @@ class NodeMetrics:
             ["status_class"],
             registry=r,
         )
+
+    def on_scrape(self, hook: Callable[[], None]) -> None:
+        """Run `hook` before each collection of the registry (collect it on the event loop's
+        thread: hooks read the in-process tiers)."""
+        self._scrape_hooks.hooks.append(hook)

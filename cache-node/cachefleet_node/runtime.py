@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from cachefleet_contract import keyspace
+from cachefleet_node import redis_clients
 from cachefleet_node.auth import TenantResolver
 from cachefleet_node.config import EmbeddingConfig, NodeConfig
 from cachefleet_node.core.judging import load_verifier
@@ -25,6 +26,7 @@ from cachefleet_node.flights import FleetLeases, Flights
 from cachefleet_node.key_check import KeyVerdicts
 from cachefleet_node.memory import configured_budget
 from cachefleet_node.metrics import NodeMetrics
+from cachefleet_node.refill import refill_forever
 from cachefleet_node.spaces import VectorSpace
 from cachefleet_node.tiers.entry_store import EntryStore, LocalEntryStore, RedisEntryStore
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore
@@ -78,17 +80,10 @@ class NodeRuntime:
         config = self.config
         prefix = config.redis.key_prefix
         if config.redis.url is not None:
-            url = config.redis.url.get_secret_value()
-            self.redis = aioredis.from_url(
-                url,
-                socket_timeout=max(config.deadlines.write_ms / 1000, 1.0),
-                socket_connect_timeout=1.0,
-                max_connections=config.redis.max_connections,
-                retry_on_timeout=False,
+            clients = redis_clients.connect(
+                config.redis, socket_timeout_s=max(config.deadlines.write_ms / 1000, 1.0)
             )
-            self._bus_redis = aioredis.from_url(
-                url, socket_connect_timeout=1.0, health_check_interval=5
-            )
+            self.redis, self._bus_redis = clients.data, clients.bus
         if embedder is None:
             embedder = await self._embedder(config.embedding)
         else:
@@ -138,6 +133,7 @@ class NodeRuntime:
             if space.vectors is not None:
                 await self._connect_milvus_once(space.vectors)
         await self.fleet.start(self._bus_redis, self.node_id)
+        self._tasks.append(asyncio.create_task(refill_forever(self.engine)))  # L1 from Milvus
         self._tasks.append(asyncio.create_task(self._flush_stats_forever()))
         self._tasks.append(asyncio.create_task(self._sweep_forever()))
         if self._config_source is not None:

@@ -9,7 +9,7 @@ import httpx
 
 from cachefleet_node.config import UpstreamConfig
 
-__all__ = ["FORWARDED_REQUEST_HEADERS", "Upstream", "response_headers"]
+__all__ = ["FORWARDED_REQUEST_HEADERS", "UPSTREAM_IDLE_S", "Upstream", "response_headers"]
 
 # Request headers passed on to the upstream (Authorization is handled separately).
 FORWARDED_REQUEST_HEADERS = (
@@ -38,6 +38,10 @@ def response_headers(headers: httpx.Headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS}
 
 
+#: Seconds an idle upstream connection is kept for reuse.
+UPSTREAM_IDLE_S = 4.0
+
+
 class Upstream:
     """Pooled HTTP client for `POST {base_url}/chat/completions`, `/embeddings` (and `GET
     /models` to check a credential, `forward` for every other route)."""
@@ -51,7 +55,14 @@ class Upstream:
         self._client = httpx.AsyncClient(
             base_url=config.base_url,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            # Idle connections are dropped before the 5 s idle timeout of uvicorn-based
+            # upstreams (vLLM, the stub): a reused connection the server is closing at that
+            # moment would fail the request.
+            limits=httpx.Limits(
+                max_connections=512,
+                max_keepalive_connections=128,
+                keepalive_expiry=UPSTREAM_IDLE_S,
+            ),
         )
 
     @property

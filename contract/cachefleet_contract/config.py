@@ -57,6 +57,22 @@ class ServerConfig(_Strict):
 
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 picks a free port).")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="When set, `/metrics` is also served on this port of `host`, without "
+        "the API keys (for Prometheus); `/metrics` on `port` needs a key when keys are "
+        "configured. 0 picks a free port.",
+    )
+    keep_alive_s: int = Field(
+        75,
+        ge=1,
+        le=3600,
+        description="Seconds an idle client connection stays open. Longer than the idle "
+        "timeouts of clients and load balancers (httpx 5 s, AWS ALB 60 s): a server that "
+        "closes first races the client's next request on that connection (a reset).",
+    )
     max_request_bytes: int = Field(
         33_554_432,
         ge=1024,
@@ -104,13 +120,39 @@ class UpstreamConfig(_Strict):
 
 
 class RedisConfig(_Strict):
-    """Shared L2 exact tier, embedding cache and coherence bus. Unset: embedded mode."""
+    """Shared L2 exact tier, embedding cache and coherence bus. Unset: embedded mode.
+
+    `mode` says what `url` points at: one Redis server (`standalone`), any node of a Redis
+    Cluster (`cluster`: the client discovers the others and follows failovers), or one Redis
+    Sentinel (`sentinel`: the client asks it for the master of `sentinel_service`)."""
 
     url: SecretStr | None = Field(
-        None, description="redis:// or rediss:// URL (may carry a password). Unset: no Redis."
+        None,
+        description="redis:// or rediss:// URL (may carry a password). Unset: no Redis. "
+        "`cluster`: any node of the cluster; `sentinel`: one sentinel (the password and TLS "
+        "apply to the master and its replicas, the database number to the master).",
+    )
+    mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        "standalone", description="What `url` points at: a server, a cluster node, a sentinel."
+    )
+    nodes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}$")]] = Field(
+        default_factory=list,
+        description="`cluster`: more startup nodes, `sentinel`: more sentinels (`host:port`), "
+        "tried when the one in `url` does not answer.",
+    )
+    sentinel_service: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+        description="`sentinel`: the name of the monitored master (`sentinel monitor <name>`).",
     )
     key_prefix: Identifier = Field("cf", description="Prefix of every key the node writes.")
-    max_connections: int = Field(64, ge=1, description="Connection pool size.")
+    max_connections: int = Field(
+        512,
+        ge=1,
+        description="Connection pool size (`cluster`: per cluster node). `standalone` and "
+        "`sentinel`: a request that finds every connection busy waits for one within its tier "
+        "deadline instead of failing; `cluster`: it fails (the tier is skipped).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -118,6 +160,17 @@ class RedisConfig(_Strict):
         if value is not None and not re.match(r"^(redis|rediss|unix)://", value.get_secret_value()):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _mode(self) -> RedisConfig:
+        if (self.mode == "sentinel") != (self.sentinel_service is not None):
+            raise ValueError("sentinel_service is required with mode sentinel, and only there")
+        if self.mode == "standalone" and self.nodes:
+            raise ValueError("nodes is for mode cluster or sentinel")
+        url = self.url.get_secret_value() if self.url is not None else ""
+        if self.mode != "standalone" and url.startswith("unix://"):
+            raise ValueError(f"mode {self.mode} needs a redis:// or rediss:// url")
+        return self
 
 
 class MilvusConfig(_Strict):
@@ -201,11 +254,18 @@ class L1Config(_Strict):
         description="Share of the container's memory limit given to the in-process tiers when "
         "`max_bytes` is unset; the rest covers the runtime, the embedding model and buffers.",
     )
-    semantic_max_entries: int = Field(
-        50_000, ge=0, description="Hot vectors kept in the in-process ANN, all partitions."
+    semantic_max_entries: int | None = Field(
+        None,
+        ge=0,
+        description="Most vectors in the in-process ANN, all partitions. Unset: as many as "
+        "the `l1` byte budget holds (least recently used evicted first); 0: no in-process "
+        "semantic tier (every semantic lookup goes to the durable tier).",
     )
     hnsw_min_partition: int = Field(
-        8_192, ge=64, description="A partition this large switches from brute force to HNSW."
+        8_192,
+        ge=64,
+        description="A partition this large also gets an HNSW graph, built in the background "
+        "(exact search until it is ready).",
     )
 
 

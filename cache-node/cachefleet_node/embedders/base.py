@@ -7,7 +7,7 @@ Every embedder maps texts to L2-normalised float32 rows in one vector space, nam
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ __all__ = [
     "empty_vectors",
     "l2_normalize",
     "redact_url",
+    "text_window",
 ]
 
 Vectors = npt.NDArray[np.float32]
@@ -60,7 +61,8 @@ class EmbeddingTimeout(EmbeddingError):
 
 class EmbedderBusy(EmbeddingError):
     """The call was shed: the queue in front of a working embedder is longer than the call's
-    queue budget. Not a failure of the tier: the queue is moving, the breaker ignores it."""
+    queue budget, or its owner already holds its share of the queue. Not a failure of the
+    tier: the queue is moving, the breaker ignores it."""
 
 
 @dataclass(slots=True)
@@ -73,12 +75,18 @@ class EmbedBudget:
     a call whose estimated wait is longer is shed at once, and a call still queued after
     `queue_s` is dropped (`EmbedderBusy`). Calls answered without the batcher (embedding
     cache hits) leave `queued_s` and `served_s` at None.
+
+    `owner` (the tenant) names the queue share the call takes: the batcher serves owners in
+    turn and bounds what each may queue. A shed call's `shed` says why: `queue` (the wait
+    ahead of it is past `queue_s`) or `owner` (its owner's share of the queue is full).
     """
 
     service_s: float
     queue_s: float
+    owner: str | None = None  # whose share of the queue the call takes (the tenant)
     queued_s: float | None = None  # seconds waited in the queue
     served_s: float | None = None  # seconds the batch that carried the call ran
+    shed: str | None = None  # why the batcher shed the call: `queue` or `owner`
 
 
 class Embedder(Protocol):
@@ -113,6 +121,18 @@ def empty_vectors(dim: int) -> Vectors:
     return np.zeros((0, dim), dtype=np.float32)
 
 
+#: Characters kept per token of the model's window when a text is cut before tokenizing:
+#: generous (prose and code run 3-5 characters a token), so a cut text still fills the window
+#: and embeds exactly like the whole one; only a text that is mostly whitespace or words past
+#: the tokenizer's word length is embedded from a prefix shorter than the window.
+CHARS_PER_TOKEN = 16
+
+
+def text_window(max_tokens: int) -> int:
+    """Characters of a text that a model reading `max_tokens` tokens can use (the cut)."""
+    return max_tokens * CHARS_PER_TOKEN
+
+
 def redact_url(url: str) -> str:
     """`url` without user info or query, safe for logs and error messages."""
     try:
@@ -137,6 +157,8 @@ class _Pending:
     started: asyncio.Future[None]  # set when a worker takes it
     enqueued_at: float
     budget: EmbedBudget | None
+    owner: str | None
+    chars: int  # characters of its texts (after the cut)
     batch: _Batch | None = None
     served_s: float | None = None
     queued: bool = True  # still counted in the queue's length
@@ -154,6 +176,15 @@ class MicroBatcher:
     were cancelled while queued are skipped. `run` gets a non-empty list of texts and returns
     one row per text.
 
+    Fairness: texts are cut to `max_text_chars` on arrival (what the model can read, see
+    `text_window`), and a batch holds at most `max_batch_chars` characters (its first call always
+    fits), so long texts make short batches and a batch's run time stays bounded. Each owner
+    (`EmbedBudget.owner`, the tenant) has its own queue, and a batch takes one call (part) from
+    each owner in turn, so a flooding owner delays the others by at most its turn in a batch.
+    A call with a budget is shed (`EmbedderBusy`, `shed="owner"`) when its owner already has
+    `owner_queue` texts queued (default: four batches); a call larger than that (a request with
+    many texts) is admitted only onto an empty owner queue, and its parts still take turns.
+
     Queue time and service time are kept apart (see `EmbedBudget`): a call with a budget is
     shed (`EmbedderBusy`) when the wait it would have, estimated from the queue ahead and the
     measured service time per text, exceeds its queue budget, or when it is still queued after
@@ -167,14 +198,22 @@ class MicroBatcher:
         run: Callable[[list[str]], Awaitable[Vectors]],
         max_batch: int,
         concurrency: int = 1,
+        owner_queue: int | None = None,
+        *,
+        max_text_chars: int | None = None,
+        max_batch_chars: int | None = None,
     ) -> None:
-        if max_batch < 1 or concurrency < 1:
-            raise ValueError("max_batch and concurrency must be at least 1")
+        if max_batch < 1 or concurrency < 1 or (owner_queue is not None and owner_queue < 1):
+            raise ValueError("max_batch, concurrency and owner_queue must be at least 1")
         self._run = run
         self._max_batch = max_batch
         self._concurrency = concurrency
-        self._pending: deque[_Pending] = deque()
+        self._owner_queue = owner_queue or 4 * max_batch
+        self._max_text_chars = max_text_chars
+        self._max_batch_chars = max_batch_chars
+        self._queues: OrderedDict[str | None, deque[_Pending]] = OrderedDict()  # next turn first
         self._queued_texts = 0
+        self._queued_by_owner: Counter[str | None] = Counter()
         self._running: set[_Batch] = set()
         self._cost_per_text_s: float | None = None  # running estimate; None until measured
         self._ready = asyncio.Event()
@@ -187,6 +226,10 @@ class MicroBatcher:
         """Texts waiting for a worker."""
         return self._queued_texts
 
+    def queued_for(self, owner: str | None) -> int:
+        """Texts of `owner` waiting for a worker."""
+        return self._queued_by_owner[owner]
+
     @property
     def cost_per_text_s(self) -> float | None:
         """Recent service seconds per text (None before the first batch finished)."""
@@ -196,31 +239,49 @@ class MicroBatcher:
         """Embed `texts` (non-empty) through the shared batches; rows in input order."""
         if self._closed:
             raise EmbeddingError("embedder is closed")
+        if self._max_text_chars is not None:
+            texts = [text[: self._max_text_chars] for text in texts]
         loop = asyncio.get_running_loop()
         self._start_workers(loop)
         now = loop.time()
+        owner = None if budget is None else budget.owner
         if budget is not None:
             if self._stalled(now):
                 raise EmbeddingTimeout(self._stall_message(now))
-            wait = self.estimated_wait_s(now)
+            queued = self._queued_by_owner[owner]
+            if queued and queued + len(texts) > self._owner_queue:
+                budget.queued_s = 0.0
+                budget.shed = "owner"
+                raise EmbedderBusy(
+                    f"embedder busy: {queued} texts of this tenant already queued "
+                    f"(share {self._owner_queue})"
+                )
+            wait = self.estimated_wait_s(now, owner)
             if wait is not None and wait > budget.queue_s:
                 budget.queued_s = 0.0
+                budget.shed = "queue"
                 raise EmbedderBusy(
                     f"embedder busy: about {wait * 1000:.0f} ms of queue ahead "
                     f"(budget {budget.queue_s * 1000:.0f} ms)"
                 )
+        chunks = [
+            list(texts[at : at + self._max_batch]) for at in range(0, len(texts), self._max_batch)
+        ]
         parts = [
             _Pending(
-                list(texts[start : start + self._max_batch]),
+                chunk,
                 loop.create_future(),
                 loop.create_future(),
                 now,
                 budget,
+                owner,
+                sum(map(len, chunk)),
             )
-            for start in range(0, len(texts), self._max_batch)
+            for chunk in chunks
         ]
-        self._pending.extend(parts)
+        self._queues.setdefault(owner, deque()).extend(parts)
         self._queued_texts += len(texts)
+        self._queued_by_owner[owner] += len(texts)
         self._ready.set()
         try:
             if budget is None:
@@ -235,11 +296,13 @@ class MicroBatcher:
             raise
         return results[0] if len(results) == 1 else np.concatenate(results)
 
-    def estimated_wait_s(self, now: float | None = None) -> float | None:
-        """How long a call queued now would wait for its batch to start (None: not measured).
+    def estimated_wait_s(self, now: float | None = None, owner: str | None = None) -> float | None:
+        """How long a call of `owner` queued now would wait for its batch to start (None: not
+        measured).
 
         Until a worker frees up (the running batches' expected end), then one full batch per
-        `max_batch` texts already queued, shared among the workers.
+        `max_batch` texts ahead of it, shared among the workers. Owners take turns, so ahead of
+        it are its owner's queued texts and, of every other owner, as many (plus its own turn).
         """
         cost = self._cost_per_text_s
         if cost is None:
@@ -251,7 +314,11 @@ class MicroBatcher:
             free_in = min(
                 max(0.0, batch.started_at + batch.size * cost - now) for batch in self._running
             )
-        full_batches = self._queued_texts // self._max_batch
+        mine = self._queued_by_owner[owner]
+        ahead = mine + sum(
+            min(count, mine + 1) for other, count in self._queued_by_owner.items() if other != owner
+        )
+        full_batches = ahead // self._max_batch
         return free_in + full_batches * self._max_batch * cost / self._concurrency
 
     async def _await_within(self, part: _Pending, budget: EmbedBudget) -> Vectors:
@@ -266,6 +333,7 @@ class MicroBatcher:
                 self._drop(part)
                 if stalled:
                     raise EmbeddingTimeout(self._stall_message(now))
+                budget.shed = "queue"
                 raise EmbedderBusy(
                     f"embedder busy: queued {budget.queued_s * 1000:.0f} ms "
                     f"(budget {budget.queue_s * 1000:.0f} ms)"
@@ -328,6 +396,9 @@ class MicroBatcher:
         if part.queued:
             part.queued = False
             self._queued_texts -= len(part.texts)
+            self._queued_by_owner[part.owner] -= len(part.texts)
+            if not self._queued_by_owner[part.owner]:
+                del self._queued_by_owner[part.owner]
 
     async def aclose(self) -> None:
         """Stop the workers; queued and running calls fail with `EmbeddingError`."""
@@ -336,10 +407,11 @@ class MicroBatcher:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
-        while self._pending:
-            item = self._pending.popleft()
-            self._unqueue(item)
-            _fail(item, EmbeddingError("embedder is closed"))
+        while self._queues:
+            _, queue = self._queues.popitem(last=False)
+            for item in queue:
+                self._unqueue(item)
+                _fail(item, EmbeddingError("embedder is closed"))
 
     def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is loop:
@@ -353,23 +425,35 @@ class MicroBatcher:
         ]
 
     def _take(self) -> list[_Pending]:
+        """The next batch: one call from each owner in turn until it is full; an owner that
+        was served moves to the back of the turn."""
         batch: list[_Pending] = []
-        size = 0
-        while self._pending:
-            item = self._pending[0]
-            if item.future.done():  # caller gave up while queued
-                self._unqueue(self._pending.popleft())
-                continue
-            if batch and size + len(item.texts) > self._max_batch:
-                break
-            batch.append(self._pending.popleft())
+        size = chars = 0
+        char_limit = self._max_batch_chars
+        while self._queues:
+            owner, queue = next(iter(self._queues.items()))
+            item = queue[0]
+            taken = not item.future.done()  # else the caller gave up while queued: skip it
+            if taken:
+                if batch and (
+                    size + len(item.texts) > self._max_batch
+                    or (char_limit is not None and chars + item.chars > char_limit)
+                ):
+                    break
+                batch.append(item)
+                size += len(item.texts)
+                chars += item.chars
+            queue.popleft()
             self._unqueue(item)
-            size += len(item.texts)
+            if not queue:
+                del self._queues[owner]
+            elif taken:
+                self._queues.move_to_end(owner)
         return batch
 
     async def _work(self) -> None:
         while True:
-            while not self._pending:
+            while not self._queues:
                 self._ready.clear()
                 await self._ready.wait()
             batch = self._take()

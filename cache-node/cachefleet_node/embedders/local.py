@@ -1,5 +1,9 @@
 """Local embedder: ONNX Runtime + HF `tokenizers`, mean pooling over the attention mask.
 
+Texts are cut to what the model can read before they are tokenized (a generous character
+bound per token of `max_tokens`, `CHARS_PER_TOKEN`), so a huge prompt costs about what a
+window-sized one does, and a batch holds at most two windows of characters.
+
 The model directory's `tokenizer.json` carries its own padding and truncation (for MiniLM:
 fixed padding to 128, truncation at 128). Both are replaced here: truncation at `max_tokens`,
 and padding to the longest text of each group of similar lengths (a batch is sorted by length
@@ -31,6 +35,7 @@ from cachefleet_node.embedders.base import (
     Vectors,
     empty_vectors,
     l2_normalize,
+    text_window,
 )
 from cachefleet_node.embedders.hub import check_model_dir, resolve_model_dir
 
@@ -55,6 +60,7 @@ class OnnxModel:
         self._pad_token = str(padding.get("pad_token", "[PAD]"))
         tokenizer.no_padding()  # padded per length group in `encode`
         tokenizer.enable_truncation(max_length=max_tokens)
+        self.max_tokens = max_tokens
         self._session = session
         self._tokenizer = tokenizer
         inputs = {item.name for item in session.get_inputs()}
@@ -176,7 +182,10 @@ class OnnxEmbedder:
         self.space = embedding_space(model_id, model.dim)
         self._model = model
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachefleet-embed")
-        self._batcher = MicroBatcher(self._infer, batch_size)
+        window = text_window(model.max_tokens)
+        self._batcher = MicroBatcher(
+            self._infer, batch_size, max_text_chars=window, max_batch_chars=2 * window
+        )
 
     @classmethod
     async def from_config(cls, config: EmbeddingConfig) -> OnnxEmbedder:

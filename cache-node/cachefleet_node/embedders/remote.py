@@ -25,6 +25,7 @@ from cachefleet_node.embedders.base import (
     empty_vectors,
     l2_normalize,
     redact_url,
+    text_window,
 )
 
 __all__ = ["RemoteEmbedder", "RemoteService"]
@@ -143,7 +144,8 @@ def _reason(response: httpx.Response) -> str:
 class RemoteEmbedder:
     """Embeds through a `RemoteService`, at most `batch_size` texts per HTTP call.
 
-    Up to `max_in_flight` calls run at once; under load, queued texts are coalesced.
+    Up to `max_in_flight` calls run at once; under load, queued texts are coalesced. Texts
+    are cut to what a model reading `max_tokens` tokens can use before they are sent.
     Create with `connect` (or `from_config`), which discovers `dim` with a probe call.
     """
 
@@ -154,12 +156,18 @@ class RemoteEmbedder:
         dim: int,
         batch_size: int = 32,
         max_in_flight: int = 4,
+        max_tokens: int = 256,
     ) -> None:
         self.model_id = model_id
         self.dim = dim
         self.space = embedding_space(model_id, dim)
         self._service = service
-        self._batcher = MicroBatcher(self._call, batch_size, concurrency=max_in_flight)
+        self._batcher = MicroBatcher(
+            self._call,
+            batch_size,
+            concurrency=max_in_flight,
+            max_text_chars=text_window(max_tokens),
+        )
 
     @classmethod
     async def connect(
@@ -168,6 +176,7 @@ class RemoteEmbedder:
         model_id: str,
         batch_size: int = 32,
         max_in_flight: int = 4,
+        max_tokens: int = 256,
     ) -> RemoteEmbedder:
         """Probe `service` once to learn the dimension; `EmbeddingUnavailable` if it fails."""
         try:
@@ -181,7 +190,7 @@ class RemoteEmbedder:
         log.info(
             "remote embedder ready", endpoint=service.where, protocol=service.protocol, dim=dim
         )
-        return cls(service, model_id, dim, batch_size, max_in_flight)
+        return cls(service, model_id, dim, batch_size, max_in_flight, max_tokens)
 
     @classmethod
     async def from_config(cls, config: EmbeddingConfig) -> RemoteEmbedder:
@@ -203,7 +212,9 @@ class RemoteEmbedder:
             api_key=api_key,
             timeout_s=config.remote_timeout_s,
         )
-        return await cls.connect(service, config.model_id, config.batch_size)
+        return await cls.connect(
+            service, config.model_id, config.batch_size, max_tokens=config.max_tokens
+        )
 
     async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
         """Embed `texts`; `EmbeddingError` on timeout, HTTP error or malformed answer."""

@@ -22,7 +22,7 @@ from cachefleet_node.server import (
 )
 from cachefleet_node.server.http import install_error_handlers
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_metrics_app"]
 
 DESCRIPTION = """\
 Semantic cache node: an OpenAI-compatible proxy that answers repeated and paraphrased
@@ -74,4 +74,19 @@ def create_app(
     app.include_router(lifecycle_api.router)
     app.include_router(ops.router)
     app.include_router(passthrough.router)  # last: every other /v1 route goes upstream
+    return app
+
+
+def create_metrics_app(runtime: NodeRuntime) -> FastAPI:
+    """The app of the separate metrics listener (`server.metrics_port`): `/metrics` of
+    `runtime` without a key, nothing else. The caller owns the runtime's life."""
+    app = FastAPI(
+        title="Cachefleet cache node metrics",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.include_router(ops.metrics_router)
     return app

@@ -9,11 +9,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cachefleet_contract.admin import MilvusHealth, Readiness, ReadinessTiers, StoreHealth
 from cachefleet_node.runtime import NodeRuntime
+from cachefleet_node.server.common import require_admin
 from cachefleet_node.server.http import json_response, model_response
 
-__all__ = ["router"]
+__all__ = ["metrics_router", "router"]
 
 router = APIRouter(tags=["ops"])
+#: `/metrics` without a key, for the separate metrics listener (`server.metrics_port`).
+metrics_router = APIRouter(tags=["ops"])
 
 
 def _runtime(request: Request) -> NodeRuntime:
@@ -23,10 +26,21 @@ def _runtime(request: Request) -> NodeRuntime:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition of the node's metrics."""
-    return Response(
-        generate_latest(_runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    """Prometheus exposition of the node's metrics; with tenant keys configured, for the
+    admin key only (they span every tenant): scrape `server.metrics_port` instead."""
+    runtime = _runtime(request)
+    await require_admin(request, runtime, "reading /metrics")
+    return _exposition(runtime)
+
+
+@metrics_router.get("/metrics")
+async def open_metrics(request: Request) -> Response:
+    """Prometheus exposition of the node's metrics (the metrics listener: no key)."""
+    return _exposition(_runtime(request))
+
+
+def _exposition(runtime: NodeRuntime) -> Response:
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -44,6 +44,7 @@ __all__ = [
     "MILVUS_PORT",
     "MILVUS_TOKEN_ENV",
     "MODEL_CACHE_DIR",
+    "NODE_METRICS_PORT",
     "NODE_PORT",
     "REDIS_PORT",
     "REDIS_URL_ENV",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 NODE_PORT = 8080
+# `/metrics` without the API keys, for Prometheus (the API port needs a key when keys are set).
+NODE_METRICS_PORT = 9090
 REDIS_PORT = 6379
 MILVUS_PORT = 19530
 EMBEDDING_PORT = 8080
@@ -196,7 +199,7 @@ def build_node_config(
         extra["embedding_next"] = _embedding(cache, next_model_id, migration=True)
     return NodeConfig(
         data_dir=DATA_DIR,
-        server=ServerConfig(host=ALL_INTERFACES, port=NODE_PORT),
+        server=ServerConfig(host=ALL_INTERFACES, port=NODE_PORT, metrics_port=NODE_METRICS_PORT),
         upstream=UpstreamConfig(base_url=spec.upstream.base_url),
         redis=RedisConfig(key_prefix=key_prefix(namespace_of(cache), cache.metadata.name)),
         milvus=_milvus(cache),

@@ -40,6 +40,7 @@ from cachefleet_operator.domain.nodeconfig import (
     DATA_DIR,
     MILVUS_TOKEN_ENV,
     MODEL_CACHE_DIR,
+    NODE_METRICS_PORT,
     NODE_PORT,
     REDIS_PORT,
     REDIS_URL_ENV,
@@ -176,7 +177,10 @@ def render_nodes(
                     f"{CONFIG_MOUNT}/{CONFIG_FILE}",
                 ],
                 "env": _node_env(cache),
-                "ports": [{"name": "http", "containerPort": NODE_PORT}],
+                "ports": [
+                    {"name": "http", "containerPort": NODE_PORT},
+                    {"name": "metrics", "containerPort": NODE_METRICS_PORT},
+                ],
                 # The first start may download the embedding model: allow five minutes.
                 "startupProbe": http_probe("/healthz", period=5, failures=60),
                 "readinessProbe": http_probe("/readyz", period=5, failures=3),
