@@ -40,6 +40,8 @@ T = TypeVar("T")
 
 #: Lifetime of a lease in Redis; its holder renews it every third of that while alive.
 LEASE_S = 3.0
+#: The longest a waiter's polls drift apart (they start at `poll_s` and double).
+POLL_CEILING_S = 0.25
 
 #: Deletes the lease only if it still holds the token it was taken with (not a later holder's).
 _RELEASE = """
@@ -177,6 +179,7 @@ class FleetLeases:
         give_up = started + self._hold_s
         outcome = "timeout"
         answer: T | None = None
+        poll_s = self._poll_s
         while time.perf_counter() < give_up:
             answer = await landed()
             if answer is not None:
@@ -190,7 +193,10 @@ class FleetLeases:
                 answer = await landed()
                 outcome = "landed" if answer is not None else "abandoned"
                 break
-            await asyncio.sleep(min(self._poll_s, max(0.0, give_up - time.perf_counter())))
+            await asyncio.sleep(min(poll_s, max(0.0, give_up - time.perf_counter())))
+            # Backs off: a thousand waiters polling every `poll_s` would load Redis more than
+            # the requests themselves; an answer is still seen within POLL_CEILING_S.
+            poll_s = max(self._poll_s, min(poll_s * 2, POLL_CEILING_S))
         self._metrics.fleet_wait.labels(outcome).observe(time.perf_counter() - started)
         return answer
 

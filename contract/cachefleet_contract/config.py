@@ -231,9 +231,9 @@ class SingleFlightConfig(_Strict):
         20.0,
         gt=0,
         le=1_000,
-        description="How often a node waiting on another node's lease looks for the answer "
-        "in Redis (each look is one read of the entry and one of the lease, under "
-        "`deadlines.redis_ms`).",
+        description="How often a node waiting on another node's lease first looks for the "
+        "answer in Redis (each look is one read of the entry and one of the lease, under "
+        "`deadlines.redis_ms`); the interval doubles after each look, up to 250 ms.",
     )
 
 
