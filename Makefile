@@ -13,7 +13,7 @@ export CACHEFLEET_EMBEDDING_MODEL_DIR
 # distribution, so they run with bench/ on the import path (pytest's `pythonpath` does the same).
 BENCH := PYTHONPATH=bench $(PY) -m cachefleet_bench
 
-.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-quality bench-operator crds chart-crds train-verifier lexicon
+.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
 
 ## List the targets with their `##` comments (every target has one).
 help:
@@ -110,6 +110,18 @@ bench-operator: venv k8s-bins
 ## docs/benchmarks/latency.json and latency.png.
 bench-latency: venv
 	$(BENCH) latency
+
+## Scale run: lookups, inserts, memory per entry and restart time against entries (10k, 50k;
+## --sizes for more), Cachefleet beside GPTCache and RedisVL on Redis Stack (installed at run
+## time into .cache/bench-peers); writes docs/benchmarks/scale.json and scale.png.
+bench-scale: venv system-deps
+	$(BENCH) scale
+
+## Fault run: redis-server, Milvus, the stub upstream and two nodes; 1,000 clients while Redis
+## and Milvus are killed (-9), stopped and restarted and the upstream turns slow and broken;
+## writes docs/benchmarks/chaos.json and chaos.png (tests/test_chaos.py: the shortened run).
+chaos: venv system-deps
+	$(BENCH) chaos --clients 1000
 
 ## Semantic-correctness harness, full run (CLINC150 + all Quora pairs, peers, stream):
 ## writes docs/benchmarks/quality.json and PNGs. Data from $CACHEFLEET_DATA_DIR or ../shared/data.

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 import log_exposure
+from cachefleet_bench.servers import spawn_milvus, stop
 from cachefleet_node.config import load_node_config
 from cachefleet_node.demo.stub_upstream import create_stub_app
 from cachefleet_node.embedders.base import Embedder
@@ -84,40 +82,14 @@ async def stub() -> AsyncIterator[Stub]:
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
     """`milvus-lite server` on a free port; tests isolate by collection prefix."""
-    binary = Path(sys.executable).with_name("milvus-lite")
-    require(binary.exists(), "milvus-lite is not installed in the virtualenv (make venv)")
-    port = free_port()
-    data = tmp_path_factory.mktemp("milvus")
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "server",
-            "--data-dir",
-            str(data),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    require(
+        Path(sys.executable).with_name("milvus-lite").exists(),
+        "milvus-lite is not installed in the virtualenv (make venv)",
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("milvus-lite server did not start")
-            time.sleep(0.1)
+    port = free_port()
+    process = spawn_milvus(port, tmp_path_factory.mktemp("milvus"))
     yield MilvusServer(uri=f"http://127.0.0.1:{port}", process=process)
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop(process)
 
 
 @pytest.fixture(scope="session")

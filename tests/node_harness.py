@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +15,9 @@ import httpx
 import pytest
 import uvicorn
 
+from cachefleet_bench import servers
+from cachefleet_bench.servers import free_port
+from cachefleet_bench.servers import spawn_redis as _spawn_redis
 from cachefleet_node.embedders.base import Embedder
 from cachefleet_node.runtime import NodeRuntime
 from log_exposure import record_log
@@ -29,13 +29,6 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # fail-open tests set tight ones on purpose.
 TEST_DEADLINES = {"redis_ms": 1000, "milvus_ms": 3000, "embedder_ms": 3000}
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def require(condition: bool, reason: str) -> None:
@@ -71,43 +64,6 @@ class RedisServer:
     def start_again(self) -> None:
         """Restart on the same port (after `stop`)."""
         self.process = _spawn_redis(self.port, self.workdir)
-
-
-def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--maxmemory",
-            "256mb",
-            "--maxmemory-policy",
-            "volatile-lru",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"redis-server did not start on port {port}")
 
 
 # --------------------------------------------------------------------------- node harness
@@ -245,21 +201,9 @@ class NodeProcess:
 
 def spawn_node(config: dict[str, Any], workdir: Path, name: str) -> NodeProcess:
     """Start a node process from a config dict (written as YAML); does not wait for it."""
-    import yaml
-
-    port = free_port()
-    config = {**config, "server": {"host": "127.0.0.1", "port": port}, "node_id": name}
-    config.setdefault("data_dir", str(workdir / name))
-    path = workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log_path = workdir / f"{name}.log"
+    url, process, log_path = servers.spawn_node(config, workdir, name)
     record_log(log_path)
-    binary = Path(sys.executable).with_name("cachefleet-node")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(binary), "serve", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT
-        )
-    return NodeProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    return NodeProcess(url=url, process=process, log_path=log_path)
 
 
 async def wait_ready(node: NodeProcess, timeout_s: float = 90.0) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cachefleet_bench import latency, lexicon, memory, quality, train_verifier
+from cachefleet_bench import chaos, latency, lexicon, memory, quality, scale, train_verifier
 
 __all__ = ["main"]
 
@@ -31,6 +31,16 @@ COMMANDS: dict[str, Command] = {
         "process RSS of the in-process tiers against their byte budget",
         memory.add_arguments,
         memory.main,
+    ),
+    "chaos": (
+        "fault run: Redis, Milvus and the upstream broken under concurrent clients",
+        chaos.add_arguments,
+        chaos.main,
+    ),
+    "scale": (
+        "how lookups, inserts, memory and restarts grow with entries, beside GPTCache and RedisVL",
+        scale.add_arguments,
+        scale.main,
     ),
     "lexicon": (
         "build (or --check) the verifier's WordNet lexicon",

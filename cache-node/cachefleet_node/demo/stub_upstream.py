@@ -12,8 +12,10 @@ can be told to be slow, to fail, or to break a stream half-way:
 - `GET  /_stub/last`      -> the last request body and its Authorization header
 - `GET  /_stub/embeddings` -> the bodies of the embeddings calls received, in order
 - `POST /_stub/behaviour` -> {"latency_ms", "fail_status", "fail_next", "break_stream_after",
-  "temperature_noise", "valid_keys", "models_status", "trickle_ms"}; fields left out keep
-  their value;
+  "temperature_noise", "valid_keys", "models_status", "trickle_ms", "malformed", "hang"};
+  fields left out keep their value; `malformed` sends answers the API never would (a streamed
+  chunk with `"choices": {}` and one with `"index": null`; a plain answer with `"choices": {}`),
+  `hang` accepts chat calls and never answers;
   `valid_keys` (a list of bearer keys) makes every other key, or none, get OpenAI's 401
 - `POST /_stub/reset`     -> calls = 0, default behaviour
 """
@@ -57,6 +59,8 @@ class StubBehaviour:
     valid_keys: list[str] | None = None  # accepted bearer keys (None: any or none)
     models_status: int = 200  # status of GET /models for an accepted key (404: no such route)
     trickle_ms: float = 0.0  # send a non-streamed answer in 16-byte pieces this far apart
+    malformed: bool = False  # answers with a broken `choices` (streamed and plain)
+    hang: bool = False  # chat calls never answer
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -292,6 +296,8 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
         refusal = refused(request)
         if refusal is not None:
             return refusal
+        if behaviour.hang:
+            await asyncio.Event().wait()
         if behaviour.latency_ms:
             await asyncio.sleep(behaviour.latency_ms / 1000)
         if behaviour.fail_next > 0:
@@ -335,6 +341,8 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
                 ],
                 "usage": usage,
             }
+            if behaviour.malformed:
+                completion["choices"] = {}
             if behaviour.trickle_ms:
                 data = orjson.dumps(completion)
 
@@ -364,6 +372,10 @@ def create_stub_app(initial: StubBehaviour | None = None) -> FastAPI:
                     raise RuntimeError("stub: stream cut on purpose")
                 chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                if behaviour.malformed and index == 0:
+                    broken = {"index": None, "delta": {"content": "?"}, "finish_reason": None}
+                    yield b"data: " + orjson.dumps({**head, "choices": {}}) + b"\n\n"
+                    yield b"data: " + orjson.dumps({**head, "choices": [broken]}) + b"\n\n"
                 if behaviour.token_delay_ms:
                     await asyncio.sleep(behaviour.token_delay_ms / 1000)
             final = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}

@@ -1,0 +1,88 @@
+"""`make bench-scale` in miniature: one in-process worker on a small synthetic corpus, the
+log-log law fit and the peer ratios (the peers and the server-backed run are not run here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cachefleet_bench import scale
+from cachefleet_node.embedders.base import Vectors
+
+
+def _corpus_file(folder: Path, size: int, queries: int, inserts: int) -> Path:
+    rng = np.random.default_rng(1)
+
+    def rows(count: int) -> Vectors:
+        vectors = rng.normal(size=(count, 384)).astype(np.float32)
+        unit: Vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit
+
+    stored = rows(size)
+    noisy = stored[:queries] + rng.normal(0, 0.01, (queries, 384)).astype(np.float32)
+    path = folder / "corpus.npz"
+    np.savez(
+        path,
+        stored=stored,
+        queries=noisy / np.linalg.norm(noisy, axis=1, keepdims=True),
+        inserts=rows(inserts),
+    )
+    texts = {
+        "stored": [f"how do I reset password number {i}?" for i in range(size)],
+        "queries": [f"how can I reset my password number {i}?" for i in range(queries)],
+        "inserts": [f"what is the capital of country {i}?" for i in range(inserts)],
+    }
+    path.with_suffix(".json").write_text(json.dumps(texts))
+    return path
+
+
+def test_in_process_worker_measures_every_cost(tmp_path: Path, model_dir: Path) -> None:
+    job = scale.Job(
+        system="cachefleet_inprocess",
+        size=500,
+        corpus_file=str(_corpus_file(tmp_path, 500, 20, 10)),
+        model_dir=str(model_dir),
+        lookups=30,
+        embedded_lookups=3,
+        libssl_dir=str(tmp_path),
+        peers_dir=str(tmp_path),
+    )
+    result = scale.run_job(job)
+    lookups = result["lookups"]
+    assert set(lookups) == {"l1_exact", "l1_semantic", "l1_semantic_with_embedding"}
+    assert lookups["l1_semantic"]["n"] == 30
+    assert lookups["l1_semantic_with_embedding"]["n"] == 3
+    for stats in lookups.values():
+        assert 0 < stats["p50_ms"] <= stats["p99_ms"]
+    assert result["insert_entries_per_s"] > 0
+    assert result["bulk_load_entries_per_s"] > 0
+    assert result["memory"]["counted_bytes_per_entry"] > 0
+
+
+def test_law_fit_names_the_growth() -> None:
+    sizes = [10_000, 100_000, 1_000_000]
+    assert scale.fit_law(sizes, [1.0, 1.0, 1.0])["law"].startswith("flat")
+    assert scale.fit_law(sizes, [1.0, 10.0, 100.0])["law"].startswith("linear")
+    assert scale.fit_law(sizes, [100.0, 10.0, 1.0])["law"].startswith("falls")
+    assert scale.fit_law(sizes[:1], [1.0])["slope"] is None
+
+
+def test_ratios_compare_peers_to_cachefleet_at_each_size() -> None:
+    def result(semantic_ms: float, inserts: float, lookup: str) -> dict[str, object]:
+        stats = {"p50_ms": semantic_ms, "p99_ms": semantic_ms * 2, "n": 1}
+        return {
+            "bulk_load_entries_per_s": inserts,
+            "insert_entries_per_s": inserts,
+            "memory": {"total_bytes_per_entry": 100},
+            "lookups": {lookup: stats},
+        }
+
+    systems = {
+        "cachefleet_inprocess": {"results": {"10": result(1.0, 1000.0, "l1_semantic")}},
+        "redisvl": {"results": {"10": result(4.0, 500.0, "semantic")}},
+    }
+    row = scale.ratios(systems, [10])["10"]
+    assert row["redisvl/cachefleet_inprocess:semantic_lookup_p50"] == 4.0
+    assert row["cachefleet_inprocess/redisvl:insert_rate"] == 2.0
