@@ -5,12 +5,13 @@ And on a master found through a real Redis Sentinel: the master killed under loa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,41 @@ def _cluster_config(cluster: LocalCluster) -> dict[str, Any]:
     return {"url": cluster.url, "mode": "cluster", "nodes": cluster.nodes}
 
 
+@dataclass
+class _Load:
+    """What the clients of `_clients_during` saw."""
+
+    errors: list[str]
+    answered: int = 0
+
+
+@contextlib.asynccontextmanager
+async def _clients_during(node: Node, questions: list[str], fault: str) -> AsyncIterator[_Load]:
+    """Eight clients asking `questions` (every third round a fresh question) while the body
+    runs; every answer must be a 200 with choices."""
+    load = _Load(errors=[])
+    stop = asyncio.Event()
+
+    async def client(worker: int) -> None:
+        round_ = 0
+        while not stop.is_set():
+            question = questions[(worker + round_) % len(questions)]
+            if round_ % 3 == 0:
+                question = f"Fresh question {worker}-{round_} during {fault}"
+            round_ += 1
+            response = await node.chat(question)
+            if response.status_code != 200 or not response.json()["choices"]:
+                load.errors.append(f"{response.status_code}: {response.text[:200]}")
+            load.answered += 1
+
+    workers = [asyncio.create_task(client(worker)) for worker in range(8)]
+    try:
+        yield load
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+
+
 async def _until(check: Any, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -254,25 +290,7 @@ async def test_master_killed_under_load(
         await node.chat(question)
     await node.settle()
 
-    errors: list[str] = []
-    answered = 0
-    stop = asyncio.Event()
-
-    async def client(worker: int) -> None:
-        nonlocal answered
-        round_ = 0
-        while not stop.is_set():
-            question = questions[(worker + round_) % len(questions)]
-            if round_ % 3 == 0:
-                question = f"Fresh question {worker}-{round_} during the failover"
-            round_ += 1
-            response = await node.chat(question)
-            if response.status_code != 200 or not response.json()["choices"]:
-                errors.append(f"{response.status_code}: {response.text[:200]}")
-            answered += 1
-
-    workers = [asyncio.create_task(client(worker)) for worker in range(8)]
-    try:
+    async with _clients_during(node, questions, "the failover") as load:
         await asyncio.sleep(1.0)
         masters = redis_cluster.master_ports()
         victim = masters[0]
@@ -287,11 +305,8 @@ async def test_master_killed_under_load(
             assert time.monotonic() < deadline, "no replica was promoted"
             await asyncio.sleep(0.5)
         await asyncio.sleep(3.0)  # the node's client follows the new topology, breakers close
-    finally:
-        stop.set()
-        await asyncio.gather(*workers)
-    assert errors == []
-    assert answered > 0
+    assert load.errors == []
+    assert load.answered > 0
     await node.settle()
 
     # Hits resume on every slot: new answers are stored and read back from the cluster.
@@ -409,25 +424,7 @@ async def test_sentinel_master_killed_under_load(
     assert len(list(master.scan_iter(match="cf:e:*"))) == len(questions)
     assert master.execute_command("WAIT", 1, 10_000) == 1  # the replica has every entry
 
-    errors: list[str] = []
-    answered = 0
-    stop = asyncio.Event()
-
-    async def client(worker: int) -> None:
-        nonlocal answered
-        round_ = 0
-        while not stop.is_set():
-            question = questions[(worker + round_) % len(questions)]
-            if round_ % 3 == 0:
-                question = f"Fresh question {worker}-{round_} during the sentinel failover"
-            round_ += 1
-            response = await node.chat(question)
-            if response.status_code != 200 or not response.json()["choices"]:
-                errors.append(f"{response.status_code}: {response.text[:200]}")
-            answered += 1
-
-    workers = [asyncio.create_task(client(worker)) for worker in range(8)]
-    try:
+    async with _clients_during(node, questions, "the sentinel failover") as load:
         await asyncio.sleep(1.0)
         setup.processes[setup.master].kill()
         await asyncio.to_thread(setup.processes[setup.master].wait)
@@ -436,11 +433,8 @@ async def test_sentinel_master_killed_under_load(
             assert time.monotonic() < deadline, "the sentinel promoted no replica"
             await asyncio.sleep(0.5)
         await asyncio.sleep(3.0)  # the node reconnects to the new master, breakers close
-    finally:
-        stop.set()
-        await asyncio.gather(*workers)
-    assert errors == []
-    assert answered > 0
+    assert load.errors == []
+    assert load.answered > 0
     await node.settle()
 
     async def served_by_new_master() -> bool:
