@@ -29,6 +29,9 @@ __all__ = [
     "NamespaceConfig",
     "NodeConfig",
     "RedisConfig",
+    "RedisMode",
+    "RedisNode",
+    "SentinelService",
     "ServerConfig",
     "SingleFlightConfig",
     "TemperaturePolicy",
@@ -46,6 +49,12 @@ _NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 
 # Identifiers that end up in Redis keys, Milvus filters and metric labels: lower-case DNS-ish names.
 Identifier = Annotated[str, Field(pattern=_NAME_PATTERN, max_length=63)]
+
+# What `redis.url` points at, another Redis Cluster node or sentinel, and a sentinel's master name
+# (the operator's SemanticCache `exactTier.external` uses the same types).
+RedisMode = Literal["standalone", "cluster", "sentinel"]
+RedisNode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}$")]
+SentinelService = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
 
 
 class _Strict(BaseModel):
@@ -132,17 +141,16 @@ class RedisConfig(_Strict):
         "`cluster`: any node of the cluster; `sentinel`: one sentinel (the password and TLS "
         "apply to the master and its replicas, the database number to the master).",
     )
-    mode: Literal["standalone", "cluster", "sentinel"] = Field(
+    mode: RedisMode = Field(
         "standalone", description="What `url` points at: a server, a cluster node, a sentinel."
     )
-    nodes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}$")]] = Field(
+    nodes: list[RedisNode] = Field(
         default_factory=list,
         description="`cluster`: more startup nodes, `sentinel`: more sentinels (`host:port`), "
         "tried when the one in `url` does not answer.",
     )
-    sentinel_service: str | None = Field(
+    sentinel_service: SentinelService | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_.-]{1,128}$",
         description="`sentinel`: the name of the monitored master (`sentinel monitor <name>`).",
     )
     key_prefix: Identifier = Field("cf", description="Prefix of every key the node writes.")

@@ -12,11 +12,13 @@ from pydantic import ValidationError
 from cachefleet_contract.config import DeadlinesConfig, NamespaceConfig
 from cachefleet_operator.api.v1alpha1 import (
     CacheInvalidation,
+    ExternalRedis,
     ManagedRedis,
     ModelVersion,
     SemanticCache,
     cacheinvalidation,
     modelversion,
+    placement,
     semanticcache,
     types,
 )
@@ -32,7 +34,7 @@ MODELS = {
 def all_rule_messages() -> list[str]:
     """Messages of every CEL rule with a Python twin, across all API models."""
     messages = []
-    for module in (semanticcache, modelversion, cacheinvalidation, types):
+    for module in (semanticcache, modelversion, cacheinvalidation, placement, types):
         for value in vars(module).values():
             if isinstance(value, type) and hasattr(value, "cel_rules"):
                 messages += [rule.message for rule in value.cel_rules if rule.check is not None]
@@ -149,3 +151,26 @@ def test_status_conditions_need_a_transition_time() -> None:
                 "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]},
             }
         )
+
+
+def test_external_redis_topology_follows_the_mode() -> None:
+    ref = {"urlSecretRef": {"name": "redis", "key": "url"}}
+    assert ExternalRedis.model_validate(ref).to_api() == {**ref, "mode": "standalone"}
+    cluster = ExternalRedis.model_validate(
+        {**ref, "mode": "cluster", "seedNodes": ["redis-1.data.svc:6379", "[fd00::1]:6379"]}
+    )
+    assert cluster.seed_nodes == ["redis-1.data.svc:6379", "[fd00::1]:6379"]
+    sentinel = ExternalRedis(
+        url_secret_ref=ref["urlSecretRef"], mode="sentinel", sentinel_service="mymaster"
+    )
+    assert sentinel.to_api()["sentinelService"] == "mymaster"
+    with pytest.raises(ValidationError, match=r"sentinelService is required when mode is"):
+        ExternalRedis.model_validate({**ref, "mode": "sentinel"})
+    for mode in ("standalone", "cluster"):
+        with pytest.raises(ValidationError, match=r"sentinelService is required .* left out"):
+            ExternalRedis.model_validate({**ref, "mode": mode, "sentinelService": "mymaster"})
+    with pytest.raises(ValidationError, match=r"seedNodes is for mode cluster or sentinel"):
+        ExternalRedis.model_validate({**ref, "seedNodes": ["redis-1.data.svc:6379"]})
+    for bad in (["redis-1.data.svc"], [], ["a b:6379"]):
+        with pytest.raises(ValidationError, match="seedNodes"):
+            ExternalRedis.model_validate({**ref, "mode": "cluster", "seedNodes": bad})

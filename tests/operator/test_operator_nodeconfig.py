@@ -241,3 +241,52 @@ def test_guards_and_lexical_weight_reach_the_node_only_when_set() -> None:
     plain = node_config_yaml(build_node_config(cache(), [model_version()]))
     assert "lexical_weight" not in plain
     assert "guards" not in plain
+
+
+def external_redis(**topology: object) -> dict[str, object]:
+    return {"external": {"urlSecretRef": {"name": "redis", "key": "url"}, **topology}}
+
+
+def test_the_redis_topology_reaches_the_node_and_loads_with_the_url(tmp_path: Path) -> None:
+    seeds = ["redis-1.data.svc:6379", "redis-2.data.svc:6379"]
+    config, text = rendered("dev", exactTier=external_redis(mode="cluster", seedNodes=seeds))
+    redis = yaml.safe_load(text)["redis"]
+    assert redis == {"key_prefix": config.redis.key_prefix, "mode": "cluster", "nodes": seeds}
+    path = tmp_path / "node.yaml"
+    path.write_text(text)
+    url = "redis://:s3cret@redis-0.data.svc:6379/0"
+    loaded = load_node_config(path, environ={REDIS_URL_ENV: url})
+    assert (loaded.redis.mode, loaded.redis.nodes) == ("cluster", seeds)
+    assert loaded.redis.url is not None
+    assert loaded.redis.url.get_secret_value() == url
+
+    sentinel = external_redis(
+        mode="sentinel", seedNodes=["sentinel-1.data.svc:26379"], sentinelService="mymaster"
+    )
+    config, text = rendered("dev", exactTier=sentinel)
+    assert yaml.safe_load(text)["redis"] == {
+        "key_prefix": config.redis.key_prefix,
+        "mode": "sentinel",
+        "nodes": ["sentinel-1.data.svc:26379"],
+        "sentinel_service": "mymaster",
+    }
+    path.write_text(text)
+    loaded = load_node_config(path, environ={REDIS_URL_ENV: "redis://sentinel-0.data.svc:26379"})
+    assert (loaded.redis.mode, loaded.redis.sentinel_service) == ("sentinel", "mymaster")
+    # The URL (and its password) stays in the Secret: the pods read it from the environment.
+    deployment = next(
+        m
+        for m in render_nodes(cache("dev", exactTier=sentinel), [model_version()], {})
+        if m["kind"] == "Deployment"
+    )
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env[REDIS_URL_ENV]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "url"}
+
+
+def test_one_redis_server_leaves_the_mode_to_the_node() -> None:
+    """Managed and external standalone Redis write no topology: existing fleets' files (and
+    pods) do not change."""
+    for exact_tier in ({"managed": {}}, external_redis(), external_redis(mode="standalone")):
+        config, text = rendered("dev", exactTier=exact_tier)
+        assert config.redis.mode == "standalone"
+        assert yaml.safe_load(text)["redis"] == {"key_prefix": config.redis.key_prefix}

@@ -50,10 +50,12 @@ def fleet(shape: str) -> tuple[SemanticCache, list[Any]]:
         return cache("chat"), [model_version()]
     if shape == "dev-embedded":
         return cache("dev"), [model_version()]
+    if shape == "redis-cluster":
+        return cache("shared"), [model_version()]
     return cache("chat", **MANAGED_EXTERNAL), [model_version(), CLAUDE]
 
 
-SHAPES = ["chat-gpu", "dev-embedded", "managed-external"]
+SHAPES = ["chat-gpu", "dev-embedded", "managed-external", "redis-cluster"]
 
 
 class GoldenDumper(yaml.SafeDumper):
@@ -402,3 +404,26 @@ def test_children_share_no_mutable_objects() -> None:
 
     rendered = [render_children(*fleet(shape)) for shape in SHAPES]  # alive: ids stay unique
     walk(rendered)
+
+
+def test_an_external_redis_cluster_is_only_config_no_redis_workload() -> None:
+    children = render_children(*fleet("redis-cluster"))
+    assert not [c for c in children if c["metadata"]["name"] == "shared-redis"]
+    node_yaml = find(children, "ConfigMap", "shared-node")["data"]["node.yaml"]
+    redis = yaml.safe_load(node_yaml)["redis"]
+    assert (redis["mode"], redis["nodes"]) == (
+        "cluster",
+        [
+            "redis-cluster-1.redis-cluster.data.svc:6379",
+            "redis-cluster-2.redis-cluster.data.svc:6379",
+        ],
+    )
+    assert "replace-with-the-redis-password" not in node_yaml
+    env = {
+        e["name"]: e
+        for e in pod_spec(find(children, "Deployment", "shared-node"))["containers"][0]["env"]
+    }
+    assert env["CACHEFLEET_REDIS__URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "shared-redis",
+        "key": "url",
+    }

@@ -244,7 +244,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _field_notes(info: FieldInfo, bare: Any) -> list[str]:
-    _, metadata = _strip(info.annotation)
+    annotation, metadata = _strip(info.annotation)
+    metadata += _strip(_optional(annotation)[0])[1]  # an optional constrained type's constraints
     notes: list[str] = []
     unit = "items" if get_origin(bare) is list else "characters"
     for item in [*info.metadata, *metadata]:

@@ -162,6 +162,24 @@ def _milvus(cache: SemanticCache) -> MilvusConfig:
     return MilvusConfig(uri=uri, collection_prefix=prefix)
 
 
+def _redis(cache: SemanticCache) -> RedisConfig:
+    """The exact tier's key prefix and topology (its URL comes from `REDIS_URL_ENV`).
+
+    The managed Redis and an external `standalone` one leave `mode` to the node's default
+    (`standalone`), so fleets without a topology keep their file, and their pods, as they were.
+    """
+    prefix = key_prefix(namespace_of(cache), cache.metadata.name)
+    external = cache.spec.exact_tier.external
+    if external is None or external.mode == "standalone":
+        return RedisConfig(key_prefix=prefix)
+    return RedisConfig(
+        key_prefix=prefix,
+        mode=external.mode,
+        nodes=list(external.seed_nodes or []),
+        sentinel_service=external.sentinel_service,
+    )
+
+
 def _embedding(cache: SemanticCache, model_id: str, *, migration: bool = False) -> EmbeddingConfig:
     """The embedder of `model_id`. A migration's next model always runs in the node (the GPU
     pods serve the model that lookups use until the switch)."""
@@ -201,7 +219,7 @@ def build_node_config(
         data_dir=DATA_DIR,
         server=ServerConfig(host=ALL_INTERFACES, port=NODE_PORT, metrics_port=NODE_METRICS_PORT),
         upstream=UpstreamConfig(base_url=spec.upstream.base_url),
-        redis=RedisConfig(key_prefix=key_prefix(namespace_of(cache), cache.metadata.name)),
+        redis=_redis(cache),
         milvus=_milvus(cache),
         deadlines=DeadlinesConfig(
             redis_ms=spec.deadlines.redis_ms,

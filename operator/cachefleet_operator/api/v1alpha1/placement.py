@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from cachefleet_contract import __version__ as node_version
+from cachefleet_contract.config import RedisMode, RedisNode, SentinelService
 from cachefleet_operator.api.v1alpha1.base import ApiModel, Rule
 from cachefleet_operator.api.v1alpha1.types import (
     ByteQuantity,
@@ -86,11 +87,46 @@ class ManagedRedis(ApiModel):
 
 
 class ExternalRedis(ApiModel):
-    """A Redis the operator does not run."""
+    """A Redis the operator does not run: one server, a Redis Cluster, or a master watched by
+    Redis Sentinel."""
+
+    cel_rules = (
+        Rule(
+            "self.mode == 'sentinel' ? has(self.sentinelService) : !has(self.sentinelService)",
+            "exactTier.external.sentinelService is required when mode is sentinel, and must be "
+            "left out otherwise",
+            check=lambda self: (self.mode == "sentinel") == (self.sentinel_service is not None),
+        ),
+        Rule(
+            "self.mode != 'standalone' || !has(self.seedNodes)",
+            "exactTier.external.seedNodes is for mode cluster or sentinel",
+            check=lambda self: self.mode != "standalone" or self.seed_nodes is None,
+        ),
+    )
 
     url_secret_ref: SecretKeyRef = Field(
         description="Secret key holding the `redis://` or `rediss://` URL (it may carry a "
-        "password); it reaches the nodes as an environment variable, never in a ConfigMap."
+        "password); it reaches the nodes as an environment variable, never in a ConfigMap. "
+        "`cluster`: any node of the cluster; `sentinel`: one sentinel (the password, TLS and "
+        "database number apply to the master)."
+    )
+    mode: RedisMode = Field(
+        "standalone",
+        description="What the URL points at: `standalone` one Redis server (or one endpoint in "
+        "front of it), `cluster` a node of a Redis Cluster (the nodes learn the slot map and "
+        "follow failovers), `sentinel` a Redis Sentinel that names the current master.",
+    )
+    seed_nodes: list[RedisNode] | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="`cluster`: more cluster nodes, `sentinel`: more sentinels (`host:port`), "
+        "tried when the one in the URL does not answer.",
+    )
+    sentinel_service: SentinelService | None = Field(
+        None,
+        description="`sentinel` only, and required there: the name of the monitored master "
+        "(`sentinel monitor <name>`).",
     )
 
 
