@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
+from cachefleet_bench.servers import free_port, spawn_milvus, stop
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorRow
@@ -89,5 +92,99 @@ async def test_rows_are_found_by_their_own_partition_fields_only(
         assert await store.delete_scope(InvalidationScope(namespace="alpha")) == 24
         assert await _until_count(store, "alpha", 0) == 0
         assert await store.count("beta") == 24
+    finally:
+        await store.close()
+
+
+def _unit_vectors(count: int, seed: int) -> npt.NDArray[np.float32]:
+    vectors = np.random.default_rng(seed).normal(size=(count, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+async def _connected(uri: str, collection: str) -> MilvusVectorStore:
+    store = MilvusVectorStore(uri, None, collection, 8)
+    await asyncio.wait_for(store.connect(), 60)
+    return store
+
+
+async def test_concurrent_inserts_are_coalesced_and_all_searchable(
+    milvus_server: MilvusServer,
+) -> None:
+    """64 writers at once (a node writing back misses) share a batch, not 64 round trips;
+    every row is its own nearest hit afterwards, and of one id written twice the later wins."""
+    store = await _connected(milvus_server.uri, "batch" + uuid.uuid4().hex[:12])
+    try:
+        now = time.time()
+        vectors = _unit_vectors(65, 11)
+        rows = [VectorRow(_entry("alpha", "t1", now), vectors[i]) for i in range(64)]
+        await asyncio.wait_for(asyncio.gather(*(store.insert([row]) for row in rows)), 60)
+        assert store.writes.items == 64
+        assert store.writes.batches < 8
+        # the same entry twice in one batch: one row, with the later vector
+        first, second = VectorRow(rows[0].entry, vectors[64]), rows[0]
+        batches = store.writes.batches
+        await asyncio.wait_for(asyncio.gather(store.insert([first]), store.insert([second])), 60)
+        assert store.writes.batches == batches + 1
+        assert await _until_count(store, "alpha", 64) == 64
+        for row in rows:
+            entry = row.entry
+            assert entry.partition is not None
+            hits = await store.nearest(
+                VectorQuery(entry.namespace, entry.tenant, entry.partition, row.vector, 4, now)
+            )
+            assert hits
+            assert hits[0].entry_id == entry.entry_id
+            assert hits[0].similarity > 0.99
+    finally:
+        await store.close()
+
+
+async def test_close_writes_every_queued_row(milvus_server: MilvusServer) -> None:
+    """Rows queued when the store closes are written before it closes (node shutdown)."""
+    collection = "drain" + uuid.uuid4().hex[:12]
+    store = await _connected(milvus_server.uri, collection)
+    now = time.time()
+    vectors = _unit_vectors(40, 12)
+    writers = [
+        asyncio.create_task(store.insert([VectorRow(_entry("alpha", "t1", now), vectors[i])]))
+        for i in range(40)
+    ]
+    await asyncio.sleep(0)  # every writer has queued its row; none is written yet
+    assert store.writes.items == 0
+    await store.close()
+    assert all(w.done() and w.exception() is None for w in writers)
+    assert store.writes.items == 40
+    reopened = await _connected(milvus_server.uri, collection)
+    try:
+        assert await _until_count(reopened, "alpha", 40) == 40
+    finally:
+        await reopened.close()
+
+
+async def test_a_dead_server_fails_every_waiting_writer(tmp_path: Path) -> None:
+    """With the server gone, each of the writers sharing a batch gets an error (or its own
+    deadline), none waits forever; close then gives up on the rows in flight."""
+    port = free_port()
+    process = spawn_milvus(port, tmp_path / "milvus")
+    try:
+        store = await _connected(f"http://127.0.0.1:{port}", "dead" + uuid.uuid4().hex[:12])
+    except BaseException:
+        stop(process)
+        raise
+    try:
+        stop(process)
+        now = time.time()
+        vectors = _unit_vectors(16, 13)
+        outcomes = await asyncio.gather(
+            *(
+                asyncio.wait_for(
+                    store.insert([VectorRow(_entry("alpha", "t1", now), vectors[i])]), 5
+                )
+                for i in range(16)
+            ),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, Exception) for o in outcomes), outcomes
     finally:
         await store.close()

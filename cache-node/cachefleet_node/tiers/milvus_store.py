@@ -15,6 +15,10 @@ nothing) or missing, or the server unreachable, takes the collection out of serv
 (`connected` is False: lookups skip it, `/readyz` says why) and one background task reloads
 or recreates it, retrying until it answers; then the collection serves again.
 
+Writes are coalesced (`WriteBatcher`): the rows of concurrent `insert` calls go out as one
+delete by id plus one insert, one batch at a time (one row per call paid two round trips per
+entry); each caller awaits its own rows' outcome.
+
 Milvus Lite (a local `.db` path, an in-process server) is not safe for concurrent writes: two
 inserts at once interleave their bytes in its write-ahead log, and the next start drops every
 row after the first torn batch. Its writes therefore run one at a time; `close` flushes the
@@ -42,6 +46,7 @@ from pymilvus.exceptions import MilvusException
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
+from cachefleet_node.tiers.write_batch import WriteBatcher
 
 __all__ = ["MilvusVectorStore", "VectorRow"]
 
@@ -53,6 +58,7 @@ CLOSE_TIMEOUT_S = 15.0  # longest wait for the final flush and the Milvus Lite s
 CODE_COLLECTION_NOT_FOUND = 100  # Milvus (2.3+) and Milvus Lite error codes
 CODE_COLLECTION_NOT_LOADED = 101
 CODE_UNREACHABLE = 2  # pymilvus: "Fail connecting to server"
+WRITE_BATCH_ROWS = 512  # rows one coalesced write takes (a larger call goes alone)
 SCAN_BATCH = 4_096  # most rows one query of a scan returns (Milvus allows 16,384)
 SCAN_FIRST_WINDOW_MS = 60_000  # creation-time window of a scan's first query
 _ROW_FIELDS = ["namespace", "tenant", "partition", "tags", "created_at", "expires_at", "vector"]
@@ -149,6 +155,7 @@ class MilvusVectorStore:
         self.problem: str | None = None  # why the collection is out of service (None: serving)
         self.recoveries = 0  # times it was brought back after a fault
         self._repair: asyncio.Task[None] | None = None
+        self.writes = WriteBatcher[dict[str, Any]]("milvus", self._write_rows, WRITE_BATCH_ROWS)
 
     @classmethod
     def embedded_uri(cls, data_dir: str) -> str:
@@ -325,23 +332,30 @@ class MilvusVectorStore:
         return self._client
 
     async def insert(self, rows: list[VectorRow]) -> None:
-        """Insert or replace rows (keyed by entry id)."""
-        client = self._require()
-        data = [
-            {
-                "id": row.entry.entry_id,
-                "namespace": row.entry.namespace,
-                "tenant": row.entry.tenant,
-                "model": row.entry.model,
-                "partition": row.entry.partition,
-                "tags": "," + ",".join(row.entry.tags) + ",",
-                "created_at": int(row.entry.created_at * 1000),
-                "expires_at": int(row.entry.expires_at * 1000),
-                "vector": row.vector.astype(np.float32).tolist(),
-            }
-            for row in rows
-        ]
-        await self._call(self._replace, client, data, write=True)
+        """Insert or replace rows (keyed by entry id), in the next coalesced write; a caller
+        that stops waiting leaves its rows queued (they are still written)."""
+        self._require()
+        await self.writes.write(
+            [
+                {
+                    "id": row.entry.entry_id,
+                    "namespace": row.entry.namespace,
+                    "tenant": row.entry.tenant,
+                    "model": row.entry.model,
+                    "partition": row.entry.partition,
+                    "tags": "," + ",".join(row.entry.tags) + ",",
+                    "created_at": int(row.entry.created_at * 1000),
+                    "expires_at": int(row.entry.expires_at * 1000),
+                    "vector": row.vector.astype(np.float32).tolist(),
+                }
+                for row in rows
+            ]
+        )
+
+    async def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+        """One coalesced write; of two rows with one id, the later wins."""
+        unique = list({row["id"]: row for row in rows}.values())
+        await self._call(self._replace, self._require(), unique, write=True)
 
     def _replace(self, client: MilvusClient, data: list[dict[str, Any]], timeout: float) -> None:
         """Delete the rows' ids, then insert the rows (blocking: on a writer thread).
@@ -500,17 +514,19 @@ class MilvusVectorStore:
         )
 
     async def close(self) -> None:
-        """Close the client and the thread pools; Milvus Lite: make every row durable first.
+        """Write the queued rows, close the client and the thread pools; Milvus Lite: make
+        every row durable first.
 
         Milvus Lite keeps recent rows in memory and in its write-ahead log: flush them into
         its data files (after the writes already queued), and stop its server with the last
         collection open on the file, so the next start reads clean files. Bounded by
-        `CLOSE_TIMEOUT_S`; a real Milvus server keeps its own data.
+        `CLOSE_TIMEOUT_S` each; a real Milvus server keeps its own data.
         """
         if self._repair is not None:
             self._repair.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._repair
+        await self.writes.drain(CLOSE_TIMEOUT_S)
         client, self._client = self._client, None
         if client is not None:
             try:

@@ -3,7 +3,12 @@ index, hit ranking and tag sets (keys in `cachefleet_contract.keyspace`).
 
 Works on one Redis and on a Redis Cluster alike: every pipelined command touches one key,
 multi-key reads and deletes (MGET, EXISTS, UNLINK) are split per slot by the cluster client
-(`cachefleet_node.redis_clients`), and SCAN walks every master."""
+(`cachefleet_node.redis_clients`), and SCAN walks every master.
+
+`put` calls are coalesced (`WriteBatcher`): the entries of concurrent write-backs go out in
+one pipeline, and each index key (expiry index, hit ranking, registry, tag set) gets one
+command per pipeline, not one per entry: the client's per-command work was most of a write's
+cost."""
 
 from __future__ import annotations
 
@@ -19,8 +24,12 @@ from cachefleet_contract import keyspace
 from cachefleet_node.core.entry import CacheEntry, EntryFormatError
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.entry_store.base import BATCH, EntryRef, live_entries
+from cachefleet_node.tiers.write_batch import WriteBatcher
 
 __all__ = ["RedisEntryStore"]
+
+WRITE_BATCH_ENTRIES = 256  # entries one coalesced pipeline takes (a larger call goes alone)
+CLOSE_TIMEOUT_S = 15.0  # longest wait for the queued writes at close
 
 
 class RedisEntryStore:
@@ -32,6 +41,7 @@ class RedisEntryStore:
         self._redis = client
         self._prefix = prefix
         self.corrupt_entries = 0
+        self.writes = WriteBatcher[CacheEntry]("redis", self.put_many, WRITE_BATCH_ENTRIES)
 
     async def get(self, namespace: str, tenant: str, entry_id: str) -> CacheEntry | None:
         key = keyspace.entry_key(self._prefix, namespace, tenant, entry_id)
@@ -67,44 +77,54 @@ class RedisEntryStore:
         return entries
 
     async def put(self, entry: CacheEntry) -> None:
-        await self.put_many([entry])
+        """Write one entry, in the next coalesced pipeline (raises that pipeline's error)."""
+        await self.writes.write([entry])
 
     async def put_many(self, entries: Sequence[CacheEntry]) -> None:
         now = time.time()
         pipe = self._redis.pipeline(transaction=False)
-        namespaces = set()
+        by_namespace: dict[str, dict[str, CacheEntry]] = {}  # key -> entry (the last wins)
         for entry in entries:
             ttl_ms = int((entry.expires_at - now) * 1000)
             if ttl_ms > 0:
-                self._queue_put(pipe, entry, ttl_ms)
-                namespaces.add(entry.namespace)
-        if not namespaces:
+                key = keyspace.entry_key(
+                    self._prefix, entry.namespace, entry.tenant, entry.entry_id
+                )
+                pipe.set(key, entry.to_bytes(), px=ttl_ms)
+                by_namespace.setdefault(entry.namespace, {})[key] = entry
+        if not by_namespace:
             return
+        for namespace, written in by_namespace.items():
+            self._queue_indexes(pipe, namespace, written, now)
         await pipe.execute()
-        for namespace in sorted(namespaces):
-            if random.random() < 0.01:
+        for namespace, written in sorted(by_namespace.items()):
+            if random.random() < 0.01 * len(written):
                 await self._prune(namespace, now)
 
-    def _queue_put(self, pipe: Pipeline, entry: CacheEntry, ttl_ms: int) -> None:
-        key = keyspace.entry_key(self._prefix, entry.namespace, entry.tenant, entry.entry_id)
-        index = keyspace.index_key(self._prefix, entry.namespace)
-        hits = keyspace.hits_key(self._prefix, entry.namespace)
+    def _queue_indexes(
+        self, pipe: Pipeline, namespace: str, written: dict[str, CacheEntry], now: float
+    ) -> None:
+        """Index the namespace's entries just written: one command per index key."""
+        index = keyspace.index_key(self._prefix, namespace)
+        hits = keyspace.hits_key(self._prefix, namespace)
         registry = keyspace.namespaces_key(self._prefix)
-        keep_s = ttl_ms // 1000 + 60
-        pipe.set(key, entry.to_bytes(), px=ttl_ms)
-        pipe.zadd(index, {key: entry.expires_at})
+        latest = max(entry.expires_at for entry in written.values())
+        pipe.zadd(index, {key: entry.expires_at for key, entry in written.items()})
         # NX: a replaced entry keeps its hits; a new one enters the ranking with none.
-        pipe.zadd(hits, {key: keyspace.hit_score(0, entry.created_at)}, nx=True)
-        pipe.zadd(registry, {entry.namespace: entry.expires_at}, gt=True)
+        ranks = {key: keyspace.hit_score(0, entry.created_at) for key, entry in written.items()}
+        pipe.zadd(hits, ranks, nx=True)
+        pipe.zadd(registry, {namespace: latest}, gt=True)
+        keep_until = dict.fromkeys((index, hits, registry), latest)
+        for key, entry in written.items():
+            for tag in entry.tags:
+                tag_key = keyspace.tag_key(self._prefix, namespace, tag)
+                pipe.sadd(tag_key, key)
+                keep_until[tag_key] = max(keep_until.get(tag_key, 0.0), entry.expires_at)
         # NX gives a fresh key a TTL, GT only ever extends it: indexes outlive their entries.
-        for index_like in (index, hits, registry):
+        for index_like, until in keep_until.items():
+            keep_s = int(until - now) + 60
             pipe.expire(index_like, keep_s, nx=True)
             pipe.expire(index_like, keep_s, gt=True)
-        for tag in entry.tags:
-            tag_key = keyspace.tag_key(self._prefix, entry.namespace, tag)
-            pipe.sadd(tag_key, key)
-            pipe.expire(tag_key, keep_s, nx=True)
-            pipe.expire(tag_key, keep_s, gt=True)
 
     async def _prune(self, namespace: str, now: float) -> None:
         """Drop expired entries from the namespace's index and hit ranking."""
@@ -266,7 +286,8 @@ class RedisEntryStore:
         return entries, "" if int(next_cursor) == 0 else str(next_cursor)
 
     async def close(self) -> None:
-        return None  # the client is owned by the caller
+        """Write the queued entries (the client is owned by the caller)."""
+        await self.writes.drain(CLOSE_TIMEOUT_S)
 
 
 def _as_bytes(value: bytes | str) -> bytes:

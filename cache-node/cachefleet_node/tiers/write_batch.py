@@ -1,0 +1,105 @@
+"""Coalesced writes: the items of concurrent callers go to a tier as one batch.
+
+A node under miss load writes many entries back at once; one round trip (and, in Python
+clients, one request's worth of encoding) per entry made the write path the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import structlog
+
+__all__ = ["WriteBatcher"]
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _Queued(Generic[T]):
+    items: list[T]
+    done: asyncio.Future[None]
+
+
+class WriteBatcher(Generic[T]):
+    """Queues the items of concurrent `write` calls; one flusher sends what is queued
+    through `send` as one batch, one batch at a time, so writes land in call order.
+
+    A batch takes whole calls, oldest first, up to `max_items` (a larger call goes alone).
+    Batches form while the previous one is in flight: no timer delays a lone write. Each
+    caller waits for the batch carrying its items and gets that batch's error; a caller that
+    stops waiting (its deadline) leaves its items queued, and they are still written.
+    """
+
+    def __init__(
+        self, tier: str, send: Callable[[list[T]], Awaitable[None]], max_items: int
+    ) -> None:
+        self.tier = tier
+        self._send = send
+        self._max_items = max_items
+        self._queued: deque[_Queued[T]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # batches sent (each one `send`)
+        self.items = 0  # items those batches carried
+
+    async def write(self, items: list[T]) -> None:
+        """Queue `items` and wait until the batch carrying them is written (or raise its
+        error)."""
+        if not items:
+            return
+        loop = asyncio.get_running_loop()
+        queued = _Queued(items, loop.create_future())
+        self._queued.append(queued)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        await queued.done
+
+    async def _flush(self) -> None:
+        batch: list[_Queued[T]] = []
+        try:
+            while self._queued:
+                await asyncio.sleep(0)  # writes issued in this turn of the loop join in
+                batch, taken = [], 0
+                while self._queued and (
+                    not batch or taken + len(self._queued[0].items) <= self._max_items
+                ):
+                    batch.append(self._queued.popleft())
+                    taken += len(batch[-1].items)
+                try:
+                    await self._send([item for queued in batch for item in queued.items])
+                except Exception as exc:
+                    for queued in batch:
+                        if not queued.done.done():
+                            queued.done.set_exception(exc)
+                else:
+                    for queued in batch:
+                        if not queued.done.done():
+                            queued.done.set_result(None)
+                self.batches += 1
+                self.items += taken
+        finally:  # cancelled (`drain` gave up): fail the writes not confirmed
+            unconfirmed = [queued for queued in batch if not queued.done.done()]
+            left = list(self._queued)
+            self._queued.clear()
+            if unconfirmed or left:
+                log.warning(
+                    "writes_dropped",
+                    tier=self.tier,
+                    items=sum(len(queued.items) for queued in left),
+                    items_in_flight=sum(len(queued.items) for queued in unconfirmed),
+                )
+            for queued in [*unconfirmed, *left]:
+                if not queued.done.done():
+                    queued.done.set_exception(ConnectionError(f"{self.tier} writer closed"))
+
+    async def drain(self, timeout_s: float) -> None:
+        """Write everything queued; past `timeout_s`, fail (and log) what is left."""
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flusher, timeout_s)
