@@ -175,6 +175,10 @@ REFUSED = [
     # opposites: operands of a non-symmetric operator trade places
     ("Compute P(X | Y) from the table", "Compute P(Y | X) from the table", "opposites"),
     ("What is 2^10?", "What is 10^2?", "opposites"),
+    # opposites: the speaker's thing or action given to the listener, the speaker named
+    ("Remind me what my password hint is", "Remind me what your password hint is", "opposites"),
+    ("Can I text you the address?", "Can you text me the address?", "opposites"),
+    ("How would you like to greet me?", "How would you like me to greet you?", "opposites"),
 ]
 
 PASSED = [
@@ -223,6 +227,16 @@ PASSED = [
     # a qualifier of politeness or emphasis only
     ("How do I learn Spanish fast?", "How do I learn Spanish fast, please?"),
     ("Is it safe to eat raw cookie dough?", "Is it safe to eat raw cookie dough at all?"),
+    # a set phrase, an urgency adverb or a pronoun pointing back is no qualifier
+    ("Which bus goes to the stadium by the way?", "Which bus goes to the stadium?"),
+    ("Is the pharmacy open at the moment?", "Is the pharmacy open?"),
+    ("Will the parcel arrive on Friday or not?", "Will the parcel arrive on Friday?"),
+    ("Cancel the hotel booking for Lisbon immediately", "Cancel the hotel booking for Lisbon"),
+    ("Do the plants get enough light in them?", "Do the plants get enough light?"),
+    # "you" as the generic you: both texts speak of one person throughout
+    ("How do I renew my passport?", "How do you renew your passport?"),
+    ("How can I make people trust me?", "How do you make people trust you?"),
+    ("How do I build my confidence?", "How do I build your confidence?"),
 ]
 
 

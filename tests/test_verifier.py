@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cachefleet_bench.adversarial import CLASSES, load_pairs
+from cachefleet_bench.train_verifier import CLINC_ANSWER_FLOOR, CLINC_INTENT_FLOOR, MAX_DEV_TRAPS
 from cachefleet_node.config import NamespaceConfig, VerifierConfig
 from cachefleet_node.core.judging import VERIFIER, CandidateJudge
 from cachefleet_node.core.lexicon import are_antonyms, are_synonyms, is_word
@@ -124,6 +126,25 @@ def test_the_shipped_head_matches_the_features_and_the_defaults() -> None:
     assert head.trained_on["clinc_pairs"] > 1000
 
 
+def test_the_operating_point_keeps_both_clinc_floors() -> None:
+    trained = shipped_head().trained_on
+    point = trained["operating_point"]
+    (row,) = [
+        row
+        for row in trained["selection"]
+        if (row["weight"], row["min_score"]) == (point["weight"], point["min_score"])
+    ]
+    assert row["feasible"]
+    assert row["dev_traps_served"] <= MAX_DEV_TRAPS
+    assert row["clinc_hit_ratio_at_1pct"] >= CLINC_INTENT_FLOOR
+    assert row["clinc_answer_hit_ratio_at_1pct"] >= CLINC_ANSWER_FLOOR
+
+
+def test_every_adversarial_class_is_in_both_splits() -> None:
+    for split in ("dev", "frozen"):
+        assert {pair.cls for pair in load_pairs(split)} == set(CLASSES), split
+
+
 def test_a_head_for_other_features_is_refused(tmp_path: Path) -> None:
     document = shipped_head().to_json()
     document["features"] = ["bias", "cosine"]
@@ -148,6 +169,7 @@ def test_the_judge_explains_and_bounds_its_score() -> None:
     assert refused.guards == ("negation", "opposites", "numbers", "entities")
     served = judge.judge("How can I purchase a ticket?", "How can I buy a ticket?", 0.99)
     assert served.accepted
+    assert served.verifier is not None
     assert served.score == pytest.approx(0.99 + ns.verifier.weight * (served.verifier - 0.5))
     vetoed = judge.judge("List 4 causes of HTTP 500", "List 4 causes of HTTP 429", 0.95)
     assert vetoed.veto == "numbers"

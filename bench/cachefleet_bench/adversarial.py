@@ -4,10 +4,13 @@
 (`para.*`, label 1) must be served from `a`'s entry; traps (`trap.*`, label 0) look almost
 the same but need another answer. Classes:
 
-- `para.reword`, `para.length`, `para.typo`, `para.reorder`;
+- `para.reword`, `para.length`, `para.typo`, `para.reorder`, `para.intent` (a goal stated
+  in other words, the counterpart of `trap.intent`);
 - `trap.negation`, `trap.number` (prefix numbers 13/131, units, dates, versions, counts),
   `trap.entity`, `trap.scope` (audience, length, subject, quantifier), `trap.direction`
-  (roles and directions swapped), `trap.constraint` (an added "without X").
+  (roles and directions swapped), `trap.constraint` (an added "without X"), `trap.intent`
+  (the same topic, the opposite goal, in other words: enable / disable, keep / discard, add /
+  remove, increase / decrease, start / cancel).
 
 Pairs built from one base question share a `group`. The split is fixed by a hash of the
 group: `frozen` (about half) is never used to train or tune anything — the verifier head, the
@@ -38,12 +41,14 @@ CLASSES = (
     "para.length",
     "para.typo",
     "para.reorder",
+    "para.intent",
     "trap.negation",
     "trap.number",
     "trap.entity",
     "trap.scope",
     "trap.direction",
     "trap.constraint",
+    "trap.intent",
 )
 
 

@@ -373,14 +373,14 @@ class VerifierConfig(_Strict):
         True, description="Score semantic candidates with the verifier (off: threshold + guards)."
     )
     min_score: float = Field(
-        0.7,
+        0.8,
         ge=0,
         le=1,
         description="A candidate whose verifier score (probability that the cached answer "
         "answers the request) is lower is refused.",
     )
     weight: float = Field(
-        0.075,
+        0.05,
         ge=0,
         le=0.2,
         description="How much the verifier moves the score compared with the threshold: "

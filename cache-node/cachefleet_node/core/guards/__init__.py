@@ -20,7 +20,10 @@ prompt and names a reason when such an *answer-determining* token differs:
   of up to three words around the same words, compared by lemma and person ("USD to EUR"
   / "EUR to USD", "is X faster than Y" / "is Y faster than X", "I owe my brother" / "my
   brother owes me") or around a non-symmetric operator ("P(A | B)" / "P(B | A)"), or trade
-  the markers of a route's two ends ("to Maria from my wallet" / "from Maria to my wallet");
+  the markers of a route's two ends ("to Maria from my wallet" / "from Maria to my wallet"),
+  or give a thing or an action both name to the other person while naming the speaker
+  ("tell me my name" / "tell me your name", "what do you want to call me" / "... want me to
+  call you");
 - `numbers`: the numbers differ — compared exactly, so 13 is not 131 and 4 is not 429
   (digits, number words, ordinals, "one" when it counts something, versions, dates,
   amounts), a list of the same numbers comes in another order ("sort [5, 2, 9] as [2, 5,
@@ -59,6 +62,7 @@ from collections.abc import Iterator
 from cachefleet_node.core.guards.direction import (
     ends_swapped,
     operands_swapped,
+    person_swapped,
     reversed_directions,
     swapped,
 )
@@ -97,6 +101,7 @@ def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
         or ends_swapped(q, c)
         or operands_swapped(q, c)
         or swapped(q.sequence, c.sequence)
+        or person_swapped(q.sequence, c.sequence)
     )
 
 

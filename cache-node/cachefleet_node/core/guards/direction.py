@@ -1,8 +1,10 @@
-"""Direction and role guards: two things trade places around the same words."""
+"""Direction and role guards: two things trade places around the same words, or a thing
+or an action passes from the speaker to the listener."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import pairwise
 
 from cachefleet_node.core.guards.features import TextFeatures
 from cachefleet_node.core.guards.vocabulary import ARTICLES, FUNCTION_WORDS
@@ -47,6 +49,51 @@ _SHORT_TEXT = 5  # words below which a one-word link may be a compound ("flip a 
 # Personal pronouns by case: "me" is who "I" is ("I owe him" / "he owes me").
 _SUBJECT_CASE = {"me": "i", "him": "he", "her": "she", "us": "we", "them": "they"}
 _PERSONS = frozenset("i you he she we they".split())
+# Possessives and object pronouns by grammatical person. The speaker named as an object
+# ("tell me your name") rules out the generic you of "how do I build your confidence"; a
+# verb acting on "you" rules it out with a subject "I" too ("what may I call you").
+_POSSESSOR = {"my": 1, "our": 1, "your": 2}
+_OBJECT = {"me": 1, "us": 1, "you": 2}
+_SPEAKER = {
+    "of": frozenset("me myself us ourselves".split()),
+    "to": frozenset("i me myself we us ourselves im ive".split()),
+}
+
+
+def person_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """A thing both texts name is the speaker's in one and the listener's in the other
+    ("tell me my name" / "tell me your name"), or a verb both use acts on the speaker in one
+    and on the listener in the other ("what do you want to call me" / "what do you want me
+    to call you"), and the text that says "you" also names the speaker, so it cannot be the
+    generic you: "how do I reset my password" / "how do you reset your password" stays a
+    hit."""
+    in_a, in_b = _persons(a), _persons(b)
+    return _other_person(in_a, in_b, frozenset(b)) or _other_person(in_b, in_a, frozenset(a))
+
+
+def _persons(words: tuple[str, ...]) -> dict[tuple[str, str], set[int]]:
+    """("of", word) for a word after a possessive and ("to", word) for a word before an
+    object pronoun, each with the persons it belongs to or acts on."""
+    found: dict[tuple[str, str], set[int]] = {}
+    for left, right in pairwise(words):
+        if left in _POSSESSOR and right not in FUNCTION_WORDS:
+            found.setdefault(("of", _lemma(right)), set()).add(_POSSESSOR[left])
+        if right in _OBJECT and left not in FUNCTION_WORDS:
+            found.setdefault(("to", _lemma(left)), set()).add(_OBJECT[right])
+    return found
+
+
+def _other_person(
+    first: dict[tuple[str, str], set[int]],
+    second: dict[tuple[str, str], set[int]],
+    second_words: frozenset[str],
+) -> bool:
+    """Something only the speaker's in `first` is only the listener's in `second`, whose
+    words name the speaker too."""
+    return any(
+        persons == {1} and second.get(key) == {2} and not _SPEAKER[key[0]].isdisjoint(second_words)
+        for key, persons in first.items()
+    )
 
 
 def swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:

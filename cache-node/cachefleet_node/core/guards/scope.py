@@ -14,8 +14,8 @@ scores highest while the answer changes:
 
 Rewordings stay hits: a stretch that is a synonym, an inflection, a misspelling or a short
 form of the other ("in the US" / "in the United States", "to k8s" / "to Kubernetes"), a
-qualifier of politeness only ("..., please", "... for me"), or a phrase moved rather than
-filled otherwise.
+qualifier of politeness only ("..., please", "... for me", "... by the way", "... or not"),
+or a phrase moved rather than filled otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from cachefleet_node.core.guards.vocabulary import (
     FUNCTION_WORDS,
     NUMBER_WORDS,
     QUALIFIER_FILLERS,
+    QUALIFIER_IDIOMS,
     QUALIFIER_OPENERS,
     SLOT_PREPOSITIONS,
 )
@@ -149,6 +150,8 @@ def qualifier_added(a: TextFeatures, b: TextFeatures) -> bool:
     elif long[-len(short) :] == short:
         extra = long[: -len(short)]
     else:
+        return False
+    if extra in QUALIFIER_IDIOMS:
         return False
     if len(extra) == 1:  # an adverb of manner: "center a div" / "... vertically"
         word = extra[0]

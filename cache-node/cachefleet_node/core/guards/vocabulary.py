@@ -341,8 +341,21 @@ QUALIFIER_OPENERS = SLOT_PREPOSITIONS | frozenset(
     "excluding including especially every each per".split()
 )
 #: Words a qualifier of politeness, urgency or emphasis is made of ("..., please", "... if
-#: possible", "... at all").
+#: possible", "... at all", "... immediately"), and object pronouns that point back into the
+#: request ("do my tires have enough air in them").
 QUALIFIER_FILLERS = frozenset(
     "please thanks thank possible quick quickly asap now today again anyone someone help "
-    "advance all ever really actually exactly easily simply properly correctly".split()
+    "advance all ever really actually exactly easily simply properly correctly immediately "
+    "them him us".split()
+)
+#: Set phrases that add no condition when they are the whole addition ("who is your boss by
+#: the way", "where am i at the moment", "will my 401k roll over or not").
+QUALIFIER_IDIOMS = frozenset(
+    {
+        ("by", "the", "way"),
+        ("at", "the", "moment"),
+        ("for", "sure"),
+        ("or", "not"),
+        ("at", "my", "disposal"),
+    }
 )
