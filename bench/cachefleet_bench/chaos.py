@@ -27,7 +27,9 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +54,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 DEADLINES = {"redis_ms": 1000, "milvus_ms": 3000, "embedder_ms": 3000}
 UPSTREAM_TIMEOUT_S = 10.0
 ERRORS = ("cache_errors", "upstream_errors", "upstream_deadline")  # counted per second
-#: Idle connections are dropped by the clients before the node's server drops them (uvicorn: 5 s,
-#: as httpx's default): with equal times a request can be sent on a connection the node is
-#: closing, and fail before the node reads it.
+#: Idle connections are dropped by the clients before the servers drop them (the nodes'
+#: `server.keep_alive_s`: 75 s; the stub's uvicorn: 5 s, as httpx's default): with equal times
+#: a request can be sent on a connection the server is closing, and fail before it is read.
 KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
 _SUFFIXES = ("", " Thanks!", " Please help.", " Any tips?", " Thank you.", " Quick question.")
 _TOPICS = (
@@ -208,6 +211,16 @@ class Reply:
     upstream: bool  # the problem is the upstream's own (its error, or its malformed bytes)
 
 
+def _transport_problem(exc: httpx.HTTPError) -> str:
+    """An httpx error with the chain of exceptions under it (a reset, an EOF, a timeout)."""
+    chain: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 4:
+        chain.append(f"{type(cause).__name__} {cause}".strip())
+        cause = cause.__cause__ or cause.__context__
+    return f"transport: {' <- '.join(chain)}"[:300]
+
+
 def _error_is_upstreams(body: bytes) -> bool:
     with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
         error = orjson.loads(body)["error"]
@@ -264,7 +277,7 @@ async def ask(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> Repl
     try:
         response = await client.post(f"{url}/v1/chat/completions", json=body)
     except httpx.HTTPError as exc:
-        return Reply(0, "", None, f"transport: {type(exc).__name__} {exc}"[:200], False)
+        return Reply(0, "", None, _transport_problem(exc), False)
     cache = response.headers.get("x-cachefleet-cache", "")
     if response.status_code != 200:
         upstream = _error_is_upstreams(response.content)
@@ -283,6 +296,11 @@ def answered(prompt: str, answer: str, group: list[str] | None) -> bool:
 # --------------------------------------------------------------------------- the run
 
 
+def _utc(wall: float) -> str:
+    """A wall-clock time as the node's log lines write it (ISO 8601, UTC)."""
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+
+
 @dataclass
 class Record:
     """Counters per second of the run."""
@@ -292,6 +310,8 @@ class Record:
     faults: list[dict[str, Any]] = field(default_factory=list)
     upstream_windows: list[tuple[float, float]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    #: every cache-caused error, with UTC times and the node, to find it in the node's log
+    cache_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -305,9 +325,12 @@ class Record:
         margin = UPSTREAM_TIMEOUT_S + 5
         return any(s - 1 <= end and start <= e + margin for s, e in self.upstream_windows)
 
-    def outcome(self, start: float, prompt: str, reply: Reply, verdict: str | None) -> None:
-        """Count one reply (`verdict`: None, `wrong` or `near_miss`, an answer to a near-miss
-        group's prompt); an error is the upstream's when it says so during an upstream fault."""
+    def outcome(
+        self, start: float, node: str, prompt: str, reply: Reply, verdict: str | None
+    ) -> None:
+        """Count one reply from `node` (`verdict`: None, `wrong` or `near_miss`, an answer to a
+        near-miss group's prompt); an error is the upstream's when it says so during an
+        upstream fault. A transport error is never the upstream's: the node must answer."""
         end = self.now()
         self.count(end, "requests")
         if reply.problem is None:
@@ -325,6 +348,18 @@ class Record:
         else:
             self.count(end, "cache_errors")
             self.sample(start, end, prompt, reply, reply.problem)
+            self.cache_errors.append(
+                {
+                    "node": node,
+                    "sent_utc": _utc(time.time() - (end - start)),
+                    "failed_utc": _utc(time.time()),
+                    "start_s": round(start, 2),
+                    "end_s": round(end, 2),
+                    "status": reply.status,
+                    "problem": reply.problem,
+                    "prompt": prompt[:80],
+                }
+            )
 
     def sample(self, start: float, end: float, prompt: str, reply: Reply, why: str) -> None:
         """Keep the first few bad replies of each kind, to say what went wrong."""
@@ -376,13 +411,18 @@ class Workload:
 
 
 async def _clients(fleet: Fleet, settings: Settings, record: Record, stop: asyncio.Event) -> None:
+    """`settings.clients` users, each with its own connection pool, asking one request at a
+    time. One pool shared by all of them is not used: httpcore's pool can close an idle
+    connection it has already handed to a waiting request (keep-alive expired while a loaded
+    event loop delayed that request), and the request then fails with a `ReadError` of the
+    client's own making (encode/httpcore#1110). In a pool with one request at a time no other
+    request's pass can close the connection in use."""
     workload = Workload(settings.seed)
-    limits = httpx.Limits(
-        max_connections=settings.clients + 20, keepalive_expiry=KEEPALIVE.keepalive_expiry
-    )
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    names = {url: log.stem for url, _, log in fleet.nodes}
+    tls = ssl.create_default_context()  # unused (plain HTTP): built once, not per client
 
-        async def one() -> None:
+    async def one() -> None:
+        async with httpx.AsyncClient(timeout=120, limits=KEEPALIVE, verify=tls) as client:
             while not stop.is_set():
                 prompt, group = workload.next()
                 url = workload.rng.choice(fleet.urls)
@@ -393,9 +433,9 @@ async def _clients(fleet: Fleet, settings: Settings, record: Record, stop: async
                     near = workload.near_misses.get(group[0]) if group else None
                     crossed = near is not None and answered(near[0], reply.answer, near)
                     verdict = "near_miss" if crossed else "wrong"
-                record.outcome(start, prompt, reply, verdict)
+                record.outcome(start, names[url], prompt, reply, verdict)
 
-        await asyncio.gather(*(one() for _ in range(settings.clients)))
+    await asyncio.gather(*(one() for _ in range(settings.clients)))
 
 
 async def _probe(
@@ -758,6 +798,7 @@ def _figures(
         # quality.json), not a fault's effect; counted apart
         "near_miss_answers": record.total("near_miss"),
         "bad_reply_samples": record.samples,
+        "cache_error_details": record.cache_errors[:200],
         "answers": answers,
         "semantic_recovery": recovery,
         "single_flight": single_flight,
@@ -832,6 +873,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settle-s", type=float, default=defaults.settle_s)
     parser.add_argument("--fuzz-cases", type=int, default=defaults.fuzz_cases)
     parser.add_argument("--out", type=Path, default=DOCS, help="where chaos.json and .png go")
+    parser.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep the run's directory (node, Milvus and stub logs, configs); its path is printed",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -843,8 +889,14 @@ def main(args: argparse.Namespace) -> int:
         settle_s=args.settle_s,
         fuzz_cases=args.fuzz_cases,
     )
-    with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
-        figures = asyncio.run(run(settings, Path(workdir), model_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
+    try:
+        figures = asyncio.run(run(settings, workdir, model_dir))
+    finally:
+        if args.keep_workdir:
+            print(f"chaos: logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "chaos.json").write_text(json.dumps(figures, indent=1) + "\n")
     plot(figures, args.out / "chaos.png")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
+import structlog
 
 from cachefleet_node.config import UpstreamConfig
 
 __all__ = ["FORWARDED_REQUEST_HEADERS", "UPSTREAM_IDLE_S", "Upstream", "response_headers"]
+
+log = structlog.get_logger(__name__)
 
 # Request headers passed on to the upstream (Authorization is handled separately).
 FORWARDED_REQUEST_HEADERS = (
@@ -40,6 +44,21 @@ def response_headers(headers: httpx.Headers) -> dict[str, str]:
 
 #: Seconds an idle upstream connection is kept for reuse.
 UPSTREAM_IDLE_S = 4.0
+
+
+class _Progress:
+    """What one upstream call got to (httpcore trace events): whether it opened a new
+    connection, whether the answer's status line and headers arrived."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.answered = False
+
+    async def trace(self, event: str, _info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            self.connected = True
+        elif event == "http11.receive_response_headers.complete":
+            self.answered = True
 
 
 class Upstream:
@@ -130,15 +149,34 @@ class Upstream:
         deadline: float | None = None,
     ) -> httpx.Response:
         """POST a JSON body to `{base_url}{path}` under the same total deadline as `send`: the
-        whole answer (read, closed), or with `stream` its headers."""
-        request = self._client.build_request("POST", path, content=body, headers=headers)
-        remaining = (deadline or self.deadline()) - asyncio.get_running_loop().time()
-        try:
-            return await asyncio.wait_for(self._client.send(request, stream=stream), remaining)
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(
-                f"no complete upstream answer within {self.timeout_s:g}s", request=request
-            ) from exc
+        whole answer (read, closed), or with `stream` its headers.
+
+        A call that breaks on a reused pooled connection before any byte of the answer is sent
+        once more, on a new connection: the upstream closed that idle connection as the node
+        reused it (its idle timeout fired while a loaded event loop delayed the request), or
+        the pool closed it under the request (encode/httpcore#1110). A call that breaks on a
+        new connection, or after the answer began, is not repeated."""
+        loop = asyncio.get_running_loop()
+        end = deadline or self.deadline()
+        retried = False
+        while True:
+            seen = _Progress()
+            request = self._client.build_request(
+                "POST", path, content=body, headers=headers, extensions={"trace": seen.trace}
+            )
+            try:
+                return await asyncio.wait_for(
+                    self._client.send(request, stream=stream), end - loop.time()
+                )
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(
+                    f"no complete upstream answer within {self.timeout_s:g}s", request=request
+                ) from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if retried or seen.connected or seen.answered:
+                    raise
+                retried = True
+                log.info("upstream_reused_connection_broke", error=type(exc).__name__)
 
     async def relay(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
         """The raw body of a streamed `response`, cut with `httpx.TimeoutException` at

@@ -246,6 +246,14 @@ def _rejection_response(plan: LookupPlan, outcome: Outcome, rejection: Rejection
 def _upstream_unreachable(exchange: _Exchange, exc: Exception) -> Response:
     timed_out = isinstance(exc, httpx.TimeoutException)
     exchange.status = 504 if timed_out else 502
+    causes: list[str] = []  # what httpx wraps: a reset, an EOF, a locally closed stream
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < 4:
+        causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    log.warning(
+        "upstream_unreachable", error=type(exc).__name__, detail=str(exc)[:200], causes=causes
+    )
     plan, outcome = exchange.plan, exchange.outcome
     return json_response(
         error_body(
