@@ -59,6 +59,9 @@ def test_in_process_worker_measures_every_cost(tmp_path: Path, model_dir: Path) 
     assert result["insert_entries_per_s"] > 0
     assert result["bulk_load_entries_per_s"] > 0
     assert result["memory"]["counted_bytes_per_entry"] > 0
+    # Exact search over float16 rows finds each noisy copy's original, as float32 does.
+    assert result["l1_against_exact_float32"]["top1_agreement"] == 1.0
+    assert result["l1_against_exact_float32"]["max_similarity_error"] <= 2**-11
 
 
 def test_law_fit_names_the_growth() -> None:

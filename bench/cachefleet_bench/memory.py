@@ -1,11 +1,12 @@
 """Memory of the in-process tiers against their budget, measured by the OS (process RSS).
 
-Three scenarios, each in a fresh process (RSS never shrinks back, so runs must not share
+Four scenarios, each in a fresh process (RSS never shrinks back, so runs must not share
 one): `exact` fills the exact tier with distinct chat completions; `partitions` fills the
 semantic tier with one vector per partition (every entry its own system prompt); `mixed`
-does both into one shared budget. Each samples, as entries are put, the bytes the tiers
-count and the growth of the process's RSS over its start. Writes
-`docs/benchmarks/memory.json` and `memory.png`.
+does both into one shared budget; `partition` puts every vector (distinct, random, unit)
+into one partition, which gets graphs built in the background, and waits for the last one at
+the end. Each samples, as entries are put, the bytes the tiers count and the growth of the
+process's RSS over its start. Writes `docs/benchmarks/memory.json` and `memory.png`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
 
 __all__ = ["SCENARIOS", "add_arguments", "main", "run_scenario", "sample_entry"]
 
-SCENARIOS = ("exact", "partitions", "mixed")
+SCENARIOS = ("exact", "partitions", "mixed", "partition")
 MIB = 1024 * 1024
 NOW = 1_800_000_000.0
 _WORDS = (
@@ -88,11 +89,23 @@ def run_scenario(scenario: str, entries: int, budget_bytes: int, dim: int) -> di
     exact = ByteBoundedLRU(budget)
     semantic = SemanticIndex(dim, max_entries=10 * entries, budget=budget)
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((1024, dim)).astype(np.float32)
+    vectors = _unit(rng, 1024, dim)
     every = max(1, entries // 40)
     start_rss = read_rss()
     started = time.perf_counter()
     samples = []
+
+    def sample(put: int) -> None:
+        samples.append(
+            {
+                "entries_put": put,
+                "exact_held": len(exact),
+                "vectors_held": len(semantic),
+                "counted_bytes": budget.used_bytes,
+                "rss_growth_bytes": read_rss() - start_rss,
+            }
+        )
+
     for i in range(entries):
         entry = sample_entry(i)
         if scenario in ("exact", "mixed"):
@@ -100,16 +113,17 @@ def run_scenario(scenario: str, entries: int, budget_bytes: int, dim: int) -> di
         if scenario in ("partitions", "mixed"):
             meta = VectorMeta.of(entry)
             semantic.add(f"partition-{i}", vectors[i % len(vectors)], meta)
+        if scenario == "partition":
+            if i % len(vectors) == 0:
+                vectors = _unit(rng, len(vectors), dim)
+            semantic.add("one", vectors[i % len(vectors)], VectorMeta.of(entry))
         if (i + 1) % every == 0 or i + 1 == entries:
-            samples.append(
-                {
-                    "entries_put": i + 1,
-                    "exact_held": len(exact),
-                    "vectors_held": len(semantic),
-                    "counted_bytes": budget.used_bytes,
-                    "rss_growth_bytes": read_rss() - start_rss,
-                }
-            )
+            sample(i + 1)
+    while semantic.building:  # the last graph, swapped in by a search once built
+        time.sleep(0.1)
+        semantic.search("one", vectors[0], 1, NOW)
+    if scenario == "partition":
+        sample(entries)
     last = samples[-1]
     held = last["exact_held"] + last["vectors_held"]
     return {
@@ -125,6 +139,12 @@ def run_scenario(scenario: str, entries: int, budget_bytes: int, dim: int) -> di
         ),
         "samples": samples,
     }
+
+
+def _unit(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit
 
 
 def _in_fresh_process(scenario: str, entries: int, budget_bytes: int, dim: int) -> dict[str, Any]:
