@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from cachefleet_bench.servers import free_port, spawn_milvus, stop
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
-from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorRow
+from cachefleet_node.tiers.milvus_store import (
+    SEARCHES_IN_FLIGHT,
+    MilvusBusy,
+    MilvusVectorStore,
+    VectorRow,
+)
 from cachefleet_node.tiers.vector_tier import VectorQuery
 from node_harness import MilvusServer
 
@@ -188,3 +195,41 @@ async def test_a_dead_server_fails_every_waiting_writer(tmp_path: Path) -> None:
         assert all(isinstance(o, Exception) for o in outcomes), outcomes
     finally:
         await store.close()
+
+
+async def test_searches_past_the_in_flight_bound_are_shed_not_queued(tmp_path: Path) -> None:
+    """A hung server holds `SEARCHES_IN_FLIGHT` searches; the next lookup is shed at once
+    (`MilvusBusy`) instead of queueing into its deadline, a caller that stops waiting does not
+    free its slot (its call still occupies Milvus), and answered searches free them all."""
+    port = free_port()
+    process = spawn_milvus(port, tmp_path / "milvus")
+    try:
+        store = await _connected(f"http://127.0.0.1:{port}", "shed" + uuid.uuid4().hex[:12])
+    except BaseException:
+        stop(process)
+        raise
+    query = VectorQuery("alpha", "t1", "p0", _unit_vectors(1, 5)[0], 4, time.time(), None)
+    try:
+        process.send_signal(signal.SIGSTOP)
+        hung = [asyncio.create_task(store.nearest(query)) for _ in range(SEARCHES_IN_FLIGHT)]
+        await asyncio.sleep(0)
+        with pytest.raises(MilvusBusy):
+            await store.nearest(query)
+        hung[0].cancel()  # its caller's deadline passed; the call is still at the server
+        await asyncio.gather(hung[0], return_exceptions=True)
+        with pytest.raises(MilvusBusy):
+            await store.nearest(query)
+        process.send_signal(signal.SIGCONT)
+        await asyncio.gather(*hung[1:], return_exceptions=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert await asyncio.wait_for(store.nearest(query), 15) == []
+                break
+            except MilvusBusy:  # the abandoned call has not ended yet
+                assert time.monotonic() < deadline, "a slot was never freed"
+                await asyncio.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        await store.close()
+        stop(process)

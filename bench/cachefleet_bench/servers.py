@@ -84,17 +84,20 @@ def spawn_redis(port: int, workdir: Path, *, appendonly: bool = False) -> subpro
 
 
 def spawn_milvus(
-    port: int, data_dir: Path, log_path: Path | None = None
+    port: int, data_dir: Path, log_path: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """`milvus-lite server` (the virtualenv's) on `port`, data in `data_dir`; returns once it
-    listens. Starting it again on the same `data_dir` restarts the same server."""
+    """`milvus-lite server` (the virtualenv's) on `port`, data in `data_dir`, with `env` added
+    to its environment; returns once it listens. Starting it again on the same `data_dir`
+    restarts the same server."""
     binary = Path(sys.executable).with_name("milvus-lite")
     if not binary.exists():
         raise RuntimeError("milvus-lite is not installed in the virtualenv (make venv)")
     data_dir.mkdir(parents=True, exist_ok=True)
     where = ["--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
     with (log_path or Path(os.devnull)).open("ab") as out:
-        process = subprocess.Popen([binary, "server", *where], stdout=out, stderr=out)  # noqa: S603
+        process = subprocess.Popen(  # noqa: S603
+            [binary, "server", *where], stdout=out, stderr=out, env={**os.environ, **(env or {})}
+        )
     deadline = time.monotonic() + 60
     while not listening(port):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -44,7 +44,7 @@ from cachefleet_node.thresholds import Thresholds
 from cachefleet_node.tiers.entry_store import EntryStore
 from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
-from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorRow
+from cachefleet_node.tiers.milvus_store import MilvusBusy, MilvusVectorStore, VectorRow
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
 
 __all__ = ["SEMANTIC_CANDIDATES", "CacheEngine"]
@@ -317,7 +317,7 @@ class CacheEngine:
             self._rejected_similarity(best_rejected)
             return
         found = await self.spaces.milvus_guard.call(
-            "search", vectors.nearest(query), self._milvus_deadline
+            "search", vectors.nearest(query), self._milvus_deadline, busy=(MilvusBusy,)
         )
         if found.error:
             outcome.reasons.append(found.error)

@@ -8,7 +8,10 @@ re-checks the partition fields of what comes back.
 
 pymilvus is synchronous: calls run on a small dedicated thread pool, and the caller bounds
 them with a deadline; every gRPC call also carries its own (`CALL_TIMEOUT_S`), so a hung
-server never holds a thread for good.
+server never holds a thread for good. At most `SEARCHES_IN_FLIGHT` lookup searches of a node
+run at once, counted until Milvus answers (not until the caller stops waiting); a search past
+that is shed at once (`MilvusBusy`, reason `milvus-busy`): queued behind slow searches it
+would only time out, feed the breaker and keep it open while the server is merely slow.
 
 Self-healing: a call that finds the collection unloaded (a restarted Milvus server loads
 nothing) or missing, or the server unreachable, takes the collection out of service
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,11 +52,12 @@ from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
 from cachefleet_node.tiers.write_batch import WriteBatcher
 
-__all__ = ["MilvusVectorStore", "VectorRow"]
+__all__ = ["MilvusBusy", "MilvusVectorStore", "VectorRow"]
 
 log = structlog.get_logger(__name__)
 
 CALL_TIMEOUT_S = 10.0  # gRPC deadline of every call (callers on the request path wait less)
+SEARCHES_IN_FLIGHT = 4  # lookup searches one node has at Milvus at once (its thread pool's size)
 REPAIR_RETRY_S = (0.25, 2.0)  # first and longest pause between reload attempts
 CLOSE_TIMEOUT_S = 15.0  # longest wait for the final flush and the Milvus Lite shutdown
 CODE_COLLECTION_NOT_FOUND = 100  # Milvus (2.3+) and Milvus Lite error codes
@@ -79,6 +84,11 @@ def collection_fault(exc: BaseException) -> str | None:
         if code == CODE_UNREACHABLE or "fail connecting" in message:
             return "unreachable"
     return None
+
+
+class MilvusBusy(Exception):
+    """A lookup search was shed: `SEARCHES_IN_FLIGHT` searches of this node are still waiting
+    for Milvus. Not a failure of the tier (the breaker ignores it); the request skips it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +152,10 @@ class MilvusVectorStore:
         self._token = token
         self.collection = collection
         self.dim = dim
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus")
+        self._executor = ThreadPoolExecutor(
+            max_workers=SEARCHES_IN_FLIGHT, thread_name_prefix="milvus"
+        )
+        self._search_slots = threading.BoundedSemaphore(SEARCHES_IN_FLIGHT)
         # Milvus Lite: writes one at a time, on their own thread (searches never wait for them)
         self.embedded = uri.endswith(".db")
         self._writer = (
@@ -168,12 +181,28 @@ class MilvusVectorStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
-    async def _call(self, fn: Any, *args: Any, write: bool = False, **kwargs: Any) -> Any:
+    async def _call(
+        self,
+        fn: Any,
+        *args: Any,
+        write: bool = False,
+        slot: threading.BoundedSemaphore | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """A pymilvus call with a gRPC deadline; a failure that shows the collection cannot
-        serve starts its repair, even when the caller stopped waiting for the answer."""
+        serve starts its repair, even when the caller stopped waiting for the answer. With
+        `slot` (already acquired), the call releases it when it ends, not when its caller
+        stops waiting."""
         kwargs.setdefault("timeout", CALL_TIMEOUT_S)
         self._loop = asyncio.get_running_loop()
-        future = (self._writer if write else self._executor).submit(fn, *args, **kwargs)
+        try:
+            future = (self._writer if write else self._executor).submit(fn, *args, **kwargs)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        if slot is not None:
+            future.add_done_callback(lambda _: slot.release())
         future.add_done_callback(self._observe)
         return await asyncio.wrap_future(future)
 
@@ -372,8 +401,11 @@ class MilvusVectorStore:
         client.insert(self.collection, data, timeout=timeout)
 
     async def nearest(self, query: VectorQuery) -> list[VectorHit]:
-        """Nearest live rows inside one partition, with their vectors (`VectorTier`)."""
+        """Nearest live rows inside one partition, with their vectors (`VectorTier`); raises
+        `MilvusBusy` at once while `SEARCHES_IN_FLIGHT` searches are unanswered."""
         client = self._require()
+        if not self._search_slots.acquire(blocking=False):
+            raise MilvusBusy(f"{SEARCHES_IN_FLIGHT} searches in flight")
         expression = (
             f"namespace == {_quote(query.namespace)} and tenant == {_quote(query.tenant)} "
             f"and partition == {_quote(query.partition)} "
@@ -389,6 +421,7 @@ class MilvusVectorStore:
             filter=expression,
             output_fields=["namespace", "tenant", "partition", "created_at", "vector"],
             search_params={"metric_type": "IP"},
+            slot=self._search_slots,
         )
         return [_hit(item) for item in (result[0] if result else [])]
 
