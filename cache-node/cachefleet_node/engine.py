@@ -46,6 +46,7 @@ from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
 from cachefleet_node.tiers.milvus_store import MilvusBusy, MilvusVectorStore, VectorRow
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
+from cachefleet_node.tiers.write_batch import WriteQueueFull
 
 __all__ = ["SEMANTIC_CANDIDATES", "CacheEngine"]
 
@@ -562,7 +563,9 @@ class CacheEngine:
                 )
 
         self.l1_exact.put(entry)
-        stored = await self._store_guard.call("put", self.store.put(entry), self._write_deadline)
+        stored = await self._store_guard.call(
+            "put", self.store.put(entry), self._write_deadline, busy=(WriteQueueFull,)
+        )
         if semantic is not None:
             space, l1_semantic = self.spaces.active, self.l1_semantic
             if vector is not None and vector_space not in (None, space.space):
@@ -578,6 +581,7 @@ class CacheEngine:
                         "insert",
                         space.vectors.insert([VectorRow(entry, vector)]),
                         self._write_deadline,
+                        busy=(WriteQueueFull,),
                     )
             target = self.spaces.target
             if target is not None and target.space != space.space:
@@ -603,6 +607,7 @@ class CacheEngine:
             "insert",
             target.vectors.insert([VectorRow(entry, result.value[0])]),
             self._write_deadline,
+            busy=(WriteQueueFull,),
         )
 
     async def _embed_for_check(self, texts: list[str]) -> Vectors | None:

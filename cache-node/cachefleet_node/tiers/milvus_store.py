@@ -9,9 +9,10 @@ re-checks the partition fields of what comes back.
 pymilvus is synchronous: calls run on a small dedicated thread pool, and the caller bounds
 them with a deadline; every gRPC call also carries its own (`CALL_TIMEOUT_S`), so a hung
 server never holds a thread for good. At most `SEARCHES_IN_FLIGHT` lookup searches of a node
-run at once, counted until Milvus answers (not until the caller stops waiting); a search past
-that is shed at once (`MilvusBusy`, reason `milvus-busy`): queued behind slow searches it
-would only time out, feed the breaker and keep it open while the server is merely slow.
+wait on Milvus at once (running on its threads or queued for one), counted until Milvus
+answers (not until the caller stops waiting); a search past that is shed at once
+(`MilvusBusy`, reason `milvus-busy`): queued behind slow searches it would only time out,
+feed the breaker and keep it open while the server is merely slow.
 
 Self-healing: a call that finds the collection unloaded (a restarted Milvus server loads
 nothing) or missing, or the server unreachable, takes the collection out of service
@@ -57,13 +58,17 @@ __all__ = ["MilvusBusy", "MilvusVectorStore", "VectorRow"]
 log = structlog.get_logger(__name__)
 
 CALL_TIMEOUT_S = 10.0  # gRPC deadline of every call (callers on the request path wait less)
-SEARCHES_IN_FLIGHT = 4  # lookup searches one node has at Milvus at once (its thread pool's size)
+MILVUS_THREADS = 4  # the node's threads for Milvus calls (pymilvus is synchronous)
+# Lookup searches one node has waiting on Milvus at once: running on those threads or queued
+# for one (a short queue rides out a burst; a long one only times out).
+SEARCHES_IN_FLIGHT = 4 * MILVUS_THREADS
 REPAIR_RETRY_S = (0.25, 2.0)  # first and longest pause between reload attempts
 CLOSE_TIMEOUT_S = 15.0  # longest wait for the final flush and the Milvus Lite shutdown
 CODE_COLLECTION_NOT_FOUND = 100  # Milvus (2.3+) and Milvus Lite error codes
 CODE_COLLECTION_NOT_LOADED = 101
 CODE_UNREACHABLE = 2  # pymilvus: "Fail connecting to server"
 WRITE_BATCH_ROWS = 512  # rows one coalesced write takes (a larger call goes alone)
+WRITE_QUEUE_ROWS = 4 * WRITE_BATCH_ROWS  # rows that may wait (~12 KB each as Python lists)
 SCAN_BATCH = 4_096  # most rows one query of a scan returns (Milvus allows 16,384)
 SCAN_FIRST_WINDOW_MS = 60_000  # creation-time window of a scan's first query
 _ROW_FIELDS = ["namespace", "tenant", "partition", "tags", "created_at", "expires_at", "vector"]
@@ -152,9 +157,7 @@ class MilvusVectorStore:
         self._token = token
         self.collection = collection
         self.dim = dim
-        self._executor = ThreadPoolExecutor(
-            max_workers=SEARCHES_IN_FLIGHT, thread_name_prefix="milvus"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=MILVUS_THREADS, thread_name_prefix="milvus")
         self._search_slots = threading.BoundedSemaphore(SEARCHES_IN_FLIGHT)
         # Milvus Lite: writes one at a time, on their own thread (searches never wait for them)
         self.embedded = uri.endswith(".db")
@@ -168,7 +171,9 @@ class MilvusVectorStore:
         self.problem: str | None = None  # why the collection is out of service (None: serving)
         self.recoveries = 0  # times it was brought back after a fault
         self._repair: asyncio.Task[None] | None = None
-        self.writes = WriteBatcher[dict[str, Any]]("milvus", self._write_rows, WRITE_BATCH_ROWS)
+        self.writes = WriteBatcher[dict[str, Any]](
+            "milvus", self._write_rows, WRITE_BATCH_ROWS, WRITE_QUEUE_ROWS
+        )
 
     @classmethod
     def embedded_uri(cls, data_dir: str) -> str:

@@ -15,10 +15,16 @@ from typing import Generic, TypeVar
 
 import structlog
 
-__all__ = ["WriteBatcher"]
+__all__ = ["WriteBatcher", "WriteQueueFull"]
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+
+
+class WriteQueueFull(ConnectionError):
+    """A write was refused at once: the tier is so slow that `max_queued` items already wait
+    (callers that stopped waiting leave theirs queued). Not a failure of the tier: the
+    caller skips it, as it would a tier that is down."""
 
 
 @dataclass(slots=True)
@@ -34,28 +40,41 @@ class WriteBatcher(Generic[T]):
     A batch takes whole calls, oldest first, up to `max_items` (a larger call goes alone).
     Batches form while the previous one is in flight: no timer delays a lone write. Each
     caller waits for the batch carrying its items and gets that batch's error; a caller that
-    stops waiting (its deadline) leaves its items queued, and they are still written.
+    stops waiting (its deadline) leaves its items queued, and they are still written. At most
+    `max_queued` items wait (memory stays bounded while the tier is slow): a write past that
+    raises `WriteQueueFull` at once.
     """
 
     def __init__(
-        self, tier: str, send: Callable[[list[T]], Awaitable[None]], max_items: int
+        self,
+        tier: str,
+        send: Callable[[list[T]], Awaitable[None]],
+        max_items: int,
+        max_queued: int,
     ) -> None:
         self.tier = tier
         self._send = send
         self._max_items = max_items
+        self._max_queued = max_queued
         self._queued: deque[_Queued[T]] = deque()
+        self._queued_items = 0  # items in `_queued`
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # batches sent (each one `send`)
         self.items = 0  # items those batches carried
+        self.refused = 0  # items refused with `WriteQueueFull`
 
     async def write(self, items: list[T]) -> None:
         """Queue `items` and wait until the batch carrying them is written (or raise its
         error)."""
         if not items:
             return
+        if self._queued_items + len(items) > self._max_queued:
+            self.refused += len(items)
+            raise WriteQueueFull(f"{self._queued_items} {self.tier} writes already queued")
         loop = asyncio.get_running_loop()
         queued = _Queued(items, loop.create_future())
         self._queued.append(queued)
+        self._queued_items += len(items)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         await queued.done
@@ -71,6 +90,7 @@ class WriteBatcher(Generic[T]):
                 ):
                     batch.append(self._queued.popleft())
                     taken += len(batch[-1].items)
+                self._queued_items -= taken
                 try:
                     await self._send([item for queued in batch for item in queued.items])
                 except Exception as exc:
@@ -87,6 +107,7 @@ class WriteBatcher(Generic[T]):
             unconfirmed = [queued for queued in batch if not queued.done.done()]
             left = list(self._queued)
             self._queued.clear()
+            self._queued_items = 0
             if unconfirmed or left:
                 log.warning(
                     "writes_dropped",

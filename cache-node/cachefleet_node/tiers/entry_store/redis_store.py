@@ -29,6 +29,7 @@ from cachefleet_node.tiers.write_batch import WriteBatcher
 __all__ = ["RedisEntryStore"]
 
 WRITE_BATCH_ENTRIES = 256  # entries one coalesced pipeline takes (a larger call goes alone)
+WRITE_QUEUE_ENTRIES = 8 * WRITE_BATCH_ENTRIES  # entries that may wait for a slow Redis
 CLOSE_TIMEOUT_S = 15.0  # longest wait for the queued writes at close
 
 
@@ -41,7 +42,9 @@ class RedisEntryStore:
         self._redis = client
         self._prefix = prefix
         self.corrupt_entries = 0
-        self.writes = WriteBatcher[CacheEntry]("redis", self.put_many, WRITE_BATCH_ENTRIES)
+        self.writes = WriteBatcher[CacheEntry](
+            "redis", self.put_many, WRITE_BATCH_ENTRIES, WRITE_QUEUE_ENTRIES
+        )
 
     async def get(self, namespace: str, tenant: str, entry_id: str) -> CacheEntry | None:
         key = keyspace.entry_key(self._prefix, namespace, tenant, entry_id)
