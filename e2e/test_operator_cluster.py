@@ -142,11 +142,12 @@ def test_examples_become_ready_and_show_the_hit_rate(
                     for prompt in PROMPTS:
                         results.append(chat(node, prompt)[0])
                     row = kubectl("get", "scache", "dev", "-n", ns).splitlines()[1].split()
-                    return row[2] if re.fullmatch(r"[01]\.[0-9]{2}", row[2]) else None
+                    shown = re.fullmatch(r"[01]\.[0-9]{2}", row[2]) and float(row[2]) > 0
+                    return row[2] if shown else None  # 0.00 until the first round's
+                    # write-backs land (the repeats of later rounds hit)
 
-                shown = wait_for(hit_rate_shown, timeout_s=90, interval_s=1.0,
-                                 what="HIT-RATE in kubectl get scache")  # fmt: skip
-                assert float(shown) > 0
+                wait_for(hit_rate_shown, timeout_s=90, interval_s=1.0,
+                         what="a HIT-RATE above 0 in kubectl get scache")  # fmt: skip
                 assert "hit-exact" in results
                 status = kubectl.json("get", "scache", "dev", "-n", ns)["status"]
                 print(
