@@ -47,8 +47,8 @@ LABEL_VALUES = {
     "`rejected`, `undecided` (the request went upstream)",
     "verdict": "`right`, `wrong`",
     "bypasses.reason": "e.g. `no-cache`, `temperature`, `tool-result`, `not-cacheable`, "
-    "`redis-timeout`, `embedder-timeout`, `embedder-busy`, `milvus-unavailable`, `key-rejected`, "
-    "`key-unverified`, `bad-entry`",
+    "`redis-timeout`, `embedder-timeout`, `embedder-busy`, `milvus-unavailable`, `milvus-busy`, "
+    "`key-rejected`, `key-unverified`, `bad-entry`",
     "tier_errors.tier": "`redis` or `local`, `milvus`, `embedder`; during an embedding "
     "migration also `milvus-next`, `embedder-next` (the dual write)",
     "tier_errors.kind": "`timeout`, `error`, `breaker-open`",

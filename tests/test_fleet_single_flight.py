@@ -63,9 +63,15 @@ async def test_fifty_identical_requests_on_two_nodes_make_one_upstream_call(
         assert [r.status_code for r in replies] == [200] * 50
         assert await stub.calls() == 1
         assert len({answer_of(r) for r in replies}) == 1
+        # one reply went upstream: a miss, or a bypass when its semantic lookup skipped a
+        # Milvus that 25 concurrent searches per node kept busy (shed) or slow (a loaded box)
         results = [r.headers["x-cachefleet-cache"] for r in replies]
-        assert results.count("miss") == 1
-        assert set(results) == {"miss", "hit-exact"}
+        called = [r for r in replies if r.headers["x-cachefleet-cache"] != "hit-exact"]
+        assert len(called) == 1, results
+        assert called[0].headers["x-cachefleet-cache"] in {"miss", "bypass"}, results
+        if called[0].headers["x-cachefleet-cache"] == "bypass":
+            reasons = set(called[0].headers["x-cachefleet-bypass-reason"].split(","))
+            assert reasons <= {"milvus-busy", "milvus-timeout"}, reasons
         landed = 'cachefleet_fleet_lease_wait_seconds_count{outcome="landed"}'
         assert sum([await _metric(client, n, landed) for n in node_pair]) >= 1
         # streamed requests wait for the whole answer, then replay it
