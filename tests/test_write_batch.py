@@ -54,3 +54,29 @@ async def test_one_call_larger_than_the_bound_is_refused() -> None:
         await batcher.write(list(range(9)))
     await asyncio.wait_for(batcher.write(list(range(8))), 5)
     assert tier.written == list(range(8))
+
+
+async def test_drain_gives_up_on_a_send_that_ignores_cancellation() -> None:
+    """A client call stuck past its cancellation must not hold a node's shutdown."""
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def stuck_send(items: list[int]) -> None:
+        started.set()
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:  # a client that retries through cancellation
+                continue
+
+    batcher = WriteBatcher[int]("test", stuck_send, max_items=4, max_queued=8)
+    in_flight = asyncio.ensure_future(batcher.write([1]))
+    await asyncio.wait_for(started.wait(), 5)
+    queued = asyncio.ensure_future(batcher.write([2]))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(batcher.drain(0.2), 10)  # returns although the send never ends
+    for caller in (in_flight, queued):
+        with pytest.raises(ConnectionError, match="test writer closed"):
+            await asyncio.wait_for(caller, 5)
+    release.set()  # let the abandoned flusher end before the loop closes
+    await asyncio.sleep(0.05)

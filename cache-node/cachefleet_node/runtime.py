@@ -7,7 +7,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -40,6 +40,8 @@ MILVUS_CONNECT_TIMEOUT_S = 30.0
 MILVUS_RETRY_S = 5.0
 STATS_FLUSH_S = 1.0
 EXPIRY_SWEEP_S = 600.0
+SHUTDOWN_STEP_S = 10.0  # longest wait for one step of `close` (background tasks, bus, ...)
+SHUTDOWN_ENGINE_S = 60.0  # the engine's: each tier's queued writes get up to 15 s
 CONFIG_RELOAD_S = 2.0  # how often the config file is read again for `embedding_next`
 NEXT_LOAD_RETRY_S = 30.0  # after a failed live load of the next embedding model
 
@@ -318,20 +320,39 @@ class NodeRuntime:
             self._tasks.append(self._next_task)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.fleet.stop()
-        if self.leases is not None:
-            await self.leases.drain()  # each release waits for its answer's write-back
-        await self.engine.close()
-        await self.upstream.aclose()
+        if self._tasks:
+            ended, _ = await asyncio.wait(self._tasks, timeout=SHUTDOWN_STEP_S)
+            for task in ended:  # their errors were logged where they happened
+                if not task.cancelled():
+                    task.exception()
+        await _within("fleet", self.fleet.stop(), SHUTDOWN_STEP_S)
+        if self.leases is not None:  # each release waits for its answer's write-back
+            await _within("leases", self.leases.drain(), SHUTDOWN_STEP_S)
+        await _within("engine", self.engine.close(), SHUTDOWN_ENGINE_S)
+        await _within("upstream", self.upstream.aclose(), SHUTDOWN_STEP_S)
         for client in (self.redis, self._bus_redis):
             if client is not None:
                 with contextlib.suppress(Exception):
                     if client is self.redis:
-                        await self.engine.stats.flush(client, self.config.redis.key_prefix)
-                    await client.aclose()
+                        await _within(
+                            "hit_counts",
+                            self.engine.stats.flush(client, self.config.redis.key_prefix),
+                            SHUTDOWN_STEP_S,
+                        )
+                    await _within("redis", client.aclose(), SHUTDOWN_STEP_S)
+
+
+async def _within(step: str, work: Awaitable[object], timeout_s: float) -> None:
+    """Await one shutdown step for at most `timeout_s`; past that, cancel it without waiting
+    for the cancellation to end (a client call that retries through it must not hold the
+    node's exit) and log it. The step's own error is raised as before."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait({task}, timeout=timeout_s)
+    if not task.done():
+        task.cancel()
+        log.warning("shutdown_step_timeout", step=step, timeout_s=timeout_s)
+        return
+    task.result()
 
 
 async def _warm_up(embedder: Embedder) -> None:

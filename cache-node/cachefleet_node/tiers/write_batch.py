@@ -7,7 +7,6 @@ clients, one request's worth of encoding) per entry made the write path the bott
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ class WriteBatcher(Generic[T]):
         self._max_queued = max_queued
         self._queued: deque[_Queued[T]] = deque()
         self._queued_items = 0  # items in `_queued`
+        self._in_flight: list[_Queued[T]] = []  # the batch being sent
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # batches sent (each one `send`)
         self.items = 0  # items those batches carried
@@ -80,11 +80,11 @@ class WriteBatcher(Generic[T]):
         await queued.done
 
     async def _flush(self) -> None:
-        batch: list[_Queued[T]] = []
         try:
             while self._queued:
                 await asyncio.sleep(0)  # writes issued in this turn of the loop join in
-                batch, taken = [], 0
+                batch, taken = self._in_flight, 0
+                batch.clear()
                 while self._queued and (
                     not batch or taken + len(self._queued[0].items) <= self._max_items
                 ):
@@ -104,23 +104,36 @@ class WriteBatcher(Generic[T]):
                 self.batches += 1
                 self.items += taken
         finally:  # cancelled (`drain` gave up): fail the writes not confirmed
-            unconfirmed = [queued for queued in batch if not queued.done.done()]
-            left = list(self._queued)
-            self._queued.clear()
-            self._queued_items = 0
-            if unconfirmed or left:
-                log.warning(
-                    "writes_dropped",
-                    tier=self.tier,
-                    items=sum(len(queued.items) for queued in left),
-                    items_in_flight=sum(len(queued.items) for queued in unconfirmed),
-                )
-            for queued in [*unconfirmed, *left]:
-                if not queued.done.done():
-                    queued.done.set_exception(ConnectionError(f"{self.tier} writer closed"))
+            self._drop_unwritten()
+
+    def _drop_unwritten(self) -> None:
+        """Fail (and log) the writes in flight and queued; nothing if all were confirmed."""
+        unconfirmed = [queued for queued in self._in_flight if not queued.done.done()]
+        left = list(self._queued)
+        self._in_flight.clear()
+        self._queued.clear()
+        self._queued_items = 0
+        if unconfirmed or left:
+            log.warning(
+                "writes_dropped",
+                tier=self.tier,
+                items=sum(len(queued.items) for queued in left),
+                items_in_flight=sum(len(queued.items) for queued in unconfirmed),
+            )
+        for queued in [*unconfirmed, *left]:
+            if not queued.done.done():  # a caller that stopped waiting cancelled its future
+                queued.done.set_exception(ConnectionError(f"{self.tier} writer closed"))
 
     async def drain(self, timeout_s: float) -> None:
-        """Write everything queued; past `timeout_s`, fail (and log) what is left."""
-        if self._flusher is not None and not self._flusher.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flusher, timeout_s)
+        """Write everything queued; past `timeout_s`, fail (and log) what is left.
+
+        Never waits longer than `timeout_s`: a flusher stuck in a client call that does not
+        end on cancellation is cancelled and left behind, its callers failed here."""
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            return
+        await asyncio.wait({flusher}, timeout=timeout_s)
+        if not flusher.done():
+            flusher.cancel()
+            self._flusher = None
+            self._drop_unwritten()
