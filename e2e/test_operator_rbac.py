@@ -45,6 +45,8 @@ RULES: list[dict[str, Any]] = [
      "verbs": ["list", "watch", "create", "patch", "delete"]},
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
      "verbs": ["list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": ["milvus.io"], "resources": ["milvuses"],
+     "verbs": ["get", "create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},

@@ -25,7 +25,12 @@ from operator_testdata import (
 from cachefleet_operator.api.v1alpha1 import SemanticCache
 from cachefleet_operator.domain.manifests import CONFIG_HASH_ANNOTATION, Manifest, owner_reference
 from cachefleet_operator.domain.nodeconfig import SpecError
-from cachefleet_operator.domain.render import FleetView, owned_kinds, render_children
+from cachefleet_operator.domain.render import (
+    MILVUS_CLUSTER,
+    FleetView,
+    owned_kinds,
+    render_children,
+)
 
 CLAUDE = model_version("claude", model="claude-sonnet", version="4", requestModels=["claude-*"])
 MANAGED_EXTERNAL = {
@@ -45,6 +50,19 @@ MANAGED_EXTERNAL = {
 }
 
 
+#: Milvus distributed through the Milvus Operator; the rest as in the GPU example.
+MILVUS_OPERATOR = {
+    "semanticTier": {
+        "managed": {
+            "engine": "milvusOperator",
+            "persistence": {"size": "50Gi", "storageClassName": "fast-ssd"},
+            "cluster": {"queryNodeReplicas": 3, "proxyReplicas": 2, "messageStream": "pulsar"},
+        }
+    },
+    "deletionPolicy": "Delete",
+}
+
+
 def fleet(shape: str) -> tuple[SemanticCache, list[Any]]:
     if shape == "chat-gpu":
         return cache("chat"), [model_version()]
@@ -52,10 +70,12 @@ def fleet(shape: str) -> tuple[SemanticCache, list[Any]]:
         return cache("dev"), [model_version()]
     if shape == "redis-cluster":
         return cache("shared"), [model_version()]
+    if shape == "milvus-operator":
+        return cache("chat", **MILVUS_OPERATOR), [model_version()]
     return cache("chat", **MANAGED_EXTERNAL), [model_version(), CLAUDE]
 
 
-SHAPES = ["chat-gpu", "dev-embedded", "managed-external", "redis-cluster"]
+SHAPES = ["chat-gpu", "dev-embedded", "managed-external", "milvus-operator", "redis-cluster"]
 
 
 class GoldenDumper(yaml.SafeDumper):
@@ -99,7 +119,7 @@ def pod_spec(workload: Manifest) -> dict[str, Any]:
 def test_every_child_is_labelled_owned_and_named(shape: str) -> None:
     the_cache, model_versions = fleet(shape)
     children = render_children(the_cache, model_versions)
-    owned = {(kind.api_version, kind.kind) for kind in owned_kinds()}
+    owned = {(kind.api_version, kind.kind) for kind in (*owned_kinds(), MILVUS_CLUSTER)}
     seen = set()
     for child in children:
         metadata = child["metadata"]
@@ -388,7 +408,7 @@ def test_owned_kinds_cover_everything_rendered() -> None:
         for shape in SHAPES
         for child in render_children(*fleet(shape))
     }
-    assert rendered == {(kind.api_version, kind.kind) for kind in owned_kinds()}
+    assert rendered == {(kind.api_version, kind.kind) for kind in (*owned_kinds(), MILVUS_CLUSTER)}
 
 
 def test_children_share_no_mutable_objects() -> None:

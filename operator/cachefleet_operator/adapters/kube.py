@@ -39,6 +39,7 @@ __all__ = [
     "EVENTS",
     "HORIZONTALPODAUTOSCALERS",
     "LEASES",
+    "MILVUSES",
     "MODELVERSIONS",
     "PODDISRUPTIONBUDGETS",
     "SECRETS",
@@ -103,6 +104,8 @@ CACHEINVALIDATIONS = ResourceType(
     "cachefleet.io", "v1alpha1", "cacheinvalidations", "CacheInvalidation"
 )
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease")
+#: The Milvus Operator's kind (its CRD may not be installed: see `KubeClient.serves`).
+MILVUSES = ResourceType("milvus.io", "v1beta1", "milvuses", "Milvus")
 
 _BY_KIND = {
     (rt.api_version, rt.kind): rt
@@ -119,6 +122,7 @@ _BY_KIND = {
         SEMANTICCACHES,
         MODELVERSIONS,
         CACHEINVALIDATIONS,
+        MILVUSES,
     )
 }
 
@@ -230,6 +234,17 @@ class KubeClient:
                 return None
             raise
         return result
+
+    async def serves(self, rt: ResourceType) -> bool:
+        """Whether the API server serves the resource (a custom one: its CRD is installed),
+        from API discovery (`/apis/<group>/<version>`, open to every authenticated user)."""
+        try:
+            answer = await self._request("GET", f"/apis/{rt.group}/{rt.version}")
+        except ApiError as error:
+            if error.not_found:
+                return False
+            raise
+        return any(item.get("name") == rt.plural for item in answer.get("resources") or [])
 
     async def list(
         self, rt: ResourceType, namespace: str, *, label_selector: str | None = None

@@ -19,6 +19,9 @@ probes, problems the operator found) into the SemanticCache's conditions, `Ready
   asked about since the operator started keeps the condition stored before the restart
   (`ExternalTier.carried`: same status, reason and message, so the same `lastTransitionTime`
   and no Event) until a new report exists;
+- a `Milvus` of the Milvus Operator (`MilvusClusterState`) is ready when its `status.status`
+  is `Healthy`, settled once that status is for its current generation; without the Milvus
+  Operator's CRD the semantic tier is False, `MilvusOperatorMissing`;
 - `HitRateBelowTarget` is informational and does not affect `Ready`.
 """
 
@@ -37,12 +40,14 @@ __all__ = [
     "ConditionUpdate",
     "ExternalTier",
     "InNodeTier",
+    "MilvusClusterState",
     "ObservedCache",
     "Problem",
     "TierState",
     "WorkloadState",
     "find_condition",
     "merge_conditions",
+    "milvus_cluster_state",
     "semantic_cache_conditions",
     "workload_state",
 ]
@@ -193,13 +198,75 @@ class ExternalTier:
 
 
 @dataclass(frozen=True)
+class MilvusClusterState:
+    """A `Milvus` (milvus.io/v1beta1) the Milvus Operator runs for the fleet, as last read.
+
+    `installed`: the API server serves the Milvus Operator's kind (its CRD is installed)."""
+
+    name: str
+    installed: bool
+    exists: bool = False
+    status: str = ""
+    ready_message: str = ""
+    generation_observed: bool = True
+
+    @property
+    def available(self) -> bool:
+        """The Milvus Operator reports the whole cluster Healthy."""
+        return self.exists and self.status == "Healthy"
+
+    @property
+    def settled(self) -> bool:
+        """Healthy, and the Milvus Operator has acted on the latest spec."""
+        return self.available and self.generation_observed
+
+    def describe(self) -> str:
+        """`Milvus chat-milvus: Healthy` (with the `MilvusReady` message when not)."""
+        if not self.installed:
+            return (
+                f"Milvus {self.name}: the Milvus Operator is not installed (the API server "
+                "does not serve milvuses.milvus.io/v1beta1); install it, or use "
+                "semanticTier.managed.engine standalone"
+            )
+        if not self.exists:
+            return f"Milvus {self.name} does not exist yet"
+        text = f"Milvus {self.name}: {self.status or 'no status yet'}"
+        if self.ready_message and not self.available:
+            text += f" ({self.ready_message})"
+        return text
+
+
+def milvus_cluster_state(
+    name: str, obj: Mapping[str, Any] | None, *, installed: bool = True
+) -> MilvusClusterState:
+    """Read a `Milvus` as the API returned it (None: not found): `status.status` and the
+    `MilvusReady` condition's reason and message."""
+    if obj is None or not installed:
+        return MilvusClusterState(name=name, installed=installed)
+    status = obj.get("status") or {}
+    ready: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "MilvusReady"), {}
+    )
+    message = ": ".join(str(ready[key]) for key in ("reason", "message") if ready.get(key))
+    generation = int(obj.get("metadata", {}).get("generation", 0))
+    return MilvusClusterState(
+        name=name,
+        installed=True,
+        exists=True,
+        status=str(status.get("status") or ""),
+        ready_message=message,
+        generation_observed=int(status.get("observedGeneration", 0)) >= generation,
+    )
+
+
+@dataclass(frozen=True)
 class InNodeTier:
     """A tier that runs inside each cache node (Milvus Lite, the local embedder)."""
 
     what: str
 
 
-TierState = WorkloadState | ExternalTier | InNodeTier
+TierState = WorkloadState | MilvusClusterState | ExternalTier | InNodeTier
 
 
 @dataclass(frozen=True)
@@ -236,6 +303,18 @@ def _tier_condition(
         if tier.available:
             return ConditionUpdate(condition_type, "True", "ReplicasReady", tier.describe())
         reason = "Progressing" if tier.exists else "NotCreated"
+        return ConditionUpdate(condition_type, "False", reason, tier.describe())
+    if isinstance(tier, MilvusClusterState):
+        if tier.available:
+            return ConditionUpdate(condition_type, "True", "Healthy", tier.describe())
+        if not tier.installed:
+            reason = "MilvusOperatorMissing"
+        elif not tier.exists:
+            reason = "NotCreated"
+        elif tier.status in ("Unhealthy", "Stopped", "Deleting"):
+            reason = f"Milvus{tier.status}"
+        else:  # Pending, or no status yet
+            reason = "Progressing"
         return ConditionUpdate(condition_type, "False", reason, tier.describe())
     if isinstance(tier, ExternalTier):
         detail = f": {tier.detail}" if tier.detail else ""
@@ -325,7 +404,7 @@ def semantic_cache_conditions(observed: ObservedCache) -> list[ConditionUpdate]:
     workloads = [
         tier
         for tier in (observed.exact_tier, observed.semantic_tier, observed.embedding, nodes)
-        if isinstance(tier, WorkloadState)
+        if isinstance(tier, WorkloadState | MilvusClusterState)
     ]
     unsettled = [workload.describe() for workload in workloads if not workload.settled]
     if observed.paused:

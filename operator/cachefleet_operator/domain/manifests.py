@@ -39,6 +39,7 @@ CONFIG_HASH_ANNOTATION = "cachefleet.io/config-hash"
 _APP_NAMES = {
     Component.REDIS: "redis",
     Component.MILVUS: "milvus",
+    Component.MILVUS_CLUSTER: "milvus",
     Component.EMBEDDING: "text-embeddings-inference",
     Component.NODE: "cachefleet-node",
 }

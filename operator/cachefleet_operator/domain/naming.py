@@ -22,6 +22,7 @@ __all__ = [
     "child_name",
     "collection_prefix",
     "key_prefix",
+    "milvus_operator_service",
     "namespace_of",
 ]
 
@@ -37,6 +38,10 @@ class Component(enum.StrEnum):
 
     REDIS = "redis"
     MILVUS = "milvus"
+    #: The `Milvus` of the Milvus Operator (`engine: milvusOperator`). Its own name, so that
+    #: nothing the Milvus Operator derives from it (ConfigMap `<name>`, Service
+    #: `<name>-milvus`) ever meets a standalone child while the engine changes.
+    MILVUS_CLUSTER = "milvus-cluster"
     EMBEDDING = "embedding"
     NODE = "node"
 
@@ -78,6 +83,12 @@ def child_name(cache_name: str, component: Component) -> str:
     digest = _digest(cache_name)[:6]
     room = CHILD_NAME_MAX_LENGTH - len(component) - len(digest) - 2
     return f"{cache_name[:room].rstrip('-')}-{digest}-{component}"
+
+
+def milvus_operator_service(cache_name: str) -> str:
+    """The Service the Milvus Operator puts in front of the fleet's `Milvus`
+    (`<cache>-milvus-cluster`): `<its name>-milvus`, at most 59 characters."""
+    return f"{child_name(cache_name, Component.MILVUS_CLUSTER)}-milvus"
 
 
 def key_prefix(namespace: str, cache_name: str) -> str:

@@ -33,6 +33,7 @@ from cachefleet_operator.domain.naming import (
     child_name,
     collection_prefix,
     key_prefix,
+    milvus_operator_service,
     namespace_of,
 )
 
@@ -153,7 +154,10 @@ def _namespace(
 def _milvus(cache: SemanticCache) -> MilvusConfig:
     tier = cache.spec.semantic_tier
     prefix = collection_prefix(namespace_of(cache), cache.metadata.name)
-    if tier.managed is not None:
+    if tier.managed is not None and tier.managed.engine == "milvusOperator":
+        service = milvus_operator_service(cache.metadata.name)
+        uri = f"http://{service}.{namespace_of(cache)}.svc:{MILVUS_PORT}"
+    elif tier.managed is not None:
         uri = f"http://{service_host(cache, Component.MILVUS)}:{MILVUS_PORT}"
     elif tier.external is not None:
         uri = tier.external.uri

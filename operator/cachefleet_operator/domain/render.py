@@ -4,7 +4,8 @@ Every child carries the standard `app.kubernetes.io/*` labels and a controller o
 to its SemanticCache, and lives in the cache's namespace under `<cache>-<component>`
 (`manifests`):
 
-- the managed tiers and the GPU embedding pods: `tiers`;
+- the managed tiers and the GPU embedding pods: `tiers` (with `engine: milvusOperator`, a
+  `Milvus` of the Milvus Operator: `MILVUS_CLUSTER`, not one of `owned_kinds`);
 - cache nodes (here): ConfigMap (`node.yaml`, no secrets), Deployment, Service,
   PodDisruptionBudget and, with autoscaling, a HorizontalPodAutoscaler.
 """
@@ -53,11 +54,19 @@ from cachefleet_operator.domain.nodeconfig import (
     service_host,
     tenant_key_env,
 )
-from cachefleet_operator.domain.tiers import render_embedding, render_milvus, render_redis
+from cachefleet_operator.domain.tiers import (
+    MILVUS_OPERATOR_API_VERSION,
+    MILVUS_OPERATOR_KIND,
+    render_embedding,
+    render_milvus,
+    render_milvus_cluster,
+    render_redis,
+)
 
 __all__ = [
     "CHILD_SELECTOR",
     "FIELD_MANAGER",
+    "MILVUS_CLUSTER",
     "NODE_UID",
     "ChildKind",
     "FleetView",
@@ -84,7 +93,8 @@ class ChildKind:
 
 
 def owned_kinds() -> tuple[ChildKind, ...]:
-    """Every kind `render_children` can produce."""
+    """Every kind `render_children` can produce but `MILVUS_CLUSTER`: watched and pruned by
+    label."""
     return (
         ChildKind("v1", "ConfigMap", "configmaps"),
         ChildKind("v1", "Service", "services"),
@@ -93,6 +103,12 @@ def owned_kinds() -> tuple[ChildKind, ...]:
         ChildKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         ChildKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     )
+
+
+#: The Milvus Operator's kind, rendered for `engine: milvusOperator`. Not one of `owned_kinds`:
+#: its CRD may be missing, so it is neither watched nor listed; the reconciler applies it only
+#: where the API serves it, reads its status from the apply, and deletes it by name.
+MILVUS_CLUSTER = ChildKind(MILVUS_OPERATOR_API_VERSION, MILVUS_OPERATOR_KIND, "milvuses")
 
 
 # --- cache nodes ----------------------------------------------------------------------------
@@ -302,8 +318,11 @@ def render_children(
     children: list[Manifest] = []
     if spec.exact_tier.managed is not None:
         children += render_redis(cache, spec.exact_tier.managed, owner)
-    if spec.semantic_tier.managed is not None:
-        children += render_milvus(cache, spec.semantic_tier.managed, owner)
+    milvus = spec.semantic_tier.managed
+    if milvus is not None and milvus.engine == "milvusOperator":
+        children.append(render_milvus_cluster(cache, milvus, owner))
+    elif milvus is not None:
+        children += render_milvus(cache, milvus, owner)
     if spec.embedding.gpu is not None:
         lookup_model = fleet.embedding[0] if fleet else embedding_model(resolved)
         model_id = spec.embedding.gpu.model_id or lookup_model

@@ -20,6 +20,7 @@ from cachefleet_operator.domain.conditions import (
     ConditionUpdate,
     ExternalTier,
     InNodeTier,
+    MilvusClusterState,
     ObservedCache,
     Problem,
     TierState,
@@ -131,7 +132,8 @@ def expected_workloads(cache: SemanticCache) -> list[WorkloadRef]:
     refs: list[WorkloadRef] = []
     if spec.exact_tier.managed is not None:
         refs.append(WorkloadRef(Component.REDIS, "StatefulSet", child_name(name, Component.REDIS)))
-    if spec.semantic_tier.managed is not None:
+    milvus = spec.semantic_tier.managed
+    if milvus is not None and milvus.engine == "standalone":
         refs.append(
             WorkloadRef(Component.MILVUS, "StatefulSet", child_name(name, Component.MILVUS))
         )
@@ -189,10 +191,12 @@ def observe_cache(
     problems: Sequence[Problem] = (),
     hit_rate: float | None = None,
     hit_rate_window: str = "15m",
+    milvus_cluster: MilvusClusterState | None = None,
 ) -> ObservedCache:
-    """The `ObservedCache` of a pass: workloads by component, external tiers by node health
-    (or, before the first collection since the operator started, as stored), the nodes with
-    the minimum the spec declares."""
+    """The `ObservedCache` of a pass: workloads by component, the Milvus Operator's `Milvus`
+    as read (`milvus_cluster`; None: not read, as if it did not exist), external tiers by node
+    health (or, before the first collection since the operator started, as stored), the
+    nodes with the minimum the spec declares."""
     spec = cache.spec
     name = cache.metadata.name
     exact: TierState
@@ -208,7 +212,12 @@ def observe_cache(
             carried=_carried(cache, ConditionType.EXACT_TIER_READY, health),
         )
     semantic: TierState
-    if spec.semantic_tier.managed is not None:
+    managed_milvus = spec.semantic_tier.managed
+    if managed_milvus is not None and managed_milvus.engine == "milvusOperator":
+        semantic = milvus_cluster or MilvusClusterState(
+            child_name(name, Component.MILVUS_CLUSTER), installed=True
+        )
+    elif managed_milvus is not None:
         semantic = _workload(
             workloads, Component.MILVUS, "StatefulSet", child_name(name, Component.MILVUS)
         )

@@ -2,7 +2,8 @@
 
 - exact tier, managed: Redis StatefulSet + headless Service + ConfigMap (`redis.conf`);
 - semantic tier, managed: Milvus standalone StatefulSet (embedded etcd, local storage) +
-  Service + ConfigMap;
+  Service + ConfigMap, or (`engine: milvusOperator`) one `Milvus` of the Milvus Operator in
+  mode cluster, with its etcd, MinIO and message stream in the cluster;
 - embedding, gpu: text-embeddings-inference Deployment + Service (nothing for `local`).
 """
 
@@ -14,6 +15,7 @@ from cachefleet_operator.api.v1alpha1 import (
     GpuEmbedding,
     ManagedMilvus,
     ManagedRedis,
+    MilvusCluster,
     SemanticCache,
 )
 from cachefleet_operator.domain.manifests import (
@@ -35,9 +37,21 @@ from cachefleet_operator.domain.naming import Component, child_name
 from cachefleet_operator.domain.nodeconfig import EMBEDDING_PORT, MILVUS_PORT, REDIS_PORT
 from cachefleet_operator.domain.quantity import mebibytes, to_bytes
 
-__all__ = ["render_embedding", "render_milvus", "render_redis"]
+__all__ = [
+    "MILVUS_OPERATOR_API_VERSION",
+    "MILVUS_OPERATOR_KIND",
+    "render_embedding",
+    "render_milvus",
+    "render_milvus_cluster",
+    "render_redis",
+]
 
 MILVUS_HTTP_PORT = 9091
+#: The Milvus Operator's kind (github.com/zilliztech/milvus-operator), CRD `milvuses.milvus.io`.
+MILVUS_OPERATOR_API_VERSION = "milvus.io/v1beta1"
+MILVUS_OPERATOR_KIND = "Milvus"
+#: The in-cluster MinIO's volume when `persistence` leaves it out (the chart's own is 500Gi).
+_MILVUS_CLUSTER_STORAGE_SIZE = "20Gi"
 REDIS_UID = 999
 _MILVUS_ETCD_CONFIG = "embedEtcd.yaml"
 # Milvus standalone with its embedded etcd: reachable from inside the pod only.
@@ -203,6 +217,57 @@ def render_milvus(
             data_volume="data",
         ),
     ]
+
+
+def _in_cluster(cache: SemanticCache, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A dependency the Milvus Operator deploys; deleted with the Milvus (claims included)
+    only under `deletionPolicy: Delete`, as the standalone's claim."""
+    policy = cache.spec.deletion_policy
+    config: dict[str, Any] = {"deletionPolicy": policy, "pvcDeletion": policy == "Delete"}
+    if values:
+        config["values"] = values
+    return {"inCluster": config}
+
+
+def render_milvus_cluster(
+    cache: SemanticCache, milvus: ManagedMilvus, owner: dict[str, Any]
+) -> Manifest:
+    """A `Milvus` (milvus.io/v1beta1) in mode cluster for the Milvus Operator: the spec's image,
+    resources (every component) and replicas; etcd, a standalone MinIO and the message stream
+    deployed in the cluster by the Milvus Operator. Its Service is `<name>-milvus`, port 19530
+    (`naming.milvus_operator_service`)."""
+    cluster = milvus.cluster or MilvusCluster()
+    storage_class = milvus.persistence.storage_class_name if milvus.persistence else None
+    size = milvus.persistence.size if milvus.persistence else _MILVUS_CLUSTER_STORAGE_SIZE
+    minio_volume: dict[str, Any] = {"size": size}
+    if storage_class:
+        minio_volume["storageClass"] = storage_class
+    dependencies: dict[str, Any] = {
+        "etcd": _in_cluster(
+            cache, {"persistence": {"storageClass": storage_class}} if storage_class else None
+        ),
+        "storage": _in_cluster(cache, {"mode": "standalone", "persistence": minio_volume}),
+        "msgStreamType": cluster.message_stream,
+    }
+    if cluster.message_stream != "woodpecker":  # woodpecker runs inside Milvus
+        dependencies[cluster.message_stream] = _in_cluster(cache)
+    components: dict[str, Any] = {
+        "image": milvus.image,
+        "resources": resources_of(milvus.resources),
+    }
+    if cache.spec.image_pull_secrets:
+        components["imagePullSecrets"] = [s.to_api() for s in cache.spec.image_pull_secrets]
+    components |= {
+        "proxy": {"replicas": cluster.proxy_replicas},
+        "queryNode": {"replicas": cluster.query_node_replicas},
+        "dataNode": {"replicas": cluster.data_node_replicas},
+    }
+    return {
+        "apiVersion": MILVUS_OPERATOR_API_VERSION,
+        "kind": MILVUS_OPERATOR_KIND,
+        "metadata": child_metadata(cache, Component.MILVUS_CLUSTER, owner),
+        "spec": {"mode": "cluster", "components": components, "dependencies": dependencies},
+    }
 
 
 # --- embedding ------------------------------------------------------------------------------

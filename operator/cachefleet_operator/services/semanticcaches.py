@@ -22,19 +22,23 @@ import structlog
 from pydantic import ValidationError
 
 from cachefleet_operator.adapters.kube import (
+    MILVUSES,
     MODELVERSIONS,
     SECRETS,
     SEMANTICCACHES,
     ApiError,
+    ResourceType,
     resource_for,
 )
 from cachefleet_operator.api.v1alpha1 import ModelVersion, SemanticCache
 from cachefleet_operator.api.v1alpha1.semanticcache import SemanticCacheStatus
 from cachefleet_operator.domain.conditions import (
     ConditionType,
+    MilvusClusterState,
     Problem,
     WorkloadState,
     find_condition,
+    milvus_cluster_state,
     workload_state,
 )
 from cachefleet_operator.domain.durations import format_duration
@@ -49,6 +53,7 @@ from cachefleet_operator.domain.naming import Component, active_cache_namespace,
 from cachefleet_operator.domain.nodeconfig import SpecError, embedding_model
 from cachefleet_operator.domain.render import (
     FIELD_MANAGER,
+    MILVUS_CLUSTER,
     FleetView,
     owned_kinds,
     render_children,
@@ -77,6 +82,9 @@ CacheKey = tuple[str, str]
 _WORKLOAD_KINDS = ("StatefulSet", "Deployment")
 #: What a switch not yet seen by every node must not change (the node config and its pods).
 _NODE_CONFIG_KINDS = ("ConfigMap", "Deployment")
+#: A Milvus of the Milvus Operator is not watched (its CRD may be missing): until it is
+#: Healthy for its latest spec it is read again this often, then every stats interval.
+MILVUS_POLL_S = 10.0
 
 
 def parse_model_versions(items: Sequence[Mapping[str, Any]]) -> list[ModelVersion]:
@@ -121,6 +129,11 @@ def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences", []))
 
 
+def _uses_milvus_operator(cache: SemanticCache) -> bool:
+    managed = cache.spec.semantic_tier.managed
+    return managed is not None and managed.engine == "milvusOperator"
+
+
 class CacheReconciler(Service):
     """Reconciles SemanticCaches (the only writer of their status and children)."""
 
@@ -162,6 +175,7 @@ class CacheReconciler(Service):
         problems = await self._secret_problems(cache)
 
         workloads: dict[Component, WorkloadState] = {}
+        milvus: dict[str, MilvusClusterState] = {}  # the Milvus Operator's, once read
         lifecycle = Lifecycle.of(cache.status)
         rolled = False
         requeue = self._config.resync_interval
@@ -189,8 +203,9 @@ class CacheReconciler(Service):
                 except SpecError as error:
                     problems.append(Problem(error.reason, str(error)))
                 else:
+                    applied = await self._without_missing_kinds(cache, children, milvus, problems)
                     problem = await self._apply(
-                        cache, children, workloads, hold_nodes=step.hold_nodes
+                        cache, applied, workloads, milvus, hold_nodes=step.hold_nodes
                     )
                     if problem is not None:
                         problems.append(problem)
@@ -199,7 +214,11 @@ class CacheReconciler(Service):
                 refused = embedding_migration_refused(cache, lifecycle, model)
                 if refused is not None:  # the fleet keeps serving the current model
                     problems.append(Problem("EmbeddingMigrationRefused", refused))
-        await self._observe(cache, workloads)
+        await self._observe(cache, workloads, milvus)
+        milvus_cluster = next(iter(milvus.values()), None)
+        if milvus_cluster is not None and milvus_cluster.installed:
+            poll = self._config.stats_interval if milvus_cluster.settled else MILVUS_POLL_S
+            requeue = min(requeue, poll)
 
         report = self._collector.report(key)
         health = self._collector.health(key)
@@ -211,6 +230,7 @@ class CacheReconciler(Service):
             problems=problems,
             hit_rate=report.rate if report is not None else None,
             hit_rate_window=(report.window if report and report.window else self._window_label),
+            milvus_cluster=milvus_cluster,
         )
         status = semantic_cache_status(
             cache,
@@ -250,11 +270,28 @@ class CacheReconciler(Service):
             found[secret] = None if obj is None else frozenset((obj.get("data") or {}).keys())
         return secret_problems(refs, found)
 
+    async def _without_missing_kinds(
+        self,
+        cache: SemanticCache,
+        children: Sequence[Manifest],
+        milvus: dict[str, MilvusClusterState],
+        problems: list[Problem],
+    ) -> list[Manifest]:
+        """`children` less a `Milvus` the API server does not serve (the Milvus Operator is
+        not installed): a `MilvusOperatorMissing` problem instead, the rest is applied."""
+        if not _uses_milvus_operator(cache) or await self._kube.serves(MILVUSES):
+            return list(children)
+        name = child_name(cache.metadata.name, Component.MILVUS_CLUSTER)
+        missing = milvus[name] = MilvusClusterState(name, installed=False)
+        problems.append(Problem("MilvusOperatorMissing", missing.describe()))
+        return [child for child in children if child["kind"] != MILVUS_CLUSTER.kind]
+
     async def _apply(
         self,
         cache: SemanticCache,
         children: Sequence[Manifest],
         workloads: dict[Component, WorkloadState],
+        milvus: dict[str, MilvusClusterState],
         *,
         hold_nodes: bool = False,
     ) -> Problem | None:
@@ -272,6 +309,8 @@ class CacheReconciler(Service):
                 reason = "Forbidden" if error.status == 403 else "ApplyRejected"
                 return Problem(reason, f"{kind} {child_name_}: {error.message or error}")
             self._metrics.children_applied.labels(kind).inc()
+            if kind == MILVUS_CLUSTER.kind:
+                milvus[child_name_] = milvus_cluster_state(child_name_, stored)
             component = expected.get((kind, child_name_))
             if component is not None and kind in _WORKLOAD_KINDS:
                 workloads[component] = workload_state(kind, child_name_, stored)
@@ -288,33 +327,46 @@ class CacheReconciler(Service):
         if not due:
             return
         namespace, uid = key[0], cache.metadata.uid or ""
+        leftovers: list[tuple[ResourceType, Mapping[str, Any]]] = []
         for child_kind in owned_kinds():
             rt = resource_for(child_kind.api_version, child_kind.kind)
             items = await self._kube.list(rt, namespace, label_selector=_instance_selector(key[1]))
-            for item in items:
-                metadata = item.get("metadata", {})
-                if (child_kind.kind, metadata.get("name")) in rendered or not _owned_by(item, uid):
-                    continue
-                if await self._kube.delete(
-                    rt, namespace, metadata["name"], uid=metadata.get("uid")
-                ):
-                    self._metrics.children_pruned.labels(child_kind.kind).inc()
-                    await self._events.post(
-                        object_reference(cache.to_api()),
-                        EventSpec(
-                            "Normal",
-                            "Pruned",
-                            f"deleted {child_kind.kind} {metadata['name']}: no longer in the spec",
-                        ),
-                    )
+            leftovers += [(rt, item) for item in items]
+        milvus_name = child_name(key[1], Component.MILVUS_CLUSTER)
+        # A Milvus of the Milvus Operator is looked up by name (its kind is not listed).
+        if (MILVUS_CLUSTER.kind, milvus_name) not in rendered and await self._kube.serves(MILVUSES):
+            found = await self._kube.get(MILVUSES, namespace, milvus_name)
+            leftovers += [(MILVUSES, found)] if found is not None else []
+        for rt, leftover in leftovers:
+            metadata = leftover.get("metadata", {})
+            if (rt.kind, metadata.get("name")) in rendered or not _owned_by(leftover, uid):
+                continue
+            if await self._kube.delete(rt, namespace, metadata["name"], uid=metadata.get("uid")):
+                self._metrics.children_pruned.labels(rt.kind).inc()
+                await self._events.post(
+                    object_reference(cache.to_api()),
+                    EventSpec(
+                        "Normal",
+                        "Pruned",
+                        f"deleted {rt.kind} {metadata['name']}: no longer in the spec",
+                    ),
+                )
         self._rendered[key] = rendered
         self._pruned_at[key] = now
 
     async def _observe(
-        self, cache: SemanticCache, workloads: dict[Component, WorkloadState]
+        self,
+        cache: SemanticCache,
+        workloads: dict[Component, WorkloadState],
+        milvus: dict[str, MilvusClusterState],
     ) -> None:
-        """Workloads not seen in an apply answer (paused, stalled) are read."""
+        """Workloads and a Milvus not seen in an apply answer (paused, stalled) are read."""
         namespace = cache.metadata.namespace or ""
+        if _uses_milvus_operator(cache) and not milvus:
+            name = child_name(cache.metadata.name, Component.MILVUS_CLUSTER)
+            installed = await self._kube.serves(MILVUSES)
+            stored = await self._kube.get(MILVUSES, namespace, name) if installed else None
+            milvus[name] = milvus_cluster_state(name, stored, installed=installed)
         for ref in expected_workloads(cache):
             if ref.component in workloads:
                 continue

@@ -40,6 +40,7 @@ from cachefleet_operator.api.v1alpha1.placement import (
     GpuEmbedding,
     ManagedMilvus,
     ManagedRedis,
+    MilvusCluster,
     SemanticTier,
 )
 from cachefleet_operator.api.v1alpha1.semanticcache import (
@@ -80,6 +81,7 @@ __all__ = [
     "GpuEmbedding",
     "ManagedMilvus",
     "ManagedRedis",
+    "MilvusCluster",
     "ModelVersion",
     "ModelVersionSpec",
     "ModelVersionStatus",

@@ -36,6 +36,7 @@ __all__ = [
     "GpuEmbedding",
     "ManagedMilvus",
     "ManagedRedis",
+    "MilvusCluster",
     "SemanticTier",
 ]
 
@@ -149,18 +150,61 @@ class ExactTier(ApiModel):
 # --- semantic tier (Milvus) -----------------------------------------------------------------
 
 
-class ManagedMilvus(ApiModel):
-    """Milvus standalone run by the operator (embedded etcd, local storage), one replica."""
+class MilvusCluster(ApiModel):
+    """The Milvus cluster asked of the Milvus Operator (`engine: milvusOperator`)."""
 
+    proxy_replicas: int = Field(1, ge=1, le=64, description="Proxy pods (the endpoint).")
+    query_node_replicas: int = Field(
+        1, ge=1, le=256, description="Query node pods (they hold the vectors searched)."
+    )
+    data_node_replicas: int = Field(1, ge=1, le=64, description="Data node pods.")
+    message_stream: Literal["woodpecker", "pulsar", "kafka"] = Field(
+        "woodpecker",
+        description="Milvus's message stream: `woodpecker` (inside Milvus, on the object "
+        "storage: nothing more to run), or an in-cluster `pulsar` or `kafka` the Milvus "
+        "Operator deploys.",
+    )
+
+
+class ManagedMilvus(ApiModel):
+    """Milvus run for the fleet: a standalone StatefulSet (the operator's own, embedded etcd,
+    local storage, one replica) or a distributed cluster the Milvus Operator runs."""
+
+    cel_rules = (
+        Rule(
+            "!has(self.cluster) || self.engine == 'milvusOperator'",
+            "semanticTier.managed.cluster is for engine milvusOperator",
+            check=lambda self: self.cluster is None or self.engine == "milvusOperator",
+        ),
+    )
+
+    engine: Literal["standalone", "milvusOperator"] = Field(
+        "standalone",
+        description="`standalone`: the operator runs Milvus standalone itself. "
+        "`milvusOperator`: the operator creates a `Milvus` (milvus.io/v1beta1, mode "
+        "`cluster`) for the Milvus Operator, which must be installed, and waits for it to "
+        "be Healthy; the nodes use its `<cache>-milvus-cluster-milvus` Service. Changing the "
+        "engine starts with an empty semantic tier.",
+    )
     image: Image = Field(MILVUS_IMAGE, description="Milvus image.")
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(
             requests={"cpu": "500m", "memory": "2Gi"}, limits={"memory": "4Gi"}
         ),
-        description="Container resources.",
+        description="Container resources: of the standalone pod, or of each Milvus "
+        "component pod of a cluster (`components.resources`).",
     )
     persistence: Persistence | None = Field(
-        None, description="Keep vectors on a PersistentVolumeClaim; unset: an emptyDir."
+        None,
+        description="standalone: keep vectors on a PersistentVolumeClaim (unset: an "
+        "emptyDir). milvusOperator: the size of the in-cluster MinIO's volume and the "
+        "StorageClass of MinIO's and etcd's (unset: 20Gi, the cluster's default StorageClass; "
+        "a cluster always keeps its data on volumes).",
+    )
+    cluster: MilvusCluster | None = Field(
+        None,
+        description="The cluster's shape (engine milvusOperator only; unset: one of each "
+        "component, woodpecker).",
     )
 
 
@@ -189,7 +233,9 @@ class SemanticTier(ApiModel):
         ),
     )
 
-    managed: ManagedMilvus | None = Field(None, description="Milvus run by the operator.")
+    managed: ManagedMilvus | None = Field(
+        None, description="Milvus run for the fleet (by the operator or the Milvus Operator)."
+    )
     external: ExternalMilvus | None = Field(None, description="Your own Milvus.")
     embedded: EmbeddedMilvus | None = Field(
         None, description="Milvus Lite inside each cache node (development only)."
