@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cachefleet_node.core.guards import GUARD_NAMES, GuardChain, text_features
+from cachefleet_node.core.guards.scope import shape_added
 
 CHAIN = GuardChain(GUARD_NAMES)
 
@@ -288,3 +289,53 @@ def test_bounds_need_a_number_right_after() -> None:
         ("5", "over"),
         ("3", "under"),
     }
+
+
+# entities (scope): the answer's shape set on one side only — one example per dimension, the
+# look-alikes that set it on both sides or not at all, and CLINC's redundant modifiers
+SHAPE_SET = [
+    # the reader's level
+    ("Explain how a compiler works", "Explain in layman's terms how a compiler works"),
+    ("What is a neural network?", "What is a neural network? Explain it like I'm 5."),
+    ("How do I talk about money with my son?", "How do I talk about money with my 8-year-old?"),
+    # the length: a word, a phrase or a count of a length unit
+    ("Describe the French Revolution", "Give me a detailed account of the French Revolution"),
+    ("What caused the Great Depression?", "Briefly, what caused the Great Depression?"),
+    ("Write a story about a lighthouse keeper", "Write a 300-word story about a lighthouse keeper"),
+    ("Outline the causes of inflation", "Outline the causes of inflation in two paragraphs"),
+    # the register
+    ("Explain how GPS finds my position", "Explain in plain English how GPS finds my position"),
+    ("Write a resignation letter to my boss", "Write a formal resignation letter to my boss"),
+    # the format
+    ("Compare the iPhone 15 and the Pixel 8", "Compare the iPhone 15 and the Pixel 8 as a table"),
+    ("List the G7 countries and their capitals", "List the G7 countries and capitals as JSON"),
+]
+SHAPE_KEPT = [
+    # both set the same dimension: the same shape, or the other guard's contrast to judge
+    ("Explain TCP handshakes for beginners", "Give a beginner-friendly explanation of TCP"),
+    ("Summarize this article in one sentence", "summarise this article in 1 sentence"),
+    ("In a single paragraph, what is DNS?", "What is DNS? Use just a single paragraph."),
+    # a hint at a dimension is not told apart from setting it: "short" / "brief"
+    ("Write a short poem about rain", "Write a brief poem about rain"),
+    ("How do I learn SQL?", "How do I learn SQL as a beginner?"),
+    ("Write a formal complaint letter", "Write a complaint letter in a formal tone"),
+    # neither sets it
+    ("tell me a funny joke", "do you have any jokes"),
+    ("find instructions on how to change my oil", "show me how to change my oil"),
+    ("How do I find duplicate rows in a table?", "How do I find duplicate rows in SQL?"),
+    ("Show the git log with one line per commit", "git log one line per commit"),
+    ("What do these two words mean?", "What do these words mean?"),
+]
+
+
+@pytest.mark.parametrize(("plain", "shaped"), SHAPE_SET)
+def test_shape_set_on_one_side_refuses(plain: str, shaped: str) -> None:
+    assert shape_added(text_features(plain), text_features(shaped)), (plain, shaped)
+    assert shape_added(text_features(shaped), text_features(plain)), (shaped, plain)
+    assert "entities" in vetoes(shaped, plain)
+
+
+@pytest.mark.parametrize(("query", "cached"), SHAPE_KEPT)
+def test_shape_on_both_sides_or_neither_passes(query: str, cached: str) -> None:
+    assert not shape_added(text_features(query), text_features(cached)), (query, cached)
+    assert not shape_added(text_features(cached), text_features(query)), (cached, query)

@@ -41,7 +41,9 @@ prompt and names a reason when such an *answer-determining* token differs:
   `scope.py`: a prepositional phrase both texts share holds another audience, place or
   part ("for a pregnant woman" / "for a professional athlete"), or one text narrows the
   whole request with a qualifier the other lacks ("... in R", "... without using GROUP
-  BY", "..., excluding Earth").
+  BY", "..., excluding Earth"), or one text sets how the answer is shaped — the reader's
+  level, its length, register or format — where the other leaves it open ("summarize the
+  plot" / "a detailed summary of the plot", "... in 3 sentences", "... as a table").
 
 Inside a sentence, two texts are told apart only by a *substitution*, never by a mere
 addition: "S3 bucket" and "Amazon S3 bucket" still match; "Lisbon" and "Barcelona" do not.
@@ -76,7 +78,7 @@ from cachefleet_node.core.guards.polarity import (
     prefixed_opposite,
 )
 from cachefleet_node.core.guards.quantities import numbers_differ
-from cachefleet_node.core.guards.scope import qualifier_added, slot_refilled
+from cachefleet_node.core.guards.scope import qualifier_added, shape_added, slot_refilled
 from cachefleet_node.core.guards.vocabulary import FUNCTION_WORDS
 
 __all__ = [
@@ -106,7 +108,9 @@ def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
 
 
 def _entities(q: TextFeatures, c: TextFeatures) -> bool:
-    return entities_differ(q, c) or slot_refilled(q, c) or qualifier_added(q, c)
+    return (
+        entities_differ(q, c) or slot_refilled(q, c) or qualifier_added(q, c) or shape_added(q, c)
+    )
 
 
 _CHECKS = {

@@ -1,8 +1,8 @@
-"""Scope guards: the same request for another audience, place or part, or narrowed by a
-qualifier that only one text has.
+"""Scope guards: the same request for another audience, place or part, narrowed by a
+qualifier that only one text has, or with the answer's shape set on one side only.
 
-Both look at texts that are the same words but for one stretch, the case where an embedding
-scores highest while the answer changes:
+The first two look at texts that are the same words but for one stretch, the case where an
+embedding scores highest while the answer changes:
 
 - a stretch inside a prepositional phrase both texts share is filled otherwise ("explain
   it to a beginner programmer" / "... to a senior engineer", "things to do in Paris for a
@@ -10,7 +10,13 @@ scores highest while the answer changes:
 - one text adds a qualifier before or after all the other's words: a phrase that opens with
   a preposition, a conjunction or a subordinator and names something ("how do I read a CSV
   file" / "... in R", "side effects of ibuprofen" / "... in children", "... without using
-  GROUP BY", "..., excluding Earth"), or an adverb of manner ("... vertically").
+  GROUP BY", "..., excluding Earth"), or an adverb of manner ("... vertically");
+- one text sets how the answer is shaped where the other leaves it open, anywhere in the
+  text: the reader's level ("for beginners", "like I'm 5", "a 10-year-old"), the length
+  ("briefly", "a detailed summary", "in 3 sentences", "a 1-page timeline"), the register
+  ("in plain English", "mathematically", "a formal email") or the format ("as a table",
+  "as JSON", "bullet points"). Two texts that both set a dimension are the `opposites`
+  guard's to compare.
 
 Rewordings stay hits: a stretch that is a synonym, an inflection, a misspelling or a short
 form of the other ("in the US" / "in the United States", "to k8s" / "to Kubernetes"), a
@@ -21,12 +27,17 @@ or a phrase moved rather than filled otherwise.
 from __future__ import annotations
 
 import difflib
+import itertools
 from functools import lru_cache
 
 from cachefleet_node.core.guards.features import TextFeatures
 from cachefleet_node.core.guards.vocabulary import (
+    ANSWER_SHAPE_HINTS,
+    ANSWER_SHAPES,
     DETERMINERS,
     FUNCTION_WORDS,
+    LENGTH_MARKERS,
+    LENGTH_UNITS,
     NUMBER_WORDS,
     QUALIFIER_FILLERS,
     QUALIFIER_IDIOMS,
@@ -35,7 +46,7 @@ from cachefleet_node.core.guards.vocabulary import (
 )
 from cachefleet_node.core.lexicon import are_synonyms, is_word, lemmas
 
-__all__ = ["qualifier_added", "short_form", "slot_refilled"]
+__all__ = ["qualifier_added", "shape_added", "short_form", "slot_refilled"]
 
 _SLOT_WORDS = 4  # words a refilled stretch may have on either side
 _SLOT_REACH = 2  # shared words (a determiner, a modifier) between the preposition and it
@@ -159,3 +170,54 @@ def qualifier_added(a: TextFeatures, b: TextFeatures) -> bool:
     return extra[0] in QUALIFIER_OPENERS and any(
         word not in FUNCTION_WORDS and word not in QUALIFIER_FILLERS for word in extra[1:]
     )
+
+
+def shape_added(a: TextFeatures, b: TextFeatures) -> bool:
+    """One text sets how the answer is shaped — the reader's level, its length, register or
+    format — where the other does not touch that dimension at all."""
+    mine, theirs = _shapes(_tokens(a)), _shapes(_tokens(b))
+    return any(
+        (left == _SETS and right == _UNTOUCHED) or (right == _SETS and left == _UNTOUCHED)
+        for left, right in zip(mine, theirs, strict=True)
+    )
+
+
+_UNTOUCHED, _HINTS, _SETS = range(3)
+_COUNT_LEADS = frozenset("a just only exactly".split())  # "in just a single sentence"
+
+
+@lru_cache(maxsize=4096)
+def _shapes(words: tuple[str, ...]) -> tuple[int, ...]:
+    """Per dimension of `ANSWER_SHAPES`: whether the words set it, only hint at it, or
+    leave it untouched."""
+    found = []
+    for index, (terms, hints) in enumerate(zip(ANSWER_SHAPES, ANSWER_SHAPE_HINTS, strict=True)):
+        sets = any(_holds(words, tuple(term.split())) for term in terms) or (
+            index == 1 and _length_counted(words)
+        )
+        hinted = any(_holds(words, tuple(term.split())) for term in hints)
+        found.append(_SETS if sets else _HINTS if hinted else _UNTOUCHED)
+    return tuple(found)
+
+
+def _length_counted(words: tuple[str, ...]) -> bool:
+    """A count of a length unit after a length marker ("in 3 sentences"), or as a modifier
+    in the singular, before the noun it measures ("a 1 page timeline"; not "1 line per
+    commit")."""
+    for at, (count, unit) in enumerate(itertools.pairwise(words)):
+        if unit not in LENGTH_UNITS or not (count.isdigit() or count in {"one", "single"}):
+            continue
+        before = at - 1
+        while before >= 0 and words[before] in _COUNT_LEADS:
+            before -= 1
+        if before >= 0 and words[before] in LENGTH_MARKERS:
+            return True
+        after = words[at + 2] if at + 2 < len(words) else ""
+        if not unit.endswith("s") and after and after not in QUALIFIER_OPENERS | FUNCTION_WORDS:
+            return True
+    return False
+
+
+def _holds(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    size = len(phrase)
+    return any(words[at : at + size] == phrase for at in range(len(words) - size + 1))

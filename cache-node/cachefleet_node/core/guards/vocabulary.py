@@ -348,6 +348,48 @@ QUALIFIER_FILLERS = frozenset(
     "advance all ever really actually exactly easily simply properly correctly immediately "
     "them him us".split()
 )
+#: How an answer is to be shaped, by dimension: the reader's level, the length, the register
+#: and the format. A text that sets a dimension the other does not even touch asks for
+#: another answer ("summarize the plot" / "a detailed summary of the plot"). Phrases are
+#: matched on the words (number words as digits); a count of a length unit sets the length
+#: ("in 1 sentence", "a 1 page timeline", "in 500 words").
+ANSWER_SHAPES: tuple[frozenset[str], ...] = tuple(
+    frozenset(dimension.split(","))
+    for dimension in (
+        "eli5,layman,laymans,like im 5,year old,years old,year olds,yrs old",
+        "brief,briefly,concise,concisely,in a nutshell,in a few words,tldr,detailed,in detail,"
+        "in depth,thorough,thoroughly,comprehensive,comprehensively,exhaustive,at length,"
+        "deep dive,great detail",
+        "simple terms,simple words,simple language,plain language,plain english,plain terms,"
+        "nontechnical,technical detail,technical details,technical terms,rigorous,rigorously,"
+        "mathematically,formal,formally,informal,playful,lighthearted",
+        "as a table,table format,in table form,as json,json format,as csv,csv format,as yaml,"
+        "bullet points,bullet point,bulleted,numbered list,as a list,as markdown,ascii art,"
+        "as a diagram,as a chart",
+    )
+)
+#: Words that touch a dimension of `ANSWER_SHAPES` without setting it alone (too often
+#: meant otherwise: "a short time", "have you experienced", "casual games"); a text that
+#: has one is not told apart from a text that sets the dimension.
+ANSWER_SHAPE_HINTS: tuple[frozenset[str], ...] = tuple(
+    frozenset(dimension.split(","))
+    for dimension in (
+        "beginner,beginners,novice,novices,newbie,newbies,introductory,entry level,advanced,"
+        "expert,experts,experienced,seasoned,new,start,starting,teen,teenager,kid,kids,child,"
+        "children,student,students,intermediate,professional,professionals",
+        "short,shorter,long,longer,quick,quickly,gist,step by step",
+        "simple,simply,plain,casual,technical,technically,tone,funny,humorous,serious",
+        "table,json,csv,yaml,chart,diagram,markdown",
+    )
+)
+#: Units whose count sets an answer's length: "in 3 sentences", "under 500 words", or as a
+#: modifier in the singular ("a 1 page timeline", "a 300 word story").
+LENGTH_UNITS = frozenset(
+    "sentence sentences paragraph paragraphs page pages word words line lines bullet bullets "
+    "tweet tweets slide slides".split()
+)
+#: Words before a count of `LENGTH_UNITS` that make it the answer's length.
+LENGTH_MARKERS = frozenset("in under within about around than use using".split())
 #: Set phrases that add no condition when they are the whole addition ("who is your boss by
 #: the way", "where am i at the moment", "will my 401k roll over or not").
 QUALIFIER_IDIOMS = frozenset(
