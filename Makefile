@@ -13,7 +13,7 @@ export CACHEFLEET_EMBEDDING_MODEL_DIR
 # distribution, so they run with bench/ on the import path (pytest's `pythonpath` does the same).
 BENCH := PYTHONPATH=bench $(PY) -m cachefleet_bench
 
-.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
+.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-partitions bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
 
 ## List the targets with their `##` comments (every target has one).
 help:
@@ -111,11 +111,28 @@ bench-operator: venv k8s-bins
 bench-latency: venv
 	$(BENCH) latency
 
+## The embedding model as float16 weights for the GPU machine (`.gpu/minilm`, 44 MiB, checked
+## against the reference embeddings); then, there: bench/gpu/embed_throughput.py
+## (docs/benchmarks/gpu.md). Needs `onnx`, installed into a throwaway environment by uv.
+bench-gpu-prepare: venv
+	$(VENV)/bin/uv run -q --no-project --python $(PY) --with onnx==1.23.2 \
+	  --with numpy==2.4.6 --with tokenizers==0.23.3 python bench/gpu/prepare_model.py \
+	  --model-dir $${CACHEFLEET_EMBEDDING_MODEL_DIR:-../shared/models/all-MiniLM-L6-v2} --out .gpu/minilm
+
 ## Scale run: lookups, inserts, memory per entry and restart time against entries (10k, 50k;
-## --sizes for more), Cachefleet beside GPTCache and RedisVL on Redis Stack (installed at run
-## time into .cache/bench-peers); writes docs/benchmarks/scale.json and scale.png.
+## SIZES=10000,1000000 for others), Cachefleet beside GPTCache and RedisVL on Redis Stack
+## (installed at run time into .cache/bench-peers); SYSTEMS=cachefleet_durable: the Milvus
+## tier alone through its index build (1M rows: ~45 min here, not in CI). Merges its rows into
+## docs/benchmarks/scale.json; writes scale.png and scale-durable.png.
 bench-scale: venv system-deps
-	$(BENCH) scale
+	$(BENCH) scale $(if $(SIZES),--sizes $(SIZES)) $(if $(SYSTEMS),--systems $(SYSTEMS))
+
+## Many namespaces in Milvus: one collection with `namespace` as partition key (10k small
+## namespaces of 20 rows plus 4 of 10k rows) against one collection per namespace (100), each on
+## a fresh Milvus 2.3.5 server (installed at run time into .cache/bench-peers); writes
+## docs/benchmarks/partitions.json. Options: ARGS="--partitions 1000 --collections 50".
+bench-partitions: venv
+	$(BENCH) partitions $(ARGS)
 
 ## Fault run: redis-server, Milvus, the stub upstream and two nodes; 1,000 clients while Redis
 ## and Milvus are killed (-9), stopped and restarted and the upstream turns slow and broken;

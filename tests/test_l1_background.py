@@ -55,7 +55,8 @@ def test_searches_during_a_background_build_match_exact_search() -> None:
         held[f"v{i}"] = vector
     part = index._partitions["p"]
     assert index.building == 1  # started at 1,000 rows, off the caller's path
-    assert index.bytes_used == part.nbytes  # the graph under construction is charged
+    # The graph under construction is charged (and the rows' one facet, beside partitions).
+    assert index.bytes_used == part.nbytes + index._facets.nbytes
 
     # While it builds: add rows, remove rows (the matrix is copied, not written under the
     # build), and every search finds what exact search finds.
@@ -66,7 +67,7 @@ def test_searches_during_a_background_build_match_exact_search() -> None:
     for i, vector in enumerate(unit(rng, 300)):
         index.add("p", vector, meta(f"new{i}"))
         held[f"new{i}"] = vector
-    assert index.bytes_used == part.nbytes
+    assert index.bytes_used == part.nbytes + index._facets.nbytes
     during = 0
     for query in [held[f"new{i}"] for i in range(0, 300, 10)] + list(unit(rng, 40)):
         found = index.search("p", query, 4, NOW)
@@ -81,7 +82,7 @@ def test_searches_during_a_background_build_match_exact_search() -> None:
         time.sleep(0.05)
         index.search("p", held["v1"], 1, NOW)  # a use swaps the finished graph in
     assert part.graph is not None
-    assert index.bytes_used == part.nbytes
+    assert index.bytes_used == part.nbytes + index._facets.nbytes
     hits = 0
     queries = [held[f"new{i}"] for i in range(0, 300, 10)] + [
         held[f"v{i}"] for i in range(1_000, 1_090)
@@ -111,8 +112,8 @@ def test_cold_vectors_are_evicted_first_and_a_refill_stops_at_the_budget() -> No
     budget = MemoryBudget(BIG)
     index = SemanticIndex(DIM, None, budget)
     index.add("p", vectors[0], meta("used"))
-    assert index.add_cold(("p", vectors[i], meta(f"cold{i}")) for i in range(1, 51))
-    assert index.add_cold([("p", vectors[60], meta("used"))])  # held already: left as is
+    assert index.add_cold(["p"] * 50, vectors[1:51], [meta(f"cold{i}") for i in range(1, 51)])
+    assert index.add_cold(["p"], vectors[60:61], [meta("used")])  # held already: left as is
     assert len(index) == 51
     assert index.search("p", vectors[0], 1, NOW)[0].meta.entry_id == "used"
     # The budget shrinks: the cold vectors go first, the one in use stays.
@@ -122,11 +123,49 @@ def test_cold_vectors_are_evicted_first_and_a_refill_stops_at_the_budget() -> No
     assert "used" in {c.meta.entry_id for c in index.search("p", vectors[0], 60, NOW)}
     # A refill into a full budget adds what fits and evicts nothing.
     evictions, held = index.evictions, len(index)
-    fits = index.add_cold(("q", vectors[i], meta(f"late{i}")) for i in range(100, 200))
+    fits = index.add_cold(
+        ["q"] * 100, vectors[100:200], [meta(f"late{i}") for i in range(100, 200)]
+    )
     assert not fits
     assert index.evictions == evictions
     assert len(index) <= held + 100
     assert budget.used_bytes <= budget.max_bytes
+
+
+def test_a_bulk_refill_keeps_rows_in_order_and_never_grows_a_graph_in_place() -> None:
+    rng = np.random.default_rng(21)
+    vectors = unit(rng, 2_100)
+    ids = [f"r{i}" for i in range(2_000)]
+    partitions = ["big" if i % 4 else "small" for i in range(2_000)]
+    index = SemanticIndex(DIM, 1_900, MemoryBudget(BIG), hnsw_min_partition=1_000)
+    # One call: rows of two partitions, a repeated id (the first copy wins), past the bound.
+    assert not index.add_cold(
+        [*partitions[:1_000], "small", *partitions[1_000:]],
+        np.concatenate([vectors[:1_000], vectors[2_050:2_051], vectors[1_000:2_000]]),
+        [meta(i) for i in ids[:1_000]] + [meta("r3")] + [meta(i) for i in ids[1_000:]],
+    )
+    # The newest 1,900 rows (in the order given) are held, each in its own partition.
+    assert len(index) == 1_900
+    for i in (0, 3, 4, 999, 1_899):
+        found = index.search(partitions[i], vectors[i], 1, NOW)
+        assert found[0].meta.entry_id == ids[i]
+        assert found[0].similarity > 0.999
+    assert index.search("small", vectors[2_050], 1, NOW)[0].meta.entry_id != "r3"
+    assert all(c.meta.entry_id != "r1950" for c in index.search("big", vectors[1_950], 5, NOW))
+    # The big partition passed the graph's threshold: its graph builds in the background,
+    # rows added meanwhile are in its tail and found.
+    big = index._partitions["big"]
+    assert big.build is not None or big.graph is not None
+    index.max_entries = None
+    assert index.add_cold(["big"], vectors[2_060:2_061], [meta("late")])
+    assert "late" in big.tail
+    # The later a row came, the colder it is: a shrinking budget evicts the last one first.
+    index.budget.max_bytes = index.budget.used_bytes - 1
+    index.budget.reclaim()
+    assert index.evictions == 1
+    assert len(index) == 1_900
+    assert index.search("big", vectors[2_060], 1, NOW)[0].meta.entry_id != "late"
+    assert index.search("big", vectors[1_898], 1, NOW)[0].meta.entry_id == "r1898"
 
 
 def test_unset_bound_follows_the_budget_alone() -> None:

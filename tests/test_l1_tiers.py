@@ -397,7 +397,8 @@ def test_semantic_bytes_follow_what_the_partitions_hold() -> None:
         index.add(f"own-{i}", vector, meta(f"own{i}"))
     index.search("p", vectors[0], 1, NOW)  # builds a graph, which is charged too
     with_graph = index.bytes_used
-    assert with_graph == sum(part.nbytes for part in index._partitions.values())
+    held = sum(part.nbytes for part in index._partitions.values())
+    assert with_graph == held + index._facets.nbytes  # one facet: namespace, tenant, tags
     index.remove_where(lambda m: True)
     assert (len(index), index.bytes_used, index._partitions) == (0, 0, {})
 
@@ -413,7 +414,7 @@ def test_a_partition_of_one_vector_costs_about_one_vector_not_a_block() -> None:
     # Matrices grow geometrically and shrink back as rows leave.
     for i, vector in enumerate(unit(rng, 1000, dim)):
         index.add("shared", vector, meta(f"s{i}"))
-    assert index._partitions["shared"].vectors.capacity == 1024
+    assert 1_000 <= index._partitions["shared"].vectors.capacity <= 1_250
     index.remove_where(lambda m: m.entry_id.startswith("s") and m.entry_id != "s0")
     assert index._partitions["shared"].vectors.capacity <= 4
 

@@ -202,27 +202,33 @@ async def test_the_scan_reads_live_rows_newest_first_and_a_refill_stops_at_the_b
             assert time.monotonic() < deadline, "the inserted rows never became visible"
             await asyncio.sleep(0.2)
 
-        batches = [batch async for batch in store.scan_recent(time.time(), batch=16)]
-        read = [hit for batch in batches for hit in batch]
-        assert sorted(hit.entry_id for hit in read) == sorted(f"e{i}" for i in range(LIVE))
-        assert all(len(batch) <= 16 for batch in batches)
-        for newer, older in itertools.pairwise(batches):
-            assert min(h.created_at for h in newer) > max(h.created_at for h in older)
-        first = next(hit for hit in read if hit.entry_id == "e3")
-        assert (first.partition, first.tags, first.vector is not None) == (
-            "p",
-            ("billing", "eu"),
-            True,
-        )
-        assert first.expires_at is not None
-        assert first.expires_at > now
+        pages = [page async for page in store.scan_recent(time.time(), batch=16)]
+        read = [(page, i) for page in pages for i in range(len(page))]
+        assert sorted(page.entry_ids[i] for page, i in read) == sorted(f"e{i}" for i in range(LIVE))
+        assert all(len(page) <= 16 for page in pages)
+        for newer, older in itertools.pairwise(pages):
+            assert newer.created_at.min() > older.created_at.max()
+        # Each row's columns decoded as written (vector, partition, tags, times).
+        written = {row.entry.entry_id: row for row in stored_rows(now)}
+        for page, i in read:
+            entry = written[page.entry_ids[i]].entry
+            assert (page.namespaces[i], page.tenants[i], page.partitions[i], page.tags[i]) == (
+                entry.namespace,
+                entry.tenant,
+                entry.partition,
+                entry.tags,
+            )
+            assert abs(page.created_at[i] - entry.created_at) < 1e-3
+            assert abs(page.expires_at[i] - entry.expires_at) < 1e-3
+            assert np.array_equal(page.vectors[i], written[page.entry_ids[i]].vector)
+        page, i = next((page, i) for page, i in read if page.entry_ids[i] == "e3")
+        assert (page.partitions[i], page.tags[i]) == ("p", ("billing", "eu"))
+        probe = page.vectors[i]
 
         roomy = SemanticIndex(DIM, None, MemoryBudget(1 << 40))
         result = await refill(roomy, store)
         assert result is not None
         assert (result.rows, result.read, result.full, len(roomy)) == (LIVE, LIVE, False, LIVE)
-        probe = first.vector
-        assert probe is not None
         held = roomy.search("p", probe, 1, time.time())
         assert held[0].meta.entry_id == "e3"
         assert held[0].meta.prompt is None  # judged on the stored entry's prompt
@@ -233,6 +239,8 @@ async def test_the_scan_reads_live_rows_newest_first_and_a_refill_stops_at_the_b
         assert result is not None
         assert result.full
         assert 0 < len(tight) < LIVE
+        kept = tight.similar_where(probe, -1.0, lambda _: True)
+        assert {c.meta.entry_id for c in kept} == {f"e{i}" for i in range(len(tight))}  # newest
         assert tight.evictions == 0
         assert budget.used_bytes <= budget.max_bytes
     finally:

@@ -89,3 +89,42 @@ def test_ratios_compare_peers_to_cachefleet_at_each_size() -> None:
     row = scale.ratios(systems, [10])["10"]
     assert row["redisvl/cachefleet_inprocess:semantic_lookup_p50"] == 4.0
     assert row["cachefleet_inprocess/redisvl:insert_rate"] == 2.0
+
+
+def test_merge_keeps_the_rows_a_run_did_not_measure_again() -> None:
+    earlier = {
+        "runs": ["run 1: every system"],
+        "sizes": [10, 20],
+        "systems": {
+            "redisvl": {"results": {"10": {"old": 1}, "20": {"old": 2}}, "not_run": {}},
+            "cachefleet_durable": {"results": {"10": {"old": 3}}, "not_run": {}},
+        },
+    }
+    now = {
+        "sizes": [10],
+        "machine": "this one",
+        "systems": {"cachefleet_durable": {"results": {"10": {"new": 4}}, "not_run": {}}},
+    }
+    report = scale.merged(earlier, now)
+    assert report["systems"]["cachefleet_durable"]["results"] == {"10": {"new": 4}}
+    assert report["systems"]["redisvl"]["results"] == {"10": {"old": 1}, "20": {"old": 2}}
+    assert report["sizes"] == [10, 20]
+    assert (report["runs"], report["machine"]) == (["run 1: every system"], "this one")
+
+
+def test_durable_timeline_counts_searches_past_the_deadline_per_bucket() -> None:
+    samples = [
+        scale._Sample(1.0, 120.0, False),
+        scale._Sample(2.0, 3.0, True),
+        scale._Sample(12.0, 2.0, True, None),
+        scale._Sample(13.0, 60.0, True, "DEADLINE_EXCEEDED"),
+    ]
+    states = [
+        {"at_s": 0.0, "indexed_rows": 0, "total_rows": 100},
+        {"at_s": 11.0, "indexed_rows": 100, "total_rows": 100},
+    ]
+    first, second = scale._timeline(samples, states, deadline_ms=50.0)
+    assert (first["from_s"], first["searches"], first["past_deadline"]) == (0.0, 2, 1)
+    assert (first["own_row_first"], first["indexed_rows"]) == (0.5, 0)
+    assert (second["past_deadline"], second["errors"], second["indexed_rows"]) == (1, 1, 100)
+    assert second["max_ms"] == 60.0

@@ -6,7 +6,16 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cachefleet_bench import chaos, latency, lexicon, memory, quality, scale, train_verifier
+from cachefleet_bench import (
+    chaos,
+    latency,
+    lexicon,
+    memory,
+    partitions,
+    quality,
+    scale,
+    train_verifier,
+)
 
 __all__ = ["main"]
 
@@ -41,6 +50,11 @@ COMMANDS: dict[str, Command] = {
         "how lookups, inserts, memory and restarts grow with entries, beside GPTCache and RedisVL",
         scale.add_arguments,
         scale.main,
+    ),
+    "partitions": (
+        "many namespaces in Milvus: one collection with a partition key, or one per namespace",
+        partitions.add_arguments,
+        partitions.main,
     ),
     "lexicon": (
         "build (or --check) the verifier's WordNet lexicon",

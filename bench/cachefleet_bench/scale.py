@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import multiprocessing
@@ -55,6 +56,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from pymilvus import MilvusClient
 
 from cachefleet_bench.datasets import default_data_dir, load_qqp
 from cachefleet_bench.peers import GptCachePeer
@@ -72,7 +74,9 @@ from cachefleet_node.tiers.vector_tier import VectorQuery
 
 __all__ = ["SYSTEMS", "Corpus", "add_arguments", "fit_law", "main"]
 
-SYSTEMS = ("cachefleet_inprocess", "cachefleet_server", "gptcache", "redisvl")
+SYSTEMS = ("cachefleet_inprocess", "cachefleet_server", "gptcache", "redisvl", "cachefleet_durable")
+# run unless `--systems` names them: the durable tier alone is for large sizes (1M: ~45 min here)
+DEFAULT_SYSTEMS = SYSTEMS[:4]
 NAMESPACE, TENANT, MODEL, PARTITION = "bench", "acme", "gpt-4o-mini", "p0"
 NOW = time.time()
 TTL_S = 30 * 86_400
@@ -336,8 +340,54 @@ def redis_stack(libssl_dir: Path) -> tuple[str, tuple[str, ...], dict[str, str]]
 
 @contextmanager
 def milvus_server(data_dir: Path) -> Iterator[Any]:
-    """A Milvus standalone server (PyPI `milvus`) on free ports, stopped on exit."""
-    server = peer_module("milvus").MilvusServer(data_dir=str(data_dir))
+    """A Milvus standalone server (PyPI `milvus`) on free ports, stopped on exit.
+
+    The package picks free ports for Milvus itself, but its embedded etcd listens on
+    2379/2380 whatever the config says: a second server on the machine (another run, a
+    test) fails to start. The etcd ports are set here through an embedded-etcd config file
+    (`etcd.config.path`), in a copy of the package's config template; a restart on the same
+    `data_dir` keeps them (etcd keeps its member's URLs in its data).
+    """
+    milvus = peer_module("milvus")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ports = data_dir / "etcd-ports.json"
+    if not ports.exists():
+        ports.write_text(json.dumps([free_port(), free_port()]))
+    peer_port, client_port = json.loads(ports.read_text())
+    etcd = data_dir / "embed-etcd.yaml"
+    etcd.write_text(
+        "".join(
+            f"{key}: http://127.0.0.1:{port}\n"
+            for key, port in (
+                ("listen-peer-urls", peer_port),
+                ("initial-advertise-peer-urls", peer_port),
+                ("listen-client-urls", client_port),
+                ("advertise-client-urls", client_port),
+            )
+        )
+        + f"initial-cluster: default=http://127.0.0.1:{peer_port}\n"
+    )
+    package = Path(milvus.__file__).parent / "data"
+    anchor = "  data:\n    dir: {{ etcd_data_dir }}\n"
+    text = (package / "config.yaml.template").read_text()
+    if anchor not in text:
+        raise RuntimeError("the milvus package's config template has no etcd data dir entry")
+    template = data_dir / "milvus.yaml.template"
+    template.write_text(text.replace(anchor, f"{anchor}  config:\n    path: {etcd}\n", 1))
+    config = milvus.MilvusServerConfig(
+        template=str(template), data_dir=str(data_dir / "server"), etcd_port=client_port
+    )
+    config.glog_conf_file = str(package / "glog.conf")  # set only with the default template
+    # the package takes the first free port from fixed starts (53100, 19530, ...): two servers
+    # starting at once take the same one; ephemeral ports make that unlikely
+    config.update(
+        **{
+            key: free_port()
+            for key in config.configurable_items
+            if key.endswith("_port") and key != "etcd_port"
+        }
+    )
+    server = milvus.MilvusServer(config)
     server.start()
     try:
         yield server
@@ -669,6 +719,257 @@ async def _run_server(job: Job, corpus: Corpus, model: OnnxModel, work: Path) ->
     }
 
 
+# --- the durable tier alone at large sizes (cachefleet_durable) ---
+
+DURABLE_WATCH_S = 1_800.0  # longest watch of the index build after the load
+DURABLE_SETTLE_S = 30.0  # searched on once the index caught up, before the steady state
+DURABLE_POLL_S = 2.0  # between reads of the index build's progress
+DURABLE_SEARCH_GAP_S = 0.05  # pause between timeline searches (one at a time, ~20/s at most)
+TIMELINE_BUCKET_S = 10.0
+RECALL_SAMPLE = 300  # queries checked against an exact search of every stored vector
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS of a process and its descendants, from /proc (not the server's own counters)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += _pid_rss(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            todo += [int(child) for child in (task / "children").read_text().split()]
+    return total
+
+
+def _disk_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (files may vanish while the server compacts)."""
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total
+
+
+def _index_state(admin: Any, collection: str) -> dict[str, int]:
+    """Rows the vector index covers, rows waiting for it, rows it should cover (blocking)."""
+    info = admin.describe_index(collection, "vector", timeout=10)
+    return {k: int(info.get(k, 0)) for k in ("total_rows", "indexed_rows", "pending_index_rows")}
+
+
+@dataclass
+class _Sample:
+    at_s: float  # since the end of the load
+    ms: float
+    own_row_first: bool
+    error: str | None = None
+
+
+async def _timed_search(
+    vectors: MilvusVectorStore, stored: Vectors, row: int, zero: float
+) -> _Sample:
+    """One `nearest` for stored row `row`, awaited to its end (not cut at the deadline)."""
+    started = time.monotonic()
+    try:
+        hits = await vectors.nearest(_query(stored[row]))
+    except Exception as exc:
+        ms = (time.monotonic() - started) * 1000
+        return _Sample(round(started - zero, 2), ms, False, f"{type(exc).__name__}: {exc}"[:200])
+    ms = (time.monotonic() - started) * 1000
+    own = bool(hits) and hits[0].entry_id == f"{row:064x}"
+    return _Sample(round(started - zero, 2), ms, own)
+
+
+async def _watch_index(
+    vectors: MilvusVectorStore, admin: Any, stored: Vectors, job: Job, zero: float
+) -> tuple[list[_Sample], list[dict[str, Any]], float | None]:
+    """Search stored vectors one at a time from the end of the load until the index caught
+    up (every flushed row indexed, none pending) plus `DURABLE_SETTLE_S`, or until
+    `DURABLE_WATCH_S`: the samples, the index states read, seconds to caught up (or None)."""
+    rng = np.random.default_rng(7)
+    samples: list[_Sample] = []
+    states: list[dict[str, Any]] = []
+    caught_up: float | None = None
+    next_poll = 0.0
+    while (now := time.monotonic() - zero) < DURABLE_WATCH_S:
+        if caught_up is not None and now > caught_up + DURABLE_SETTLE_S:
+            break
+        if now >= next_poll:
+            next_poll = now + DURABLE_POLL_S
+            try:
+                state: dict[str, Any] = await asyncio.to_thread(
+                    _index_state, admin, vectors.collection
+                )
+            except Exception as exc:
+                state = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+            state["at_s"] = round(now, 1)
+            state["load_average_1m"] = round(os.getloadavg()[0], 2)
+            states.append(state)
+            if (
+                caught_up is None
+                and state.get("pending_index_rows") == 0
+                and state.get("total_rows", 0) >= job.size // 2
+                and state.get("indexed_rows") == state.get("total_rows")
+            ):
+                caught_up = now
+                _progress(job.system, job.size, f"index caught up {now:.0f} s after the load")
+        samples.append(await _timed_search(vectors, stored, int(rng.integers(job.size)), zero))
+        await asyncio.sleep(DURABLE_SEARCH_GAP_S)
+    return samples, states, caught_up
+
+
+def _timeline(
+    samples: list[_Sample], states: list[dict[str, Any]], deadline_ms: float
+) -> list[dict[str, Any]]:
+    """Per `TIMELINE_BUCKET_S` since the load: search p50/p99/max, searches past the
+    deadline, share finding their own row, the index's progress at the bucket's end."""
+    buckets: dict[int, list[_Sample]] = {}
+    for sample in samples:
+        buckets.setdefault(int(sample.at_s // TIMELINE_BUCKET_S), []).append(sample)
+    rows = []
+    for key in sorted(buckets):
+        group = buckets[key]
+        ms = np.asarray([s.ms for s in group])
+        end = (key + 1) * TIMELINE_BUCKET_S
+        state = next((s for s in reversed(states) if s["at_s"] <= end), states[0] if states else {})
+        rows.append(
+            {
+                "from_s": key * TIMELINE_BUCKET_S,
+                "searches": len(group),
+                "p50_ms": round(float(np.percentile(ms, 50)), 2),
+                "p99_ms": round(float(np.percentile(ms, 99)), 2),
+                "max_ms": round(float(ms.max()), 2),
+                "past_deadline": int((ms > deadline_ms).sum()),
+                "errors": sum(s.error is not None for s in group),
+                "own_row_first": round(sum(s.own_row_first for s in group) / len(group), 3),
+                "indexed_rows": state.get("indexed_rows"),
+                "total_rows": state.get("total_rows"),
+                "load_average_1m": state.get("load_average_1m"),
+            }
+        )
+    return rows
+
+
+async def _recall_against_exact(
+    vectors: MilvusVectorStore, stored: Vectors, queries: Vectors
+) -> dict[str, Any]:
+    """Top-1 of `nearest` against an exact inner-product search of every stored vector."""
+    same, missing = 0, 0
+    for start in range(0, len(queries), 50):
+        block = queries[start : start + 50]
+        exact = np.argmax(stored @ block.T, axis=0)
+        for query, best in zip(block, exact, strict=True):
+            hits = await vectors.nearest(_query(query))
+            missing += not hits
+            same += bool(hits) and hits[0].entry_id == f"{int(best):064x}"
+    return {
+        "queries": len(queries),
+        "top1_recall": round(same / len(queries), 4),
+        "no_hit": missing,
+    }
+
+
+async def _run_durable(job: Job, corpus: Corpus, work: Path) -> dict[str, Any]:
+    """The durable semantic tier alone: `size` rows through the node's write path, then its
+    searches from the end of the load through the index build, and once it caught up."""
+    from cachefleet_contract.config import DeadlinesConfig
+
+    deadline_ms = DeadlinesConfig().milvus_ms
+    size, stored, queries = job.size, corpus.vectors["stored"], corpus.vectors["queries"]
+    with milvus_server(work / "milvus") as milvus:
+        pid, data = milvus.server_proc.pid, work / "milvus"
+        uri = f"http://127.0.0.1:{milvus.listen_port}"
+        memory = {"server_start": _tree_rss(pid)}
+        disk = {"server_start": _disk_bytes(data)}
+        vectors = MilvusVectorStore(uri, None, "scale", stored.shape[1])
+        await vectors.connect()
+        admin = MilvusClient(uri=uri, timeout=10)
+        index = await asyncio.to_thread(admin.describe_index, vectors.collection, "vector")
+        memory["empty_collection"] = _tree_rss(pid)
+        started = time.perf_counter()
+        for start in range(0, size, CHUNK):
+            end = min(start + CHUNK, size)
+            await vectors.insert(
+                [VectorRow(_entry(i, corpus.stored[i]), stored[i]) for i in range(start, end)]
+            )
+            if (start // CHUNK) % 100 == 0:
+                _progress(job.system, size, f"loaded {end}")
+        bulk_s = time.perf_counter() - started
+        zero = time.monotonic()
+        memory["after_load"], disk["after_load"] = _tree_rss(pid), _disk_bytes(data)
+        _progress(job.system, size, f"loaded in {bulk_s:.0f} s; searching while it indexes")
+        samples, states, caught_up = await _watch_index(vectors, admin, stored, job, zero)
+        memory["index_caught_up"], disk["index_caught_up"] = _tree_rss(pid), _disk_bytes(data)
+        q = len(queries)
+        rng = np.random.default_rng(11)
+        rows = rng.integers(size, size=job.lookups)
+        lookups = {
+            "milvus_semantic": await _atime_each(
+                lambda i: vectors.nearest(_query(queries[i % q])), job.lookups
+            ),
+            "milvus_stored_vector": await _atime_each(
+                lambda i: vectors.nearest(_query(stored[int(rows[i])])), job.lookups
+            ),
+        }
+        recall = await _recall_against_exact(vectors, stored, queries[:RECALL_SAMPLE])
+        own = rng.integers(size, size=RECALL_SAMPLE)
+        own_first = [await _timed_search(vectors, stored, int(r), zero) for r in own]
+        memory["end"], disk["end"] = _tree_rss(pid), _disk_bytes(data)
+        await vectors.close()
+        admin.close()
+    during = [s for s in samples if caught_up is None or s.at_s < caught_up]
+    timeline = _timeline(samples, states, deadline_ms)
+    worst = max(timeline, key=lambda row: row["p50_ms"], default=None)
+    return {
+        "bulk_load_entries_per_s": _rate(size, bulk_s),
+        "bulk_load_s": round(bulk_s, 1),
+        "bulk_load_note": (
+            f"MilvusVectorStore.insert, {CHUNK} rows a call (the node's write path: a delete "
+            "by id then an insert), one call at a time"
+        ),
+        "insert_entries_per_s": None,
+        "index": {k: v for k, v in index.items() if k in ("index_type", "metric_type")},
+        "search_params": {"metric_type": "IP"},
+        "deadline_ms": deadline_ms,
+        "index_caught_up_s": _seconds(caught_up),
+        "index_caught_up_note": (
+            "seconds from the end of the load until describe_index counted every flushed row "
+            f"indexed and none pending (null: not within {DURABLE_WATCH_S:.0f} s)"
+        ),
+        "during_build": {
+            "searches": len(during),
+            "past_deadline": sum(s.ms > deadline_ms for s in during),
+            "errors": sum(s.error is not None for s in during),
+            "own_row_first": round(sum(s.own_row_first for s in during) / max(len(during), 1), 3),
+            "worst_bucket_p50_ms": None if worst is None else worst["p50_ms"],
+            "max_ms": round(max((s.ms for s in during), default=0.0), 2),
+        },
+        "timeline": timeline,
+        "timeline_note": (
+            f"stored vectors searched one at a time (nearest, the node's filter), from the end "
+            f"of the load, in {TIMELINE_BUCKET_S:.0f} s buckets; past_deadline counts searches "
+            f"slower than the node's Milvus deadline ({deadline_ms:.0f} ms)"
+        ),
+        "index_states": states[:: max(len(states) // 60, 1)],
+        "lookups": lookups,
+        "lookups_note": (
+            "once the index caught up: Quora paraphrases (milvus_semantic) and random stored "
+            "vectors, one at a time; the Redis read of a hit adds ~0.1 ms (cachefleet_server)"
+        ),
+        "top1_against_exact": recall,
+        "own_row_first": round(sum(s.own_row_first for s in own_first) / len(own_first), 4),
+        "milvus_rss_bytes": memory,
+        "memory": {
+            "milvus_rss_bytes_per_entry": round(
+                (memory["end"] - memory["empty_collection"]) / size
+            ),
+            "total_bytes_per_entry": round((memory["end"] - memory["empty_collection"]) / size),
+        },
+        "memory_note": "RSS of the Milvus server process tree from /proc, at each stage",
+        "disk_bytes": disk,
+        "disk_bytes_per_entry": round((disk["end"] - disk["server_start"]) / size),
+    }
+
+
 def _run_gptcache(job: Job, corpus: Corpus, model: OnnxModel) -> dict[str, Any]:
     size, q = job.size, len(corpus.queries)
     texts = corpus.stored + corpus.queries + corpus.inserts
@@ -785,6 +1086,8 @@ def run_job(job: Job) -> dict[str, Any]:
             result = _run_inprocess(job, corpus, model)
         elif job.system == "cachefleet_server":
             result = asyncio.run(_run_server(job, corpus, model, work))
+        elif job.system == "cachefleet_durable":
+            result = asyncio.run(_run_durable(job, corpus, work))
         elif job.system == "gptcache":
             result = _run_gptcache(job, corpus, model)
         else:
@@ -917,6 +1220,7 @@ _PLOTTED = {
     "cachefleet_server": ("durable_semantic_hit", "redis_exact", "durable_semantic_with_embedding"),
     "gptcache": ("semantic", "stored_prompt", "semantic_with_embedding"),
     "redisvl": ("semantic", "stored_prompt", "semantic_with_embedding"),
+    "cachefleet_durable": ("milvus_semantic",),
 }
 
 
@@ -928,13 +1232,14 @@ def _plot(report: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     systems = report["systems"]
-    colors = dict(zip(SYSTEMS, ("tab:blue", "tab:green", "tab:orange", "tab:red"), strict=True))
+    palette = ("tab:blue", "tab:green", "tab:orange", "tab:red", "tab:purple")
+    colors = dict(zip(SYSTEMS, palette, strict=True))
     figure, axes = plt.subplots(2, 2, figsize=(14, 10))
     for axis, quantile in zip(axes[0], ("p50_ms", "p99_ms"), strict=True):
         for system, names in _PLOTTED.items():
             results = systems.get(system, {}).get("results", {})
             sizes = sorted(int(s) for s in results)
-            for name, style in zip(names, ("-", "--", ":"), strict=True):
+            for name, style in zip(names, ("-", "--", ":"), strict=False):
                 values = [results[str(s)]["lookups"][name][quantile] for s in sizes]
                 if sizes:
                     axis.plot(
@@ -955,8 +1260,9 @@ def _plot(report: dict[str, Any], out: Path) -> None:
             continue
         rows = [results[str(s)] for s in sizes]
         color = colors[system]
-        inserts = [r["insert_entries_per_s"] for r in rows]
-        axes[1][0].plot(sizes, inserts, marker="o", color=color, label=system)
+        inserts = [(s, r["insert_entries_per_s"]) for s, r in zip(sizes, rows, strict=True)]
+        if measured := [(s, v) for s, v in inserts if v is not None]:
+            axes[1][0].plot(*zip(*measured, strict=True), marker="o", color=color, label=system)
         memory = [
             r["memory"].get("total_bytes_per_entry") or r["memory"].get("rss_bytes_per_entry")
             for r in rows
@@ -978,6 +1284,48 @@ def _plot(report: dict[str, Any], out: Path) -> None:
     plt.close(figure)
 
 
+def _plot_durable(report: dict[str, Any], out: Path) -> None:
+    """`scale-durable.png`: the durable tier's search latency from the end of its bulk load,
+    through the index build, per size measured (`cachefleet_durable`)."""
+    results = report["systems"].get("cachefleet_durable", {}).get("results", {})
+    if not results:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(results), 1, figsize=(12, 4 * len(results)), squeeze=False)
+    for axis, size in zip(axes[:, 0], sorted(results, key=int), strict=True):
+        result = results[size]
+        rows = result["timeline"]
+        at = [row["from_s"] for row in rows]
+        for name, style in (("p50_ms", "-"), ("p99_ms", "--"), ("max_ms", ":")):
+            axis.plot(at, [row[name] for row in rows], style, label=f"search {name[:-3]}")
+        axis.axhline(result["deadline_ms"], color="tab:red", label="node's Milvus deadline")
+        if result["index_caught_up_s"] is not None:
+            axis.axvline(result["index_caught_up_s"], color="grey", label="index caught up")
+        axis.set_yscale("log")
+        axis.set_xlabel("seconds since the end of the bulk load")
+        axis.set_ylabel("ms (10 s buckets)")
+        axis.set_title(f"{int(size):,} rows: MilvusVectorStore.nearest while Milvus indexes")
+        indexed = axis.twinx()
+        indexed.plot(
+            at,
+            [(row["indexed_rows"] or 0) / int(size) for row in rows],
+            color="tab:green",
+            alpha=0.5,
+            label="indexed share",
+        )
+        indexed.set_ylim(0, 1.05)
+        indexed.set_ylabel("share of rows indexed")
+        axis.legend(fontsize=8, loc="upper right")
+        axis.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "scale-durable.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
 # --- command line ---
 
 
@@ -986,7 +1334,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes", default="10000,50000", help="entries, comma-separated (100000,1000000 run too)"
     )
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument(
+        "--systems", default=",".join(DEFAULT_SYSTEMS), help=f"of {','.join(SYSTEMS)}"
+    )
     parser.add_argument("--lookups", type=int, default=200, help="timed lookups per tier")
     parser.add_argument(
         "--embedded-lookups", type=int, default=50, help="timed lookups with the embedding"
@@ -1022,7 +1372,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     peers_dir = Path(args.peers_dir).resolve()
-    needs_peers = {"cachefleet_server", "redisvl"} & set(systems)
+    needs_peers = {"cachefleet_server", "cachefleet_durable", "redisvl"} & set(systems)
     install_error = install_peers(peers_dir) if needs_peers else None
     if install_error:
         print(install_error, flush=True)
@@ -1090,14 +1440,33 @@ def main(args: argparse.Namespace) -> int:
                 result["seconds"] = round(time.monotonic() - started, 1)
                 block["results"][str(size)] = result
                 print(f"  {_summary(result)}", flush=True)
-    report["laws"] = laws(report["systems"], sizes)
-    report["ratios"] = ratios(report["systems"], sizes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "scale.json").exists():
+        report = merged(json.loads((out / "scale.json").read_text()), report)
+    report["laws"] = laws(report["systems"], report["sizes"])
+    report["ratios"] = ratios(report["systems"], report["sizes"])
     (out / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot(report, out)
-    print(f"wrote {out / 'scale.json'} and scale.png")
+    _plot_durable(report, out)
+    print(f"wrote {out / 'scale.json'}, scale.png and scale-durable.png")
     return 0
+
+
+def merged(previous: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """`report` with the (system, size) results of an earlier `scale.json` that it did not
+    measure again, and the earlier file's notes (keys this run does not write); each result
+    keeps its own load average."""
+    systems = report["systems"]
+    for system, block in previous.get("systems", {}).items():
+        mine = systems.setdefault(system, {"results": {}, "not_run": {}})
+        measured = set(mine["results"]) | set(mine["not_run"])
+        for kind in ("results", "not_run"):
+            for size, value in block.get(kind, {}).items():
+                if size not in measured:
+                    mine[kind][size] = value
+    sizes = {int(size) for block in systems.values() for size in block["results"]}
+    return {**previous, **report, "sizes": sorted(sizes | set(report["sizes"]))}
 
 
 def _summary(result: dict[str, Any]) -> str:

@@ -17,12 +17,13 @@ import contextlib
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from cachefleet_node.engine import CacheEngine
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
-from cachefleet_node.tiers.milvus_store import MilvusVectorStore
-from cachefleet_node.tiers.vector_tier import VectorHit
+from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorPage
 
 __all__ = ["RefillResult", "refill", "refill_forever"]
 
@@ -31,7 +32,7 @@ log = structlog.get_logger(__name__)
 PROGRESS_LOG_S = 2.0
 IDLE_S = 1.0  # how often a refill waits for a cleared L1 or a reachable durable tier
 RETRY_S = 5.0  # pause after a failed refill
-YIELD_ROWS = 512  # rows added between two turns of the event loop
+YIELD_ROWS = 512  # rows added between two turns of the event loop (a few ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,24 +58,25 @@ async def refill(index: SemanticIndex, vectors: MilvusVectorStore) -> RefillResu
     full = False
     last_log = started
     log.info("l1_refill_started", collection=vectors.collection, held=len(index))
-    async with contextlib.aclosing(vectors.scan_recent(time.time())) as batches:
-        async for batch in batches:
-            now = time.time()
-            for start in range(0, len(batch), YIELD_ROWS):
+    async with contextlib.aclosing(vectors.scan_recent(time.time())) as pages:
+        async for page in pages:
+            live = np.flatnonzero(page.expires_at > time.time())
+            for start in range(0, len(live), YIELD_ROWS):
                 if index.generation != generation:
                     log.info("l1_refill_restarted", reason="l1-cleared", rows=added)
                     return None
+                rows = live[start : start + YIELD_ROWS]
                 held = len(index)
                 full = not index.add_cold(
-                    (hit.partition, hit.vector, _meta(hit))
-                    for hit in batch[start : start + YIELD_ROWS]
-                    if hit.vector is not None and (hit.expires_at or 0.0) > now
+                    [page.partitions[i] for i in rows.tolist()],
+                    page.vectors[rows],
+                    _metas(page, rows),
                 )
                 added += len(index) - held
                 if full:
                     break
                 await asyncio.sleep(0)
-            read += len(batch)
+            read += len(page)
             if full:
                 break
             if time.monotonic() - last_log >= PROGRESS_LOG_S:
@@ -126,13 +128,21 @@ async def refill_forever(engine: CacheEngine) -> None:
             refilled = (index, index.generation)
 
 
-def _meta(hit: VectorHit) -> VectorMeta:
-    return VectorMeta(
-        entry_id=hit.entry_id,
-        namespace=hit.namespace,
-        tenant=hit.tenant,
-        prompt=None,
-        created_at=hit.created_at,
-        expires_at=hit.expires_at or 0.0,
-        tags=hit.tags,
-    )
+def _metas(page: VectorPage, rows: npt.NDArray[np.intp]) -> list[VectorMeta]:
+    return [
+        VectorMeta(
+            entry_id=page.entry_ids[i],
+            namespace=page.namespaces[i],
+            tenant=page.tenants[i],
+            prompt=None,
+            created_at=created_at,
+            expires_at=expires_at,
+            tags=page.tags[i],
+        )
+        for i, created_at, expires_at in zip(
+            rows.tolist(),
+            page.created_at[rows].tolist(),
+            page.expires_at[rows].tolist(),
+            strict=True,
+        )
+    ]

@@ -19,11 +19,14 @@ is being built form the partition's tail, searched exactly beside the graph unti
 build, so no search misses a row. Deleted rows are tombstoned in the graph, which is rebuilt
 (in the background again) when tombstones and tail pile up.
 
-A partition's matrix starts at one row and grows (and shrinks) geometrically, so a partition
-of one vector costs one vector, not a block. Every byte a partition holds (matrix capacity,
-metadata, its graph and the one being built) is charged to the shared `MemoryBudget`, which
-evicts the least recently used items across the in-process tiers; an optional bound on the
-number of vectors applies too.
+A partition's matrix starts at one row and grows (doubling while small, then by a quarter) and
+shrinks geometrically, so a partition of one vector costs one vector, not a block. Metadata
+is columnar: a record per row (LRU stamp, times, facet, graph label) beside the matrix, ids and
+prompts in lists, namespace/tenant/tags interned per index (`_Facets`), one id -> row map for
+all partitions; `VectorMeta` objects are made only for results. Every byte a partition
+holds (matrix capacity, metadata, its graph and the one being built) is charged to the
+shared `MemoryBudget`, which evicts the least recently used items across the in-process
+tiers; an optional bound on the number of vectors applies too.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ import ctypes
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from threading import Event
+from typing import TypeVar
 
 import faiss
 import numpy as np
@@ -48,16 +52,31 @@ from cachefleet_node.tiers.vector_tier import Vector, VectorHit, VectorQuery
 
 __all__ = ["SemanticCandidate", "SemanticIndex", "VectorMeta"]
 
+T = TypeVar("T")
+
 log = structlog.get_logger(__name__)
 
-# Bookkeeping bytes beside a vector's row and strings: the VectorMeta object and its two
-# floats (~145 B), its slots in `metas`, `rows` and the index's LRU, allocator rounding
-# (~210 B); measured by RSS.
-META_OVERHEAD_BYTES = 360
-# A partition's fixed cost: the object, its dicts and lists, the matrix's header (and faiss
-# index past `_NUMPY_ROWS`), its namespace and tenant strings (shared by its metadata), its
-# dict slot.
-PARTITION_OVERHEAD_BYTES = 1_200
+# What a row keeps beside its vector, in one numpy record per row: its LRU stamp, creation and
+# expiry times, the number of its facet (namespace, tenant, tags: `_Facets`) and its graph label.
+_COLUMNS = np.dtype(
+    [
+        ("tick", np.int64),
+        ("created", np.float64),
+        ("expires", np.float64),
+        ("facet", np.int32),
+        ("label", np.int32),  # its node in the partition's graph (-1: none, in the tail)
+    ]
+)
+_Record = tuple[int, float, float, int, int]  # a row of `_COLUMNS`, as Python values
+# Bookkeeping bytes per row beside its vector, record and strings: its slots in the
+# partition's `ids` and `prompts` lists, its entries in the index's row map (and its row
+# number) and LRU, allocator rounding; measured by RSS.
+ROW_OVERHEAD_BYTES = 200
+# A partition's fixed cost: the object, its lists, the headers of its matrix and records (and
+# faiss index past `_NUMPY_ROWS`), its key and dict slot.
+PARTITION_OVERHEAD_BYTES = 800
+# A facet's fixed cost: its tuple, dict entry, list slots; its strings are counted beside.
+FACET_OVERHEAD_BYTES = 250
 VECTOR_ITEM_BYTES = 2  # float16 rows
 # Matrices up to this many rows are plain numpy (searched by upcasting: no faiss object to
 # pay for in the many partitions of one vector); larger ones live in a faiss index.
@@ -75,9 +94,8 @@ TRAIN_ROWS = 4_096  # rows a graph's quantizer learns each dimension's range fro
 _GRAPH_CODE = faiss.ScalarQuantizer.QT_4bit
 _GRAPH_CODE_BITS = 4
 # Per graph node beside its code: level-0 links (2 x M int32), upper levels, offsets
-# and the slack of faiss's growing arrays (~410 B measured by RSS), its label's list slot and
-# dict entry (~90 B).
-_GRAPH_NODE_BYTES = 2 * HNSW_LINKS * 4 + 250
+# and the slack of faiss's growing arrays (~410 B measured by RSS), its label's row (4 B).
+_GRAPH_NODE_BYTES = 2 * HNSW_LINKS * 4 + 160
 BUILD_CHUNK_ROWS = 4_096  # rows a build adds between two looks at its cancellation
 COLD_TICK = 0  # LRU stamp of refilled vectors nobody asked for yet: older than any use
 # One thread builds every graph of the process, one after the other, on faiss's OpenMP
@@ -97,8 +115,9 @@ except (OSError, AttributeError):  # not glibc
 
 @dataclass(frozen=True, slots=True)
 class VectorMeta:
-    """What the tier keeps beside each vector (`prompt` None: read it from the entry).
-    Namespace and tenant are interned: one string each for all the vectors that share them."""
+    """What the tier keeps beside each vector (`prompt` None: read it from the entry); the
+    tier stores it in columns and hands out a fresh one per result. Namespace and tenant are
+    interned: one string each for all the vectors that share them."""
 
     entry_id: str
     namespace: str
@@ -114,10 +133,10 @@ class VectorMeta:
 
     @property
     def size_bytes(self) -> int:
-        """Bytes this metadata holds (its own strings plus the per-vector bookkeeping; the
-        shared namespace and tenant are in the partition's fixed cost)."""
-        strings = (self.entry_id, self.prompt, *self.tags)
-        return META_OVERHEAD_BYTES + sum(sys.getsizeof(text) for text in strings if text)
+        """Bytes the tier holds for this metadata beside the vector's record: its id and
+        prompt strings and the row's bookkeeping (its facet is counted once, by `_Facets`)."""
+        prompt = 0 if self.prompt is None else sys.getsizeof(self.prompt)
+        return ROW_OVERHEAD_BYTES + sys.getsizeof(self.entry_id) + prompt
 
     @classmethod
     def of(cls, entry: CacheEntry) -> VectorMeta:
@@ -139,6 +158,12 @@ class SemanticCandidate:
 
     meta: VectorMeta
     similarity: float
+
+
+def _grown(capacity: int) -> int:
+    """The capacity a full array of `capacity` rows grows to: doubled while small, by a
+    quarter past `_NUMPY_ROWS` (at most a fifth of a large matrix is ever unused)."""
+    return max(1, capacity * 2 if capacity < _NUMPY_ROWS else capacity + capacity // 4)
 
 
 def _release(doomed: list[object]) -> None:
@@ -231,30 +256,46 @@ class _Matrix:
 
 @dataclass(slots=True)
 class _Graph:
-    """A faiss HNSW graph over 4-bit codes and which entry each of its labels stands for."""
+    """A faiss HNSW graph over 4-bit codes and the partition row each of its labels stands
+    for (each row's record names its label back: `_COLUMNS`)."""
 
     index: faiss.IndexHNSWSQ
-    labels: list[str | None]  # graph label -> entry id (None: deleted)
-    label_of: dict[str, int]
+    rows: npt.NDArray[np.int32]  # label -> row (-1: deleted), at capacity past `size`
+    size: int  # labels given (the graph's nodes)
+    live: int  # labels not deleted
+
+    def append(self, row: int) -> int:
+        """The label of a node just added for `row`."""
+        if self.size == len(self.rows):
+            self.rows = np.resize(self.rows, _grown(self.size))
+        label = self.size
+        self.rows[label] = row
+        self.size += 1
+        self.live += 1
+        return label
+
+    def delete(self, label: int) -> None:
+        self.rows[label] = -1
+        self.live -= 1
 
 
-def _build_graph(matrix: _Matrix, ids: list[str], cancelled: Event) -> _Graph | None:
-    """Build a graph over the first rows of `matrix` (one per id; holding the matrix keeps
-    its faiss storage alive) on a worker thread; None if cancelled. Its quantizer learns each
+def _build_graph(matrix: _Matrix, count: int, cancelled: Event) -> faiss.IndexHNSWSQ | None:
+    """Build a graph over the first `count` rows of `matrix` (holding the matrix keeps its
+    faiss storage alive) on a worker thread; None if cancelled. Its quantizer learns each
     dimension's range from an even sample of rows."""
     faiss.omp_set_num_threads(BUILD_THREADS)  # this thread's OpenMP setting only
-    source = matrix.rows[: len(ids)]
+    source = matrix.rows[:count]
     dim = source.shape[1]
     # faiss's stubs type the quantizer kind as the ScalarQuantizer class, not its int enum.
     index = faiss.IndexHNSWSQ(dim, _GRAPH_CODE, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
     index.hnsw.efSearch = EF_SEARCH
-    step = max(1, len(ids) // TRAIN_ROWS)
-    index.train(source[: len(ids) : step].astype(np.float32))
-    for start in range(0, len(ids), BUILD_CHUNK_ROWS):
+    step = max(1, count // TRAIN_ROWS)
+    index.train(source[:count:step].astype(np.float32))
+    for start in range(0, count, BUILD_CHUNK_ROWS):
         if cancelled.is_set():
             return None
         index.add(source[start : start + BUILD_CHUNK_ROWS].astype(np.float32))
-    return _Graph(index, list(ids), {entry_id: label for label, entry_id in enumerate(ids)})
+    return index
 
 
 class _Build:
@@ -263,43 +304,112 @@ class _Build:
 
     def __init__(self, source: _Matrix, ids: list[str]) -> None:
         self.source = source
+        self.ids = ids  # label -> id: the snapshot's rows, in order
         self.count = len(ids)
         self.added: set[str] = set()  # ids added since the snapshot (the next tail)
         self.removed: set[str] = set()  # ids of the snapshot removed or replaced since
         self.cancelled = Event()
-        self.future: Future[_Graph | None] = _BUILDER.submit(
-            _build_graph, source, ids, self.cancelled
+        self.future: Future[faiss.IndexHNSWSQ | None] = _BUILDER.submit(
+            _build_graph, source, self.count, self.cancelled
         )
 
 
+Facet = tuple[str, str, tuple[str, ...]]  # namespace, tenant, tags
+
+
+class _Facets:
+    """The (namespace, tenant, tags) of the held rows, one number each, shared by all the
+    partitions of an index and counted by use: a facet no row holds any more is forgotten."""
+
+    __slots__ = ("free", "nbytes", "numbers", "uses", "values")
+
+    def __init__(self) -> None:
+        self.values: list[Facet] = []
+        self.uses: list[int] = []
+        self.numbers: dict[Facet, int] = {}
+        self.free: list[int] = []
+        self.nbytes = 0
+
+    def acquire(self, meta: VectorMeta) -> int:
+        """The number of `meta`'s facet, counted once more."""
+        facet = (meta.namespace, meta.tenant, meta.tags)
+        number = self.numbers.get(facet)
+        if number is None:
+            if self.free:
+                number = self.free.pop()
+                self.values[number] = facet
+            else:
+                number = len(self.values)
+                self.values.append(facet)
+                self.uses.append(0)
+            self.numbers[facet] = number
+            self.nbytes += _facet_bytes(facet)
+        self.uses[number] += 1
+        return number
+
+    def release(self, number: int) -> None:
+        """Count one use less of facet `number`; forget it at none."""
+        self.uses[number] -= 1
+        if self.uses[number] == 0:
+            facet = self.values[number]
+            del self.numbers[facet]
+            self.values[number] = _NO_FACET
+            self.free.append(number)
+            self.nbytes -= _facet_bytes(facet)
+
+
+_NO_FACET: Facet = ("", "", ())
+
+
+def _facet_bytes(facet: Facet) -> int:
+    namespace, tenant, tags = facet
+    strings = sum(sys.getsizeof(text) for text in (namespace, tenant, *tags))
+    return FACET_OVERHEAD_BYTES + strings + (sys.getsizeof(tags) if tags else 0)
+
+
 class _Partition:
+    """One partition's rows: vectors in a matrix, LRU stamps, times and facets in a record
+    array beside it, ids and prompts in two lists (row order, swap-removed together). The
+    id -> row map and the facets are the index's, shared by all its partitions."""
+
     __slots__ = (
+        "_tail",
         "build",
+        "cols",
         "dim",
+        "facets",
         "graph",
+        "ids",
         "key",
-        "meta_bytes",
-        "metas",
+        "prompts",
         "rows",
-        "tail",
-        "ticks",
+        "text_bytes",
         "vectors",
     )
 
-    def __init__(self, key: str, dim: int) -> None:
+    def __init__(self, key: str, dim: int, rows: dict[str, int], facets: _Facets) -> None:
         self.key = key
         self.dim = dim
+        self.rows = rows
+        self.facets = facets
         self.vectors = _Matrix(1, dim)
-        self.ticks = np.zeros(1, dtype=np.int64)  # row -> LRU stamp (moves with the row)
-        self.metas: list[VectorMeta] = []
-        self.meta_bytes = 0
-        self.rows: dict[str, int] = {}
+        self.cols = np.zeros(1, dtype=_COLUMNS)  # row -> record (moves with the row)
+        self.ids: list[str] = []
+        self.prompts: list[str | None] = []
+        self.text_bytes = 0  # the rows' `VectorMeta.size_bytes`
         self.graph: _Graph | None = None
-        self.tail: set[str] = set()  # live ids the graph lacks (searched exactly)
+        self._tail: set[str] | None = None
         self.build: _Build | None = None
 
     def __len__(self) -> int:
-        return len(self.metas)
+        return len(self.ids)
+
+    @property
+    def tail(self) -> set[str]:
+        """Live ids the graph lacks (searched exactly); made when first used (by a build)."""
+        if self._tail is None:
+            self._tail = set()
+        return self._tail
 
     @property
     def node_bytes(self) -> int:
@@ -308,57 +418,54 @@ class _Partition:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: matrix capacity, metadata, graphs (built and being built), fixed cost."""
-        graph_rows = 0 if self.graph is None else len(self.graph.labels)
-        held = PARTITION_OVERHEAD_BYTES + self.vectors.nbytes + self.ticks.nbytes + self.meta_bytes
+        """Bytes held: matrix and records at capacity, strings and bookkeeping, graphs (built
+        and being built), fixed cost."""
+        graph_rows = 0 if self.graph is None else self.graph.size
+        held = PARTITION_OVERHEAD_BYTES + self.vectors.nbytes + self.cols.nbytes + self.text_bytes
         if self.build is not None:
             graph_rows += self.build.count
             if self.build.source is not self.vectors:  # a snapshot the build still reads
                 held += self.build.source.nbytes
         return held + graph_rows * self.node_bytes
 
-    def growth(self, meta: VectorMeta, hnsw_min: int) -> int:
-        """Bytes that adding one more row of `meta` would charge at most."""
-        count = len(self.metas)
-        size = meta.size_bytes
-        if count == self.vectors.capacity:
-            size += self.vectors.rows.nbytes + self.ticks.nbytes + _INDEX_OBJECT_BYTES  # doubles
-        if count + 1 == hnsw_min:
-            size += hnsw_min * self.node_bytes  # its first graph
-        elif count + 1 > hnsw_min:
-            size += self.node_bytes
-        return size
+    def meta(self, row: int) -> VectorMeta:
+        """The metadata of `row`."""
+        _, created, expires, facet, _ = self.cols[row].item()
+        namespace, tenant, tags = self.facets.values[facet]
+        return VectorMeta(
+            self.ids[row], namespace, tenant, self.prompts[row], created, expires, tags
+        )
 
     def _writable(self, row: int) -> None:
         """Copy the matrix before writing `row` in place if a build still reads that row."""
         build = self.build
         if build is not None and build.source is self.vectors and row < build.count:
-            self.vectors = self.vectors.resized(self.vectors.capacity, len(self.metas))
+            self.vectors = self.vectors.resized(self.vectors.capacity, len(self.ids))
 
     def _resize(self, capacity: int) -> None:
-        count = len(self.metas)
+        count = len(self.ids)
         self.vectors = self.vectors.resized(capacity, count)
-        ticks = np.zeros(capacity, dtype=np.int64)
-        ticks[:count] = self.ticks[:count]
-        self.ticks = ticks
+        cols = np.zeros(capacity, dtype=_COLUMNS)
+        cols[:count] = self.cols[:count]
+        self.cols = cols
 
     def tick_of(self, entry_id: str) -> int:
-        return int(self.ticks[self.rows[entry_id]])
+        return int(self.cols["tick"][self.rows[entry_id]])
 
     def touch(self, entry_id: str, tick: int) -> None:
-        self.ticks[self.rows[entry_id]] = tick
+        self.cols["tick"][self.rows[entry_id]] = tick
 
     def add(self, vector: Vector, meta: VectorMeta, tick: int) -> None:
-        if meta.entry_id in self.rows:
-            self.remove(meta.entry_id)
-        row = len(self.metas)
+        """Append a row for `meta` (whose id the index holds nowhere)."""
+        row = len(self.ids)
         if row == self.vectors.capacity:
-            self._resize(row * 2)
+            self._resize(_grown(row))
         self._writable(row)
         self.vectors.rows[row] = vector
-        self.ticks[row] = tick
-        self.metas.append(meta)
-        self.meta_bytes += meta.size_bytes
+        self.cols[row] = (tick, meta.created_at, meta.expires_at, self.facets.acquire(meta), -1)
+        self.ids.append(meta.entry_id)
+        self.prompts.append(meta.prompt)
+        self.text_bytes += meta.size_bytes
         self.rows[meta.entry_id] = row
         if self.build is not None:
             self.build.added.add(meta.entry_id)
@@ -366,29 +473,65 @@ class _Partition:
         elif self.graph is not None:
             faiss.omp_set_num_threads(1)  # one vector: threads only add wake-ups
             self.graph.index.add(_as_query(vector))
-            self.graph.label_of[meta.entry_id] = len(self.graph.labels)
-            self.graph.labels.append(meta.entry_id)
+            self.cols["label"][row] = self.graph.append(row)
+
+    def extend(self, vectors: Vector, metas: list[VectorMeta]) -> None:
+        """Append rows of ids not held, least recently used of all (`COLD_TICK`); they join
+        the tail (searched exactly) wherever a graph exists or is being built, so no graph
+        is grown on the caller's thread."""
+        row, end = len(self.ids), len(self.ids) + len(metas)
+        if end > self.vectors.capacity:
+            capacity = self.vectors.capacity
+            while capacity < end:
+                capacity = _grown(capacity)
+            self._resize(capacity)
+        self._writable(row)
+        self.vectors.rows[row:end] = vectors
+        cols = self.cols[row:end]
+        cols["tick"] = COLD_TICK
+        cols["created"] = [meta.created_at for meta in metas]
+        cols["expires"] = [meta.expires_at for meta in metas]
+        cols["facet"] = [self.facets.acquire(meta) for meta in metas]
+        cols["label"] = -1
+        ids = [meta.entry_id for meta in metas]
+        self.ids.extend(ids)
+        self.prompts.extend(meta.prompt for meta in metas)
+        self.text_bytes += sum(meta.size_bytes for meta in metas)
+        self.rows.update(zip(ids, range(row, end), strict=True))
+        if self.build is not None:
+            self.build.added.update(ids)
+        if self.build is not None or self.graph is not None:
+            self.tail.update(ids)
 
     def remove(self, entry_id: str) -> None:
-        row = self.rows.pop(entry_id, None)
-        if row is None:
-            return
-        self.meta_bytes -= self.metas[row].size_bytes
-        last = len(self.metas) - 1
+        """Drop the row of `entry_id` (which this partition holds)."""
+        row = self.rows.pop(entry_id)
+        prompt = self.prompts[row]
+        self.text_bytes -= (
+            ROW_OVERHEAD_BYTES
+            + sys.getsizeof(entry_id)
+            + (0 if prompt is None else sys.getsizeof(prompt))
+        )
+        self.facets.release(int(self.cols["facet"][row]))
+        graph = self.graph
+        if graph is not None and (label := int(self.cols["label"][row])) >= 0:
+            graph.delete(label)
+        last = len(self.ids) - 1
         if row != last:  # swap-remove keeps the matrix dense
             self._writable(row)
             self.vectors.rows[row] = self.vectors.rows[last]
-            self.ticks[row] = self.ticks[last]
-            self.metas[row] = self.metas[last]
-            self.rows[self.metas[row].entry_id] = row
-        self.metas.pop()
+            self.cols[row] = self.cols[last]
+            moved = self.ids[row] = self.ids[last]
+            self.prompts[row] = self.prompts[last]
+            self.rows[moved] = row
+            if graph is not None and (label := int(self.cols["label"][row])) >= 0:
+                graph.rows[label] = row
+        self.ids.pop()
+        self.prompts.pop()
         if 0 < last <= self.vectors.capacity // 4:  # `last` rows remain
             self._resize(self.vectors.capacity // 2)
-        self.tail.discard(entry_id)
-        if self.graph is not None:
-            label = self.graph.label_of.pop(entry_id, None)
-            if label is not None:
-                self.graph.labels[label] = None
+        if self._tail:
+            self._tail.discard(entry_id)
         if self.build is not None:
             if entry_id in self.build.added:  # added since the snapshot: the build lacks it
                 self.build.added.discard(entry_id)
@@ -403,11 +546,11 @@ class _Partition:
     def maintain(self, hnsw_min: int) -> None:
         """Swap in a finished graph; start a build where one is due; drop graphs of
         partitions that shrank below `hnsw_min`."""
-        count = len(self.metas)
+        count = len(self.ids)
         if count < hnsw_min:
             self.cancel_build()
             self.graph = None
-            self.tail.clear()
+            self._tail = None
             return
         build = self.build
         if build is not None:
@@ -417,38 +560,46 @@ class _Partition:
             if (failure := build.future.exception()) is not None:
                 log.warning("l1_graph_build_failed", rows=build.count, error=repr(failure))
                 return  # the next use of the partition starts another
-            graph = build.future.result()
-            assert graph is not None  # only a cancelled build returns None (and is dropped)
-            for entry_id in build.removed:
-                label = graph.label_of.pop(entry_id, None)
-                if label is not None:
-                    graph.labels[label] = None
-            self.tail = build.added
+            index = build.future.result()
+            assert index is not None  # only a cancelled build returns None (and is dropped)
+            # Label i is the snapshot's row i: find where its id is now (-1: removed or
+            # replaced since, the replacement being in the tail), and label the rows back.
+            removed, rows = build.removed, self.rows
+            label_rows = np.fromiter(
+                (-1 if entry_id in removed else rows.get(entry_id, -1) for entry_id in build.ids),
+                np.int32,
+                build.count,
+            )
+            labelled = np.flatnonzero(label_rows >= 0)
+            labels = self.cols["label"]
+            labels[:] = -1
+            labels[label_rows[labelled]] = labelled
+            self._tail = build.added
             _release([self.graph, build])
             del build  # the releasing thread holds the last references
-            self.graph = graph
-        stale = 0 if self.graph is None else len(self.graph.labels) - len(self.graph.label_of)
+            self.graph = _Graph(index, label_rows, len(label_rows), len(labelled))
+        stale = 0 if self.graph is None else self.graph.size - self.graph.live
         # Rebuild at the tail size that sends searches back to exact (`search`): a partition
         # is never left on exact search with no build under way.
         if self.graph is None or stale + len(self.tail) > count // 8:
-            ids = [meta.entry_id for meta in self.metas]
-            self.build = _Build(self.vectors, ids)
+            self.build = _Build(self.vectors, list(self.ids))
 
     def search(self, query: Vector, k: int) -> list[tuple[int, float]]:
-        count = len(self.metas)
+        count = len(self.ids)
         if count == 0:
             return []
         graph = self.graph
         if graph is None or len(self.tail) > count // 8:  # exact beats a graph + a big tail
             return self.vectors.top(count, query, k)
-        tombstones = len(graph.labels) - len(graph.label_of)
+        tombstones = graph.size - graph.live
         wanted = max(k, RESCORE_CANDIDATES)
         faiss.omp_set_num_threads(1)
         _, labels = graph.index.search(_as_query(query), wanted + min(tombstones, 64))
-        ids = (graph.labels[label] for label in labels[0] if label >= 0)
-        found = [self.rows[entry_id] for entry_id in ids if entry_id is not None][:wanted]
-        found += (self.rows[entry_id] for entry_id in self.tail)
-        rows = np.fromiter(found, np.int64, len(found))
+        found = graph.rows[labels[0][labels[0] >= 0]]
+        rows = found[found >= 0][:wanted].astype(np.int64)
+        if self.tail:
+            tail = np.fromiter((self.rows[entry_id] for entry_id in self.tail), np.int64)
+            rows = np.concatenate([rows, tail])
         if len(rows) > _NUMPY_ROWS:  # a long tail: faiss's exact search over a copy
             return [
                 (int(rows[r]), s)
@@ -483,7 +634,9 @@ class SemanticIndex:
         self.hnsw_min_partition = hnsw_min_partition
         self._partitions: dict[str, _Partition] = {}
         self._lru: OrderedDict[str, _Partition] = OrderedDict()  # id -> its partition
-        self._bytes = 0
+        self._rows: dict[str, int] = {}  # id -> its row in its partition
+        self._facets = _Facets()
+        self._bytes = 0  # the partitions' (the facets count theirs)
         self.evictions = 0
         self.generation = 0  # counts `clear`s: a refill that sees it change starts again
         budget.register(self)
@@ -494,7 +647,7 @@ class SemanticIndex:
     @property
     def bytes_used(self) -> int:
         """Bytes this tier holds (matrices at capacity, metadata, graphs, bookkeeping)."""
-        return self._bytes
+        return self._bytes + self._facets.nbytes
 
     @property
     def building(self) -> int:
@@ -511,34 +664,85 @@ class SemanticIndex:
             self.evict_oldest()
         self.budget.reclaim()
 
-    def add_cold(self, items: Iterable[tuple[str, Vector, VectorMeta]]) -> bool:
-        """Insert vectors nobody has asked for yet (a refill) as the least recently used of
-        all, so that the budget evicts them before anything in use; ids already held stay as
-        they are. Evicts nothing for them: returns False, having added what fits, once the
-        bound or the budget is reached."""
+    def add_cold(
+        self, partitions: Sequence[str], vectors: Vector, metas: Sequence[VectorMeta]
+    ) -> bool:
+        """Insert vectors nobody has asked for yet (a refill; row i of `vectors` has
+        `metas[i]`, in `partitions[i]`) as the least recently used of all, so that the budget
+        evicts them before anything in use; the later of two rows is the colder. Ids already
+        held (or repeated) stay as they were. Evicts nothing for them: returns False, having
+        added the rows before the first that does not fit, once the bound or the budget is
+        reached."""
         if self.max_entries == 0:
             return False
-        for partition, vector, meta in items:
-            if meta.entry_id in self._lru:
+        room = None if self.max_entries is None else self.max_entries - len(self._lru)
+        headroom = self.budget.max_bytes - self.budget.used_bytes
+        shapes: dict[str, list[int]] = {}  # partition -> [rows, capacity] once these are in
+        taken: list[int] = []  # rows of `metas` to add, in order
+        seen: set[str] = set()
+        full = False
+        for i, meta in enumerate(metas):
+            if meta.entry_id in self._lru or meta.entry_id in seen:
                 continue
-            if self.max_entries is not None and len(self._lru) >= self.max_entries:
-                return False
-            part = self._partitions.get(partition)
-            growth = (
-                PARTITION_OVERHEAD_BYTES + self.dim * VECTOR_ITEM_BYTES + 8 + meta.size_bytes
-                if part is None
-                else part.growth(meta, self.hnsw_min_partition)
-            )
-            if self.budget.used_bytes + growth > self.budget.max_bytes:
-                return False
-            self._lru[meta.entry_id] = self._insert(partition, vector, meta, COLD_TICK)
-            self._lru.move_to_end(meta.entry_id, last=False)
-        return True
+            key = partitions[i]
+            if (shape := shapes.get(key)) is None:
+                part = self._partitions.get(key)
+                shape = shapes[key] = [0, 0] if part is None else [len(part), part.vectors.capacity]
+            growth = self._growth(shape, meta)
+            if growth > headroom or (room is not None and len(taken) >= room):
+                full = True
+                break
+            headroom -= growth
+            seen.add(meta.entry_id)
+            taken.append(i)
+        by_partition: dict[str, list[int]] = {}
+        for i in taken:
+            by_partition.setdefault(partitions[i], []).append(i)
+        for key, rows in by_partition.items():
+            part = self._partitions.get(key)
+            if part is None:
+                part = self._partitions[key] = _Partition(key, self.dim, self._rows, self._facets)
+                before = 0
+            else:
+                before = part.nbytes
+            part.extend(vectors[rows], [metas[i] for i in rows])
+            part.maintain(self.hnsw_min_partition)
+            self._charge(part.nbytes - before)
+        for i in taken:  # each one colder than the one before
+            entry_id = metas[i].entry_id
+            self._lru[entry_id] = self._partitions[partitions[i]]
+            self._lru.move_to_end(entry_id, last=False)
+        return not full
+
+    def _growth(self, shape: list[int], meta: VectorMeta) -> int:
+        """Bytes one more row of `meta` charges at most to a partition of `shape` (rows,
+        capacity; updated to include it)."""
+        count, capacity = shape
+        size = meta.size_bytes
+        if (facet := (meta.namespace, meta.tenant, meta.tags)) not in self._facets.numbers:
+            size += _facet_bytes(facet)
+        if count == 0:
+            size += PARTITION_OVERHEAD_BYTES + self.dim * VECTOR_ITEM_BYTES + _COLUMNS.itemsize
+            capacity = 1
+        elif count == capacity:  # the matrix grows
+            grown = _grown(capacity)
+            size += (grown - capacity) * (self.dim * VECTOR_ITEM_BYTES + _COLUMNS.itemsize)
+            size += _INDEX_OBJECT_BYTES
+            capacity = grown
+        node_bytes = (self.dim * _GRAPH_CODE_BITS + 7) // 8 + _GRAPH_NODE_BYTES
+        if count + 1 == self.hnsw_min_partition:
+            size += self.hnsw_min_partition * node_bytes  # its first graph
+        elif count + 1 > self.hnsw_min_partition:
+            size += node_bytes
+        shape[0], shape[1] = count + 1, capacity
+        return size
 
     def _insert(self, partition: str, vector: Vector, meta: VectorMeta, tick: int) -> _Partition:
         part = self._partitions.get(partition)
         if part is None:
-            part = self._partitions[partition] = _Partition(partition, self.dim)
+            part = self._partitions[partition] = _Partition(
+                partition, self.dim, self._rows, self._facets
+            )
             before = 0
         else:
             before = part.nbytes
@@ -563,6 +767,50 @@ class SemanticIndex:
         self, partition: str, query: Vector, k: int, now: float, max_age_s: float | None = None
     ) -> list[SemanticCandidate]:
         """Up to `k` fresh neighbours of `query` inside `partition`, most similar first."""
+        return self._found(
+            partition,
+            query,
+            k,
+            now,
+            max_age_s,
+            lambda part, row, score, _: SemanticCandidate(meta=part.meta(row), similarity=score),
+        )
+
+    async def nearest(self, query: VectorQuery) -> list[VectorHit]:
+        """`search` as a `VectorTier`: the candidates carry their prompts where the tier
+        keeps them (refilled vectors do not), never their vectors."""
+
+        def hit(part: _Partition, row: int, score: float, record: _Record) -> VectorHit:
+            _, created, _, facet, _ = record
+            namespace, tenant, tags = part.facets.values[facet]
+            return VectorHit(
+                entry_id=part.ids[row],
+                namespace=namespace,
+                tenant=tenant,
+                partition=query.partition,
+                similarity=score,
+                created_at=created,
+                vector=None,
+                tags=tags,
+                prompt=part.prompts[row],
+            )
+
+        return self._found(
+            query.partition, query.vector, query.limit, query.now, query.max_age_s, hit
+        )
+
+    def _found(
+        self,
+        partition: str,
+        query: Vector,
+        k: int,
+        now: float,
+        max_age_s: float | None,
+        result: Callable[[_Partition, int, float, _Record], T],
+    ) -> list[T]:
+        """`result` of each of up to `k` fresh neighbours (partition, row, similarity, its
+        record), most similar first; the expired ones met are removed (after `result` read the
+        rows), the best one is used."""
         part = self._partitions.get(partition)
         if part is None:
             return []
@@ -570,41 +818,25 @@ class SemanticIndex:
         part.maintain(self.hnsw_min_partition)
         self._charge(part.nbytes - before)
         results = []
+        best = None
         expired = []
         for row, score in part.search(query, k):
-            meta = part.metas[row]
-            if now >= meta.expires_at:
-                expired.append(meta.entry_id)
+            record = part.cols[row].item()
+            _, created, expires, _, _ = record
+            if now >= expires:
+                expired.append(part.ids[row])
                 continue
-            if max_age_s is not None and now - meta.created_at > max_age_s:
+            if max_age_s is not None and now - created > max_age_s:
                 continue
-            results.append(SemanticCandidate(meta=meta, similarity=score))
+            if best is None:
+                best = part.ids[row]
+            results.append(result(part, row, score, record))
         for entry_id in expired:
             self.remove(entry_id)
-        if results and (best := results[0].meta.entry_id) in self._lru:
+        if best is not None and best in self._lru:
             part.touch(best, self.budget.tick())
             self._lru.move_to_end(best)
         return results
-
-    async def nearest(self, query: VectorQuery) -> list[VectorHit]:
-        """`search` as a `VectorTier`: the candidates carry their prompts where the tier
-        keeps them (refilled vectors do not), never their vectors."""
-        return [
-            VectorHit(
-                entry_id=c.meta.entry_id,
-                namespace=c.meta.namespace,
-                tenant=c.meta.tenant,
-                partition=query.partition,
-                similarity=c.similarity,
-                created_at=c.meta.created_at,
-                vector=None,
-                tags=c.meta.tags,
-                prompt=c.meta.prompt,
-            )
-            for c in self.search(
-                query.partition, query.vector, query.limit, query.now, query.max_age_s
-            )
-        ]
 
     def similar_where(
         self, query: Vector, min_similarity: float, predicate: Callable[[VectorMeta], bool]
@@ -614,7 +846,7 @@ class SemanticIndex:
         found = []
         for part in self._partitions.values():
             for row, score in part.vectors.above(len(part), query, min_similarity):
-                meta = part.metas[row]
+                meta = part.meta(row)
                 if predicate(meta):
                     found.append(SemanticCandidate(meta=meta, similarity=score))
         return found
@@ -628,10 +860,10 @@ class SemanticIndex:
     def remove_where(self, predicate: Callable[[VectorMeta], bool]) -> int:
         """Drop every vector whose metadata matches; return how many."""
         doomed = [
-            meta.entry_id
+            part.ids[row]
             for part in self._partitions.values()
-            for meta in part.metas
-            if predicate(meta)
+            for row in range(len(part))
+            if predicate(part.meta(row))
         ]
         for entry_id in doomed:
             self.remove(entry_id)
@@ -643,6 +875,8 @@ class SemanticIndex:
             part.cancel_build()
         self._partitions.clear()
         self._lru.clear()
+        self._rows.clear()
+        self._facets = _Facets()
         self._charge(-self._bytes)
         self.generation += 1
 

@@ -53,7 +53,7 @@ from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
 from cachefleet_node.tiers.write_batch import WriteBatcher
 
-__all__ = ["MilvusBusy", "MilvusVectorStore", "VectorRow"]
+__all__ = ["MilvusBusy", "MilvusVectorStore", "VectorPage", "VectorRow"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +69,7 @@ CODE_COLLECTION_NOT_LOADED = 101
 CODE_UNREACHABLE = 2  # pymilvus: "Fail connecting to server"
 WRITE_BATCH_ROWS = 512  # rows one coalesced write takes (a larger call goes alone)
 WRITE_QUEUE_ROWS = 4 * WRITE_BATCH_ROWS  # rows that may wait (~12 KB each as Python lists)
-SCAN_BATCH = 4_096  # most rows one query of a scan returns (Milvus allows 16,384)
+SCAN_BATCH = 4_096  # rows of a scan's page (its query asks for one more; Milvus allows 16,384)
 SCAN_FIRST_WINDOW_MS = 60_000  # creation-time window of a scan's first query
 _ROW_FIELDS = ["namespace", "tenant", "partition", "tags", "created_at", "expires_at", "vector"]
 _embedded_open: dict[str, int] = {}  # Milvus Lite path -> stores open on it (this process)
@@ -144,6 +144,72 @@ def _hit(item: dict[str, Any]) -> VectorHit:
         created_at=float(entity.get("created_at", 0)) / 1000,
         vector=None if raw_vector is None else np.asarray(raw_vector, dtype=np.float32),
         tags=tuple(t for t in tags.split(",") if t),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VectorPage:
+    """Rows of a scan as columns: row i of each (times in seconds)."""
+
+    entry_ids: list[str]
+    namespaces: list[str]
+    tenants: list[str]
+    partitions: list[str]
+    tags: list[tuple[str, ...]]
+    created_at: npt.NDArray[np.float64]
+    expires_at: npt.NDArray[np.float64]
+    vectors: npt.NDArray[np.float32]  # (rows, dim)
+
+    def __len__(self) -> int:
+        return len(self.entry_ids)
+
+
+@dataclass(slots=True)
+class _Scan:
+    """Where a scan stands: the upper end (exclusive, ms) and length of its next
+    creation-time window."""
+
+    live: str  # the expiry filter
+    batch: int
+    upper: int
+    span: int = SCAN_FIRST_WINDOW_MS
+    first: bool = True
+
+    def consistency(self) -> str | None:
+        """The first query waits until Milvus has applied every write made before it
+        ("Strong": up to a time tick, ~0.2 s); the next ones, read at a later state, do not
+        (the collection's default)."""
+        first, self.first = self.first, False
+        return "Strong" if first else None
+
+
+def _page(rows: Any, dim: int, limit: int) -> VectorPage:
+    """The columns of a query's first `limit` rows.
+
+    pymilvus (pinned in requirements.lock) returns a lazy list whose item access builds the
+    row's vector as a Python list of floats (~50 µs a row at 384 dimensions: most of a
+    refill's time). The scalar fields are read from its plain rows (`list` access), the
+    vectors in one copy from the response's vector field data.
+    """
+    plain: list[dict[str, Any]] = list(list.__iter__(rows))[:limit]
+    fields = [f for f in getattr(rows, "_lazy_field_data", ()) if f.field_name == "vector"]
+    if len(fields) != 1:
+        raise TypeError("pymilvus query rows without their vector field data")
+    vectors = np.array(fields[0].vectors.float_vector.data, dtype=np.float32)[: len(plain) * dim]
+    tags: dict[str, tuple[str, ...]] = {}
+    for row in plain:
+        text = str(row["tags"] or "")
+        if text not in tags:
+            tags[text] = tuple(t for t in text.split(",") if t)
+    return VectorPage(
+        entry_ids=[str(row["id"]) for row in plain],
+        namespaces=[str(row["namespace"]) for row in plain],
+        tenants=[str(row["tenant"]) for row in plain],
+        partitions=[str(row["partition"]) for row in plain],
+        tags=[tags[str(row["tags"] or "")] for row in plain],
+        created_at=np.array([row["created_at"] for row in plain], dtype=np.float64) / 1000,
+        expires_at=np.array([row["expires_at"] for row in plain], dtype=np.float64) / 1000,
+        vectors=vectors.reshape(len(plain), dim),
     )
 
 
@@ -432,62 +498,62 @@ class MilvusVectorStore:
 
     async def scan_recent(
         self, now: float, batch: int = SCAN_BATCH
-    ) -> AsyncGenerator[list[VectorHit], None]:
-        """The rows live at `now`, with their vectors and expiry, newest first, in batches
-        of at most `batch` (a node refilling its in-process tier).
+    ) -> AsyncGenerator[VectorPage, None]:
+        """The rows live at `now`, with their vectors and expiry, newest first, in pages of
+        at most `batch` rows (a node refilling its in-process tier). The next page is read
+        while the caller handles this one.
 
-        Rows are read in windows of creation time going back from `now`: a window counted
-        above `batch` rows is halved before it is read, a sparse one doubles the next, so each
-        query returns about one batch and the walk ends at the oldest row. Rows written after
-        `now` are not read; of a millisecond holding more than `batch` rows, `batch` are.
+        Rows are read in windows of creation time going back from `now`, one query each: a
+        window holding more than `batch` rows is halved and read again, a sparse one doubles
+        the next, so each query returns about one batch; an empty window ends the walk if no
+        older row is left. Nothing is counted: Milvus Lite counts by scanning every row (12 s
+        at 100k rows, past the call's deadline). Rows written after `now` are not read; of a
+        millisecond holding more than `batch` rows, `batch` are.
         """
         client = self._require()
         now_ms = int(now * 1000)
-        live = f"expires_at > {now_ms}"
-        left = await self._count(client, f"{live} and created_at <= {now_ms}")
-        upper, span = now_ms + 1, SCAN_FIRST_WINDOW_MS
-        while left > 0 and upper > 0:
-            lower = max(upper - span, 0)
-            window = f"{live} and created_at >= {lower} and created_at < {upper}"
-            count = await self._count(client, window)
-            if count > batch and upper - lower > 1:
-                span = max((upper - lower) // 2, 1)
-                continue
-            if count:
-                yield await self._call(self._read_rows, client, window, batch)
-            left -= count
-            upper = lower
-            if count < batch // 2:
-                span *= 2
+        scan = _Scan(f"expires_at > {now_ms}", batch, now_ms + 1)
+        pending = asyncio.ensure_future(self._call(self._next_page, client, scan))
+        try:
+            while (page := await pending) is not None:
+                pending = asyncio.ensure_future(self._call(self._next_page, client, scan))
+                yield page
+        finally:
+            pending.cancel()  # a caller that stops early: the read ahead is dropped
 
-    def _read_rows(
-        self, client: MilvusClient, expression: str, limit: int, timeout: float
-    ) -> list[VectorHit]:
-        """Query rows with their vectors and expiry (blocking: on the pool's thread)."""
-        rows = client.query(
-            self.collection,
-            filter=expression,
-            output_fields=_ROW_FIELDS,
-            limit=limit,
-            timeout=timeout,
-        )
-        if not rows:
-            return []
-        vectors = np.asarray([row["vector"] for row in rows], dtype=np.float32)
-        return [
-            VectorHit(
-                entry_id=str(row["id"]),
-                namespace=str(row["namespace"]),
-                tenant=str(row["tenant"]),
-                partition=str(row["partition"]),
-                similarity=0.0,
-                created_at=float(row["created_at"]) / 1000,
-                vector=vectors[i],
-                tags=tuple(t for t in str(row.get("tags") or "").split(",") if t),
-                expires_at=float(row["expires_at"]) / 1000,
+    def _next_page(self, client: MilvusClient, scan: _Scan, timeout: float) -> VectorPage | None:
+        """The next non-empty window of `scan`, or None past its oldest row (blocking: on
+        the pool's thread)."""
+        while scan.upper > 0:
+            lower = max(scan.upper - scan.span, 0)
+            window = f"{scan.live} and created_at >= {lower} and created_at < {scan.upper}"
+            rows = client.query(
+                self.collection,
+                filter=window,
+                output_fields=_ROW_FIELDS,
+                limit=scan.batch + 1,
+                consistency_level=scan.consistency(),
+                timeout=timeout,
             )
-            for i, row in enumerate(rows)
-        ]
+            if len(rows) > scan.batch and scan.upper - lower > 1:
+                scan.span = max((scan.upper - lower) // 2, 1)
+                continue
+            scan.upper = lower
+            if len(rows) < scan.batch // 2:
+                scan.span *= 2
+            if len(rows):
+                return _page(rows, self.dim, scan.batch)
+            older = client.query(
+                self.collection,
+                filter=f"{scan.live} and created_at < {lower}",
+                output_fields=["created_at"],
+                limit=1,
+                consistency_level=scan.consistency(),
+                timeout=timeout,
+            )
+            if not older:
+                return None
+        return None
 
     async def search_scope(
         self, scope: InvalidationScope, vector: npt.NDArray[np.float32], limit: int

@@ -42,7 +42,6 @@ class VectorHit:
     vector: Vector | None  # the stored vector, where the tier returns it
     tags: tuple[str, ...] = ()
     prompt: str | None = None  # None: the tier keeps no prompts (read it from the entry)
-    expires_at: float | None = None  # where the tier returns it (a scan of stored rows)
 
 
 class VectorTier(Protocol):
