@@ -87,6 +87,9 @@ async def refill(index: SemanticIndex, vectors: MilvusVectorStore) -> RefillResu
                     read=read,
                     rows_per_s=round(read / (last_log - started)),
                 )
+    if index.generation != generation:  # cleared after the last rows were added
+        log.info("l1_refill_restarted", reason="l1-cleared", rows=added)
+        return None
     seconds = time.monotonic() - started
     result = RefillResult(rows=added, read=read, seconds=seconds, full=full)
     log.info(
@@ -116,6 +119,7 @@ async def refill_forever(engine: CacheEngine) -> None:
         ):
             await asyncio.sleep(IDLE_S)
             continue
+        generation = index.generation  # a clear during the refill asks for another
         try:
             result = await refill(index, vectors)
         except asyncio.CancelledError:
@@ -125,7 +129,7 @@ async def refill_forever(engine: CacheEngine) -> None:
             await asyncio.sleep(RETRY_S)
             continue
         if result is not None:
-            refilled = (index, index.generation)
+            refilled = (index, generation)
 
 
 def _metas(page: VectorPage, rows: npt.NDArray[np.intp]) -> list[VectorMeta]:
