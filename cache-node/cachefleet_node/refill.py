@@ -119,7 +119,6 @@ async def refill_forever(engine: CacheEngine) -> None:
         ):
             await asyncio.sleep(IDLE_S)
             continue
-        generation = index.generation  # a clear during the refill asks for another
         try:
             result = await refill(index, vectors)
         except asyncio.CancelledError:
@@ -128,8 +127,8 @@ async def refill_forever(engine: CacheEngine) -> None:
             log.warning("l1_refill_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             await asyncio.sleep(RETRY_S)
             continue
-        if result is not None:
-            refilled = (index, generation)
+        if result is not None:  # None: cleared meanwhile, including after its last rows
+            refilled = (index, index.generation)
 
 
 def _metas(page: VectorPage, rows: npt.NDArray[np.intp]) -> list[VectorMeta]:
