@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cachefleet_node.core.guards import GUARD_NAMES, GuardChain, text_features
-from cachefleet_node.core.guards.scope import shape_added
+from cachefleet_node.core.guards.scope import audience_added, shape_added
 
 CHAIN = GuardChain(GUARD_NAMES)
 
@@ -339,3 +339,76 @@ def test_shape_set_on_one_side_refuses(plain: str, shaped: str) -> None:
 def test_shape_on_both_sides_or_neither_passes(query: str, cached: str) -> None:
     assert not shape_added(text_features(query), text_features(cached)), (query, cached)
     assert not shape_added(text_features(cached), text_features(query)), (cached, query)
+
+
+# round eight: an audience aimed at on one side only, particles that reverse a verb, the
+# scale contrast by "lower" / "boost" / "speed up", and granting against revoking
+AUDIENCE_AIMED = [
+    ("What causes a sore throat?", "What causes a sore throat in a toddler?"),
+    ("How much water should I drink a day?", "How much water a day is right for a pregnant woman?"),
+    ("Plan a weekend in Lisbon", "Plan a weekend in Lisbon with two teenagers"),
+    ("Which cars are the safest?", "Which cars are safest for a family of six?"),
+    ("Is intermittent fasting healthy?", "Is intermittent fasting healthy for diabetics?"),
+]
+AUDIENCE_KEPT = [
+    # both name the audience, in other words or other places
+    ("Is ibuprofen safe for children?", "Can kids take ibuprofen safely?"),
+    ("Good board games for a family", "Which board games can the whole family play?"),
+    ("Explain tides to a 7-year-old", "Explain tides to a child"),
+    ("How much iron do adults need?", "How much iron does a grown-up need?"),
+    ("Is yoga safe for pregnant women?", "Is yoga safe during pregnancy?"),
+    # not an audience: a time of life, "a couple of", no one named
+    ("Where did you grow up?", "Where did you live as a kid?"),
+    ("Boil eggs for a few minutes", "Boil eggs for a couple of minutes"),
+]
+
+
+@pytest.mark.parametrize(("plain", "aimed"), AUDIENCE_AIMED)
+def test_audience_on_one_side_refuses(plain: str, aimed: str) -> None:
+    assert audience_added(text_features(plain), text_features(aimed)), (plain, aimed)
+    assert "entities" in vetoes(aimed, plain)
+    assert "entities" in vetoes(plain, aimed)
+
+
+@pytest.mark.parametrize(("query", "cached"), AUDIENCE_KEPT)
+def test_audience_on_both_sides_or_neither_passes(query: str, cached: str) -> None:
+    assert not audience_added(text_features(query), text_features(cached)), (query, cached)
+    assert not audience_added(text_features(cached), text_features(query)), (cached, query)
+
+
+REVERSED = [
+    # a particle for its opposite, at the end or before the object
+    ("How do I turn the dishwasher's sound on?", "How do I turn the dishwasher's sound off?"),
+    ("Switch off the screen saver", "Switch on the screen saver"),
+    ("How do I turn it up?", "How do I turn it down?"),
+    # the scale and the grant contrasts, in other words than the older terms
+    ("How can I boost my phone's signal?", "How can I lower my phone's signal?"),
+    ("How do I speed up the video?", "How do I slow down the video?"),
+    ("Grant the intern read rights", "Revoke the intern's read rights"),
+]
+NOT_REVERSED = [
+    # prepositions before a noun, and a particle both texts have
+    ("I was on flight KL12 and my bag is lost", "My bag went missing off of flight KL12"),
+    ("Turn off the lights on the porch", "Switch the lights on the porch off"),
+    ("How do I set up a VPN?", "How do I get a VPN up and running?"),
+]
+
+
+@pytest.mark.parametrize(("query", "cached"), REVERSED)
+def test_reversed_verb_refuses(query: str, cached: str) -> None:
+    assert "opposites" in vetoes(query, cached), (query, cached)
+    assert "opposites" in vetoes(cached, query), (cached, query)
+
+
+@pytest.mark.parametrize(("query", "cached"), NOT_REVERSED)
+def test_same_direction_passes(query: str, cached: str) -> None:
+    assert "opposites" not in vetoes(query, cached), (query, cached)
+    assert "opposites" not in vetoes(cached, query), (cached, query)
+
+
+def test_a_verb_and_its_particle_around_a_short_object_take_the_pole() -> None:
+    split = text_features("Please turn the heating off")
+    joined = text_features("Please turn off the heating")
+    assert split.poles == joined.poles != frozenset()
+    # "on" opens a phrase here: only "left" takes a pole, as in "turn left at Main Street"
+    assert text_features("Turn left on Main Street").poles == text_features("Turn left").poles

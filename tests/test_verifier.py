@@ -145,6 +145,14 @@ def test_every_adversarial_class_is_in_both_splits() -> None:
         assert {pair.cls for pair in load_pairs(split)} == set(CLASSES), split
 
 
+def test_a_row_may_name_its_split_and_the_frozen_split_stays_the_same() -> None:
+    pairs = load_pairs()
+    named = [pair for pair in pairs if pair.id.startswith("round8/")]
+    assert named
+    assert {pair.split for pair in named} == {"dev"}
+    assert sum(pair.split == "frozen" for pair in pairs) == 597  # as before round eight
+
+
 def test_a_head_for_other_features_is_refused(tmp_path: Path) -> None:
     document = shipped_head().to_json()
     document["features"] = ["bias", "cosine"]

@@ -14,7 +14,9 @@ the same but need another answer. Classes:
 
 Pairs built from one base question share a `group`. The split is fixed by a hash of the
 group: `frozen` (about half) is never used to train or tune anything — the verifier head, the
-guards and the operating point are chosen on `dev` only — and is reported beside it.
+guards and the operating point are chosen on `dev` only — and is reported beside it. A row
+may name its split (`"split": "dev"`): pairs written to tune on after the frozen split was
+first run (`round8.jsonl`) are all `dev`, so the frozen split stays the same set.
 """
 
 from __future__ import annotations
@@ -99,9 +101,12 @@ def load_pairs(split: str | None = None) -> list[AdversarialPair]:
                 raise ValueError(f"{where}: duplicate id {pair_id}")
             seen.add(pair_id)
             group = f"{stem}/{row['group']}"
+            split_name = row.get("split") or split_of(group)
+            if split_name not in ("dev", "frozen"):
+                raise ValueError(f"{where}: unknown split {split_name!r}")
             pairs.append(
                 AdversarialPair(
-                    pair_id, group, row["domain"], row["cls"], paraphrase, a, b, split_of(group)
+                    pair_id, group, row["domain"], row["cls"], paraphrase, a, b, split_name
                 )
             )
     return [pair for pair in pairs if split is None or pair.split == split]

@@ -16,7 +16,9 @@ prompt and names a reason when such an *answer-determining* token differs:
   named in lower case), name the other side of a relation (donor/recipient,
   landlord/tenant, teacher/student, client/server, credit/debit, read/write access), swap a
   word for its WordNet antonym (good/bad, high/low) or for its counterpart by affix
-  (hyper-/hypo-, up-/down-, over-/under-, in-/out-, -er/-ee, -ful/-less), trade two things
+  (hyper-/hypo-, up-/down-, over-/under-, in-/out-, -er/-ee, -ful/-less) or a verb's particle
+  for its opposite ("turn the wifi on" / "... off", "turn it up" / "turn it down"; a verb and
+  its particle may hold a short object between them: "take his rights away"), trade two things
   of up to three words around the same words, compared by lemma and person ("USD to EUR"
   / "EUR to USD", "is X faster than Y" / "is Y faster than X", "I owe my brother" / "my
   brother owes me") or around a non-symmetric operator ("P(A | B)" / "P(B | A)"), or trade
@@ -43,7 +45,10 @@ prompt and names a reason when such an *answer-determining* token differs:
   whole request with a qualifier the other lacks ("... in R", "... without using GROUP
   BY", "..., excluding Earth"), or one text sets how the answer is shaped — the reader's
   level, its length, register or format — where the other leaves it open ("summarize the
-  plot" / "a detailed summary of the plot", "... in 3 sentences", "... as a table").
+  plot" / "a detailed summary of the plot", "... in 3 sentences", "... as a table"), or
+  one text aims the request at people by age, condition or household after a preposition
+  and the other names no such people ("symptoms of dehydration" / "... in an infant", "...
+  for an elderly parent").
 
 Inside a sentence, two texts are told apart only by a *substitution*, never by a mere
 addition: "S3 bucket" and "Amazon S3 bucket" still match; "Lisbon" and "Barcelona" do not.
@@ -75,10 +80,16 @@ from cachefleet_node.core.guards.polarity import (
     antonym_swapped,
     negation,
     opposite_sides,
+    particle_swapped,
     prefixed_opposite,
 )
 from cachefleet_node.core.guards.quantities import numbers_differ
-from cachefleet_node.core.guards.scope import qualifier_added, shape_added, slot_refilled
+from cachefleet_node.core.guards.scope import (
+    audience_added,
+    qualifier_added,
+    shape_added,
+    slot_refilled,
+)
 from cachefleet_node.core.guards.vocabulary import FUNCTION_WORDS
 
 __all__ = [
@@ -99,6 +110,7 @@ def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
         or prefixed_opposite(q, c)
         or prefixed_opposite(c, q)
         or affix_swapped(q.words, c.words)
+        or particle_swapped(q.sequence, c.sequence)
         or reversed_directions(q.directions, c.directions)
         or ends_swapped(q, c)
         or operands_swapped(q, c)
@@ -109,7 +121,11 @@ def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
 
 def _entities(q: TextFeatures, c: TextFeatures) -> bool:
     return (
-        entities_differ(q, c) or slot_refilled(q, c) or qualifier_added(q, c) or shape_added(q, c)
+        entities_differ(q, c)
+        or slot_refilled(q, c)
+        or qualifier_added(q, c)
+        or shape_added(q, c)
+        or audience_added(q, c)
     )
 
 

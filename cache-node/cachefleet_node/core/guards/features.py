@@ -143,7 +143,7 @@ def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
         hits += [
             (contrast_index, pole_index)
             for contrast_index, pole_index, parts in _PHRASE_TERMS.get(word, ())
-            if tuple(words[at : at + len(parts)]) == parts
+            if tuple(words[at : at + len(parts)]) == parts or _split_verb(words, at, parts)
         ]
         negated = at > 0 and words[at - 1] in NEGATION_CUES
         for contrast_index, pole_index in hits:
@@ -151,6 +151,31 @@ def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
             side = 1 - pole_index if negated and flips else pole_index
             found.add((contrast_index, side))
     return frozenset(found)
+
+
+_PARTICLES = frozenset("on off up down away out back".split())
+_PARTICLE_GAP = 3  # words an object may put between a verb and its particle
+
+
+def _split_verb(words: list[str], at: int, parts: tuple[str, ...]) -> bool:
+    """A verb and its particle around a short object: "turn the heating off", "take his
+    admin rights away" (the object's words, not a preposition or a clause; the particle
+    not opening a phrase: "turn left on Main Street")."""
+    if len(parts) != 2 or parts[1] not in _PARTICLES:
+        return False
+    for gap in range(1, _PARTICLE_GAP + 1):
+        between = words[at + 1 : at + 1 + gap]
+        if len(between) < gap or any(
+            word in FUNCTION_WORDS and word not in _OBJECT_WORDS for word in between
+        ):
+            return False
+        if words[at + 1 + gap : at + 2 + gap] == [parts[1]]:
+            after = words[at + 2 + gap : at + 3 + gap]
+            return not after or after[0] in FUNCTION_WORDS  # "turn left on Main Street"
+    return False
+
+
+_OBJECT_WORDS = DETERMINERS | frozenset("it them him her me us".split())
 
 
 def _number_lists(text: str) -> frozenset[tuple[str, ...]]:

@@ -7,9 +7,11 @@ from functools import lru_cache
 from cachefleet_node.core.guards.features import TextFeatures, bare
 from cachefleet_node.core.guards.vocabulary import (
     AFFIX_STEM,
+    DETERMINERS,
     FUNCTION_WORDS,
     NEGATION_CUES,
     OPPOSITE_PREFIXES,
+    PARTICLE_PAIRS,
     PREFIX_PAIRS,
     SUFFIX_PAIRS,
 )
@@ -67,6 +69,31 @@ def _plain_words(sequence: tuple[str, ...]) -> set[str]:
         for at, word in enumerate(sequence)
         if word not in FUNCTION_WORDS and (at == 0 or sequence[at - 1] not in NEGATION_CUES)
     }
+
+
+def particle_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One text has a particle and the other only its opposite: "turn the wifi on" / "turn
+    the wifi off", "turn up the heating" / "turn down the heating". A particle ends the text
+    or comes before a determiner or a pronoun; a preposition before a noun ("on flight
+    AB123", "missing off of") is not one."""
+    mine, theirs = _particles(a), _particles(b)
+    only_a, only_b = mine - theirs, theirs - mine
+    return any(
+        (first in only_a and second in only_b) or (second in only_a and first in only_b)
+        for first, second in PARTICLE_PAIRS
+    )
+
+
+def _particles(sequence: tuple[str, ...]) -> set[str]:
+    ends = {word for pair in PARTICLE_PAIRS for word in pair}
+    return {
+        word
+        for at, word in enumerate(sequence)
+        if word in ends and (at + 1 == len(sequence) or sequence[at + 1] in _BEFORE_OBJECT)
+    }
+
+
+_BEFORE_OBJECT = DETERMINERS | frozenset("it them him her me us you all".split())
 
 
 @lru_cache(maxsize=65536)

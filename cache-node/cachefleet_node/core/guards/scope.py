@@ -34,6 +34,8 @@ from cachefleet_node.core.guards.features import TextFeatures
 from cachefleet_node.core.guards.vocabulary import (
     ANSWER_SHAPE_HINTS,
     ANSWER_SHAPES,
+    AUDIENCE_MARKERS,
+    AUDIENCES,
     DETERMINERS,
     FUNCTION_WORDS,
     LENGTH_MARKERS,
@@ -46,7 +48,7 @@ from cachefleet_node.core.guards.vocabulary import (
 )
 from cachefleet_node.core.lexicon import are_synonyms, is_word, lemmas
 
-__all__ = ["qualifier_added", "shape_added", "short_form", "slot_refilled"]
+__all__ = ["audience_added", "qualifier_added", "shape_added", "short_form", "slot_refilled"]
 
 _SLOT_WORDS = 4  # words a refilled stretch may have on either side
 _SLOT_REACH = 2  # shared words (a determiner, a modifier) between the preposition and it
@@ -170,6 +172,40 @@ def qualifier_added(a: TextFeatures, b: TextFeatures) -> bool:
     return extra[0] in QUALIFIER_OPENERS and any(
         word not in FUNCTION_WORDS and word not in QUALIFIER_FILLERS for word in extra[1:]
     )
+
+
+def audience_added(a: TextFeatures, b: TextFeatures) -> bool:
+    """One text aims the request at people by age, condition or household ("symptoms of
+    dehydration in an infant", "... for an elderly parent", "a trip with a toddler") and the
+    other names no such people anywhere (an age, "a 16 year old", names one)."""
+    mine, theirs = _audience(a.sequence), _audience(b.sequence)
+    return (mine == _AIMED and theirs == _NO_ONE) or (theirs == _AIMED and mine == _NO_ONE)
+
+
+_NO_ONE, _NAMED, _AIMED = range(3)
+_AUDIENCE_REACH = 3  # words between the preposition and the audience ("for a newly wed couple")
+
+
+@lru_cache(maxsize=4096)
+def _audience(words: tuple[str, ...]) -> int:
+    """Whether the words name no audience, name one, or aim the request at one after a
+    preposition with at most a few modifiers between ("in an elderly parent")."""
+    found = _NO_ONE
+    for at, word in enumerate(words):
+        if "".join(words[at : at + 2]) in AUDIENCES or words[at : at + 2] in _AGES:
+            found = max(found, _NAMED)  # "grown-up", "a 16 year old"
+        if word not in AUDIENCES or (word == "couple" and words[at + 1 : at + 2] == ("of",)):
+            continue  # "a couple of days"
+        found = max(found, _NAMED)
+        for before in range(at - 1, max(-1, at - 2 - _AUDIENCE_REACH), -1):
+            if words[before] in AUDIENCE_MARKERS:
+                return _AIMED
+            if words[before] in FUNCTION_WORDS and words[before] not in DETERMINERS:
+                break
+    return found
+
+
+_AGES = frozenset({("year", "old"), ("years", "old"), ("year", "olds")})
 
 
 def shape_added(a: TextFeatures, b: TextFeatures) -> bool:

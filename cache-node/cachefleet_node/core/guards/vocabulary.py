@@ -28,7 +28,8 @@ CONTRAST_POLES = (
     "start,begin,resume,restart|pause,suspend|stop,terminate,quit",
     "ascending,increasing order,smallest to largest,lowest to highest"
     "|descending,decreasing order,largest to smallest,highest to lowest",
-    "increase,raise,louder,faster|decrease,reduce,quieter,slower",
+    "increase,raise,louder,faster,boost,higher,speed up,scale up,turn up"
+    "|decrease,reduce,quieter,slower,lower,slow down,scale down,turn down,bring down,cut back",
     "upload,uploading|download,downloading",
     "import|export",
     "push|pull",
@@ -53,7 +54,8 @@ CONTRAST_POLES = (
     "best|worst",
     "better|worse",
     "largest,biggest|smallest",
-    "accept,approve,allow,permit|reject,decline,deny,block,disallow,forbid,prohibit,disable",
+    "accept,approve,allow,permit,grant|reject,decline,deny,block,disallow,forbid,prohibit,disable,"
+    "revoke,take away",
     "include|exclude",
     "confirm|cancel",
     "derivative,differentiate|integral,integrate,antiderivative",
@@ -161,6 +163,10 @@ PREFIX_PAIRS = (
     ("homo", "hetero"),
     ("mono", "poly"),
 )
+#: Particles that turn a verb to its opposite ("turn the wifi on" / "... off", "turn it up" /
+#: "turn it down"): one text has one, the other only its counterpart. Not "in" / "out":
+#: "flew in from Chicago" / "flew out of Chicago", "cash in" / "cash out" points.
+PARTICLE_PAIRS = (("on", "off"), ("up", "down"))
 SUFFIX_PAIRS = (("er", "ee"), ("or", "ee"), ("ful", "less"))
 AFFIX_STEM = 3  # letters the shared stem needs at least
 
@@ -333,6 +339,18 @@ SLOT_PREPOSITIONS = frozenset(
     "to for in on with as of about at by from under over into onto without within among "
     "between against during like via using".split()
 )
+#: People a request can be for, by age, condition or household ("in an infant", "for an
+#: elderly parent", "with a toddler", "for a family of five"): a text that aims the request
+#: at one of them asks for another answer than a text that names no one of the kind. Not
+#: the reader's level ("for beginners": `ANSWER_SHAPE_HINTS`).
+AUDIENCES = frozenset(
+    "baby babies infant infants newborn newborns child children kid kids toddler toddlers "
+    "teen teens teenager teenagers adolescent adolescents adult adults grownup grownups "
+    "elderly retiree retirees pensioner pensioners pregnant pregnancy diabetic diabetics "
+    "family families couple couples parent parents".split()
+)
+#: Prepositions that aim a request at an audience (not "as": "as a kid" is a time of life).
+AUDIENCE_MARKERS = frozenset("for in to with among".split())
 #: Words that open a qualifier added to a whole request: prepositions, conjunctions,
 #: subordinators and relative pronouns ("... in R", "... and include X", "... if no digit
 #: repeats", "... that allows dogs", "... excluding Earth").
