@@ -13,7 +13,7 @@ export CACHEFLEET_EMBEDDING_MODEL_DIR
 # distribution, so they run with bench/ on the import path (pytest's `pythonpath` does the same).
 BENCH := PYTHONPATH=bench $(PY) -m cachefleet_bench
 
-.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-partitions bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
+.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-partitions bench-index-sweep bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
 
 ## List the targets with their `##` comments (every target has one).
 help:
@@ -133,6 +133,12 @@ bench-scale: venv system-deps
 ## docs/benchmarks/partitions.json. Options: ARGS="--partitions 1000 --collections 50".
 bench-partitions: venv
 	$(BENCH) partitions $(ARGS)
+
+## Milvus index and search parameters: AUTOINDEX, HNSW efConstruction 100/64 and IVF_SQ8 at
+## 160k rows, each with several search efforts, on a fresh Milvus 2.3.5 server; writes
+## docs/benchmarks/index-sweep.json. Options: ARGS="--indexes 'HNSW M18 efC64' --segment-mb 1024".
+bench-index-sweep: venv
+	$(BENCH) index-sweep $(ARGS)
 
 ## Fault run: redis-server, Milvus, the stub upstream and two nodes; 1,000 clients while Redis
 ## and Milvus are killed (-9), stopped and restarted and the upstream turns slow and broken;

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cachefleet_node.memory import MemoryBudget
-from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
+from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta, _Partition
 
 DIM = 64
 NOW = 1_000_000.0
@@ -25,6 +25,13 @@ ROWS = 12_000  # a build of this many rows takes a while on any machine
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     vectors = rng.standard_normal((n, DIM)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def own(index: SemanticIndex, key: str) -> _Partition:
+    """Partition `key` of more than one row (one of one row is a row of the shared slab)."""
+    part = index._partitions[key]
+    assert isinstance(part, _Partition), part
+    return part
 
 
 def meta(entry_id: str, **changes: Any) -> VectorMeta:
@@ -53,7 +60,7 @@ def test_searches_during_a_background_build_match_exact_search() -> None:
     for i, vector in enumerate(unit(rng, ROWS)):
         index.add("p", vector, meta(f"v{i}"))
         held[f"v{i}"] = vector
-    part = index._partitions["p"]
+    part = own(index, "p")
     assert index.building == 1  # started at 1,000 rows, off the caller's path
     # The graph under construction is charged (and the rows' one facet, beside partitions).
     assert index.bytes_used == part.nbytes + index._facets.nbytes
@@ -99,7 +106,7 @@ def test_clear_cancels_a_build_and_counts_a_generation() -> None:
     index = SemanticIndex(DIM, None, MemoryBudget(BIG), hnsw_min_partition=1_000)
     for i, vector in enumerate(unit(rng, 5_000)):
         index.add("p", vector, meta(f"v{i}"))
-    build = index._partitions["p"].build
+    build = own(index, "p").build
     assert build is not None
     index.clear()
     assert build.cancelled.is_set()
@@ -154,7 +161,7 @@ def test_a_bulk_refill_keeps_rows_in_order_and_never_grows_a_graph_in_place() ->
     assert all(c.meta.entry_id != "r1950" for c in index.search("big", vectors[1_950], 5, NOW))
     # The big partition passed the graph's threshold: its graph builds in the background,
     # rows added meanwhile are in its tail and found.
-    big = index._partitions["big"]
+    big = own(index, "big")
     assert big.build is not None or big.graph is not None
     index.max_entries = None
     assert index.add_cold(["big"], vectors[2_060:2_061], [meta("late")])
@@ -166,6 +173,30 @@ def test_a_bulk_refill_keeps_rows_in_order_and_never_grows_a_graph_in_place() ->
     assert len(index) == 1_900
     assert index.search("big", vectors[2_060], 1, NOW)[0].meta.entry_id != "late"
     assert index.search("big", vectors[1_898], 1, NOW)[0].meta.entry_id == "r1898"
+
+
+def test_a_bulk_refill_puts_partitions_of_one_row_in_the_slab_and_charges_what_it_holds() -> None:
+    rng = np.random.default_rng(22)
+    vectors = unit(rng, 700)
+    index = SemanticIndex(DIM, None, MemoryBudget(BIG))
+    index.add("a", vectors[0], meta("used"))  # a partition of one row, in use
+    keys = [f"k{i}" for i in range(600)] + ["a", "pair", "pair"]
+    assert index.add_cold(keys, vectors[1:604], [meta(f"c{i}") for i in range(603)])
+    # 600 new partitions of one row share the slab; "a" and "pair" now have partitions.
+    assert len(index._slab) == 600
+    parts = [own(index, "a"), own(index, "pair")]
+    held = sum(p.nbytes for p in parts) + index._slab.nbytes + index._facets.nbytes
+    assert index.bytes_used == held
+    for i in (0, 299, 599):
+        assert index.search(f"k{i}", vectors[1 + i], 5, NOW)[0].meta.entry_id == f"c{i}"
+    assert [c.meta.entry_id for c in index.search("a", vectors[0], 5, NOW)] == ["used", "c600"]
+    # The last row given is the coldest: it goes first, and "pair" is one row again.
+    index.budget.max_bytes = index.budget.used_bytes - 1
+    index.budget.reclaim()
+    assert index.evictions == 1
+    assert [c.meta.entry_id for c in index.search("pair", vectors[602], 5, NOW)] == ["c601"]
+    assert isinstance(index._partitions["pair"], int)
+    assert index.search("a", vectors[0], 1, NOW)[0].meta.entry_id == "used"
 
 
 def test_unset_bound_follows_the_budget_alone() -> None:
@@ -189,7 +220,7 @@ def test_a_tail_big_enough_for_exact_search_starts_a_rebuild() -> None:
     index = SemanticIndex(DIM, None, MemoryBudget(BIG), hnsw_min_partition=ROWS)
     for i, vector in enumerate(unit(rng, ROWS)):
         index.add("p", vector, meta(f"v{i}"))
-    part = index._partitions["p"]
+    part = own(index, "p")
     assert part.build is not None
     for i, vector in enumerate(unit(rng, 2_000)):  # during the build: 2,000 > 14,000 // 8
         index.add("p", vector, meta(f"t{i}"))

@@ -19,7 +19,7 @@ from cachefleet_node.memory import (
     cgroup_memory_limit,
 )
 from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
-from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
+from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta, _Partition
 
 DIM = 32
 NOW = 1_000_000.0
@@ -162,6 +162,13 @@ def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+def own(index: SemanticIndex, key: str) -> _Partition:
+    """Partition `key` of more than one row (one of one row is a row of the shared slab)."""
+    part = index._partitions[key]
+    assert isinstance(part, _Partition), part
+    return part
+
+
 def meta(entry_id: str, **changes: Any) -> VectorMeta:
     fields: dict[str, Any] = {
         "entry_id": entry_id,
@@ -183,7 +190,7 @@ def fill(index: SemanticIndex, partition: str, vectors: np.ndarray, prefix: str 
 def settle(index: SemanticIndex, partition: str, timeout_s: float = 120.0) -> None:
     """Use `partition` until its graph is built and swapped in, with no build due."""
     deadline = time.monotonic() + timeout_s
-    part = index._partitions[partition]
+    part = own(index, partition)
     while part.build is not None or part.graph is None:
         assert time.monotonic() < deadline, "the background graph build did not finish"
         time.sleep(0.01)
@@ -230,7 +237,7 @@ def test_large_partition_switches_to_hnsw_and_keeps_recall() -> None:
     index = SemanticIndex(DIM, max_entries=10_000, budget=MemoryBudget(BIG), hnsw_min_partition=64)
     fill(index, "p", vectors[:300])  # past 64 rows: a graph is built in the background
     settle(index, "p")
-    partition = index._partitions["p"]
+    partition = own(index, "p")
     fill(index, "p", vectors[300:], prefix="w")  # added to the existing graph
     ids = [f"v{i}" for i in range(300)] + [f"w{i}" for i in range(300)]
     targets = rng.choice(600, size=50, replace=False)
@@ -259,9 +266,9 @@ def test_graph_hits_report_the_exact_cosine_and_agree_with_a_float32_search() ->
     )
     fill(index, "p", vectors)
     settle(index, "p")
-    graph = index._partitions["p"].graph
+    graph = own(index, "p").graph
     assert graph is not None
-    assert graph.index.ntotal + len(index._partitions["p"].tail) == 3000
+    assert graph.index.ntotal + len(own(index, "p").tail) == 3000
     agree = 0
     for target in rng.choice(3000, size=200, replace=False):
         query = near(rng, vectors[target], noise=0.5)
@@ -279,7 +286,7 @@ def test_removed_ids_are_never_returned_also_after_rebuilds() -> None:
     index = SemanticIndex(DIM, max_entries=10_000, budget=MemoryBudget(BIG), hnsw_min_partition=64)
     fill(index, "p", vectors)
     settle(index, "p")
-    graph_before = index._partitions["p"].graph
+    graph_before = own(index, "p").graph
     assert graph_before is not None
     removed: set[str] = set()
     order = [int(i) for i in rng.permutation(400)]
@@ -291,7 +298,7 @@ def test_removed_ids_are_never_returned_also_after_rebuilds() -> None:
                 found = index.search("p", query, 10, NOW)
                 assert not removed & {c.meta.entry_id for c in found}
     settle(index, "p")
-    assert index._partitions["p"].graph is not graph_before  # tombstones forced a rebuild
+    assert own(index, "p").graph is not graph_before  # tombstones forced a rebuild
     remaining = order[300:]
     assert len(index) == 100
     for i in remaining[:30]:
@@ -397,7 +404,9 @@ def test_semantic_bytes_follow_what_the_partitions_hold() -> None:
         index.add(f"own-{i}", vector, meta(f"own{i}"))
     index.search("p", vectors[0], 1, NOW)  # builds a graph, which is charged too
     with_graph = index.bytes_used
-    held = sum(part.nbytes for part in index._partitions.values())
+    # The 100 partitions of one row are rows of the shared slab.
+    assert sum(isinstance(part, int) for part in index._partitions.values()) == 100
+    held = own(index, "p").nbytes + index._slab.nbytes
     assert with_graph == held + index._facets.nbytes  # one facet: namespace, tenant, tags
     index.remove_where(lambda m: True)
     assert (len(index), index.bytes_used, index._partitions) == (0, 0, {})
@@ -410,13 +419,75 @@ def test_a_partition_of_one_vector_costs_about_one_vector_not_a_block() -> None:
     for i, vector in enumerate(unit(rng, 1000, dim)):
         index.add(f"system-prompt-{i}", vector, meta(f"v{i}"))
     per_partition = index.bytes_used / 1000
-    assert dim * 2 < per_partition < dim * 2 + 3_000  # the former fixed block was 16 rows
+    # Rows of the shared slab: no matrix or lists of their own (those took ~600 B more).
+    assert dim * 2 < per_partition < dim * 2 + 1_000
     # Matrices grow geometrically and shrink back as rows leave.
-    for i, vector in enumerate(unit(rng, 1000, dim)):
+    vectors = unit(rng, 1000, dim)
+    for i, vector in enumerate(vectors):
         index.add("shared", vector, meta(f"s{i}"))
-    assert 1_000 <= index._partitions["shared"].vectors.capacity <= 1_250
-    index.remove_where(lambda m: m.entry_id.startswith("s") and m.entry_id != "s0")
-    assert index._partitions["shared"].vectors.capacity <= 4
+    assert 1_000 <= own(index, "shared").vectors.capacity <= 1_250
+    index.remove_where(lambda m: m.entry_id.startswith("s") and m.entry_id not in ("s0", "s1"))
+    assert own(index, "shared").vectors.capacity <= 8
+    index.remove("s1")  # its last row goes back to the shared slab
+    assert isinstance(index._partitions["shared"], int)
+    assert index.search("shared", vectors[0], 5, NOW)[0].meta.entry_id == "s0"
+
+
+def test_partitions_of_one_row_share_one_slab_through_adds_removals_and_growth() -> None:
+    """Partitions of one row are rows of one shared slab, swap-removed; a second row moves a
+    partition out to a matrix of its own, and its last row back. Under random adds and removals every partition's
+    search finds its own rows and no other, the bytes follow, and the slab's blocks are freed
+    as it empties."""
+    rng = np.random.default_rng(23)
+    vectors = unit(rng, 4_000)
+    index = SemanticIndex(DIM, None, MemoryBudget(BIG), hnsw_min_partition=10_000)
+    held: dict[str, dict[str, int]] = {}  # partition -> id -> its vector
+    for step in range(4_000):
+        if rng.random() < 0.6 or not held:
+            key, entry_id = f"k{rng.integers(0, 1_200)}", f"e{step}"
+            index.add(key, vectors[step], meta(entry_id))
+            held.setdefault(key, {})[entry_id] = step
+        else:
+            key = sorted(held)[rng.integers(0, len(held))]
+            entry_id = sorted(held[key])[rng.integers(0, len(held[key]))]
+            index.remove(entry_id)
+            del held[key][entry_id]
+            if not held[key]:
+                del held[key]
+    ones = sum(len(rows) == 1 for rows in held.values())
+    assert 300 < ones < len(held)  # both kinds, the slab past one block
+    assert len(index._slab) == ones == sum(isinstance(p, int) for p in index._partitions.values())
+    assert len(index) == sum(len(rows) for rows in held.values())
+    for key, rows in held.items():
+        for entry_id, number in rows.items():
+            found = index.search(key, vectors[number], 50, NOW)
+            assert {c.meta.entry_id for c in found} == set(rows)
+            assert found[0].meta.entry_id == entry_id
+            assert found[0].meta.prompt == f"prompt {entry_id}"
+    assert index.search("k-none", vectors[0], 5, NOW) == []
+    single = next(rows for rows in held.values() if len(rows) == 1)
+    ((entry_id, number),) = single.items()
+    found = index.similar_where(vectors[number], 0.999, lambda m: True)
+    assert [c.meta.entry_id for c in found] == [entry_id]  # the slab is searched too
+    partitions = [p for p in index._partitions.values() if not isinstance(p, int)]
+    held_bytes = sum(p.nbytes for p in partitions) + index._slab.nbytes + index._facets.nbytes
+    assert index.bytes_used == held_bytes
+    index.remove_where(lambda m: True)
+    assert (len(index), index.bytes_used, index._slab.blocks, index._partitions) == (0, 0, [], {})
+
+
+def test_a_partition_keeps_its_lru_place_when_it_grows_out_of_the_slab() -> None:
+    rng = np.random.default_rng(24)
+    vectors = unit(rng, 4)
+    index = SemanticIndex(DIM, 3, MemoryBudget(BIG))
+    index.add("a", vectors[0], meta("a0"))
+    index.add("b", vectors[1], meta("b0"))
+    oldest = index.oldest_tick()
+    index.add("a", vectors[2], meta("a1"))  # "a" leaves the slab; a0 is still the oldest
+    assert index.oldest_tick() == oldest
+    index.add("c", vectors[3], meta("c0"))  # past the bound of 3: a0 goes
+    assert [c.meta.entry_id for c in index.search("a", vectors[0], 5, NOW)] == ["a1"]
+    assert [c.meta.entry_id for c in index.search("b", vectors[1], 5, NOW)] == ["b0"]
 
 
 def test_one_budget_evicts_least_recently_used_across_tiers() -> None:

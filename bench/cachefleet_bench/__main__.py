@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from cachefleet_bench import (
     chaos,
+    index_sweep,
     latency,
     lexicon,
     memory,
@@ -55,6 +56,11 @@ COMMANDS: dict[str, Command] = {
         "many namespaces in Milvus: one collection with a partition key, or one per namespace",
         partitions.add_arguments,
         partitions.main,
+    ),
+    "index-sweep": (
+        "Milvus vector index and search parameters: build time, recall and latency",
+        index_sweep.add_arguments,
+        index_sweep.main,
     ),
     "lexicon": (
         "build (or --check) the verifier's WordNet lexicon",

@@ -927,8 +927,12 @@ async def _run_durable(job: Job, corpus: Corpus, work: Path) -> dict[str, Any]:
             "by id then an insert), one call at a time"
         ),
         "insert_entries_per_s": None,
-        "index": {k: v for k, v in index.items() if k in ("index_type", "metric_type")},
-        "search_params": {"metric_type": "IP"},
+        "index": {
+            k: v
+            for k, v in index.items()
+            if k in ("index_type", "metric_type", "M", "efConstruction")
+        },
+        "search_params": {"metric_type": "IP", "params": vectors.search_params},
         "deadline_ms": deadline_ms,
         "index_caught_up_s": _seconds(caught_up),
         "index_caught_up_note": (

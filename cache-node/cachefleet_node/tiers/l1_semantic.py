@@ -19,11 +19,14 @@ is being built form the partition's tail, searched exactly beside the graph unti
 build, so no search misses a row. Deleted rows are tombstoned in the graph, which is rebuilt
 (in the background again) when tombstones and tail pile up.
 
-A partition's matrix starts at one row and grows (doubling while small, then by a quarter) and
-shrinks geometrically, so a partition of one vector costs one vector, not a block. Metadata
-is columnar: a record per row (LRU stamp, times, facet, graph label) beside the matrix, ids and
-prompts in lists, namespace/tenant/tags interned per index (`_Facets`), one id -> row map for
-all partitions; `VectorMeta` objects are made only for results. Every byte a partition
+A partition of one vector (the common case: a context of its own) has no matrix or lists of its
+own: its row lives in the index's shared `_Slab` (blocks of rows, records and lists beside),
+and the partition is only that row's number; its second row moves it into a `_Partition`,
+whose matrix starts at two rows and grows (doubling while small, then by a quarter) and
+shrinks geometrically; its last row moves back. Metadata is columnar: a record per row (LRU
+stamp, times, facet, graph label) beside the vectors, ids and prompts in lists, namespace/
+tenant/tags interned per index (`_Facets`), one id -> row map for all partitions and the
+slab; `VectorMeta` objects are made only for results. Every byte a partition
 holds (matrix capacity, metadata, its graph and the one being built) is charged to the
 shared `MemoryBudget`, which evicts the least recently used items across the in-process
 tiers; an optional bound on the number of vectors applies too.
@@ -367,6 +370,176 @@ def _facet_bytes(facet: Facet) -> int:
     return FACET_OVERHEAD_BYTES + strings + (sys.getsizeof(tags) if tags else 0)
 
 
+SLAB_BLOCK_ROWS = 256  # rows of one block of the slab (192 KiB of float16 at 384 dimensions)
+# A slab row's cost beside its vector, record and `VectorMeta.size_bytes`: its partition's
+# entry in the index's partition map, its slot in the slab's key list, allocator rounding
+# (the key string is counted apart); measured by RSS.
+SLAB_ROW_BYTES = 100
+
+
+class _Slab:
+    """The rows of every partition of one row, in one shared matrix: float16 vectors and their
+    records in blocks of `SLAB_BLOCK_ROWS` (added and freed whole, never copied to grow), ids,
+    prompts and partition keys in lists (row order, swap-removed together). Such a partition
+    is only its row number in the index's partition map: no matrix, records or lists of its
+    own. Its second row moves it out into a `_Partition` (`SemanticIndex._promoted`)."""
+
+    __slots__ = (
+        "blocks",
+        "dim",
+        "facets",
+        "ids",
+        "keys",
+        "partitions",
+        "prompts",
+        "records",
+        "rows",
+        "text_bytes",
+    )
+
+    def __init__(
+        self,
+        dim: int,
+        rows: dict[str, int],
+        partitions: dict[str, _Partition | int],
+        facets: _Facets,
+    ) -> None:
+        self.dim = dim
+        self.rows = rows  # the index's id -> row map
+        self.partitions = partitions  # the index's key -> partition (or slab row) map
+        self.facets = facets
+        self.blocks: list[Rows] = []
+        self.records: list[np.ndarray] = []  # a `_COLUMNS` array beside each block
+        self.ids: list[str] = []
+        self.prompts: list[str | None] = []
+        self.keys: list[str] = []
+        self.text_bytes = 0  # the rows' `VectorMeta.size_bytes`, keys and `SLAB_ROW_BYTES`
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def block_bytes(self) -> int:
+        """Bytes of one block: its vectors and records."""
+        return SLAB_BLOCK_ROWS * (self.dim * VECTOR_ITEM_BYTES + _COLUMNS.itemsize)
+
+    @property
+    def capacity(self) -> int:
+        return len(self.blocks) * SLAB_BLOCK_ROWS
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: blocks at capacity, strings and bookkeeping."""
+        return len(self.blocks) * self.block_bytes + self.text_bytes
+
+    def vector(self, row: int) -> Rows:
+        block, at = divmod(row, SLAB_BLOCK_ROWS)
+        vector: Rows = self.blocks[block][at]
+        return vector
+
+    def record(self, row: int) -> _Record:
+        """The record of `row` as Python values."""
+        block, at = divmod(row, SLAB_BLOCK_ROWS)
+        record: _Record = self.records[block][at].item()
+        return record
+
+    def meta(self, row: int) -> VectorMeta:
+        """The metadata of `row`."""
+        _, created, expires, facet, _ = self.record(row)
+        namespace, tenant, tags = self.facets.values[facet]
+        return VectorMeta(
+            self.ids[row], namespace, tenant, self.prompts[row], created, expires, tags
+        )
+
+    def tick_of(self, entry_id: str) -> int:
+        block, at = divmod(self.rows[entry_id], SLAB_BLOCK_ROWS)
+        return int(self.records[block]["tick"][at])
+
+    def touch(self, entry_id: str, tick: int) -> None:
+        block, at = divmod(self.rows[entry_id], SLAB_BLOCK_ROWS)
+        self.records[block]["tick"][at] = tick
+
+    def search(self, row: int, query: Vector) -> list[tuple[int, float]]:
+        """`row` and its exact similarity to `query` (a partition's one row)."""
+        return [(row, float(self.vector(row).astype(np.float32) @ query))]
+
+    def above(self, query: Vector, min_similarity: float) -> list[tuple[int, float]]:
+        """Every row whose similarity to `query` is ≥ `min_similarity` (exact)."""
+        found = []
+        for block, vectors in enumerate(self.blocks):
+            start = block * SLAB_BLOCK_ROWS
+            count = min(SLAB_BLOCK_ROWS, len(self.ids) - start)
+            scores = vectors[:count].astype(np.float32) @ query
+            found += [
+                (start + int(r), float(scores[r])) for r in np.flatnonzero(scores >= min_similarity)
+            ]
+        return found
+
+    def add(self, key: str, vector: Vector, meta: VectorMeta, tick: int) -> None:
+        """A row for `meta`, the one row of partition `key` (which the index holds nowhere)."""
+        self.extend([key], vector.reshape(1, -1), [meta], tick)
+
+    def extend(self, keys: list[str], vectors: Vector, metas: list[VectorMeta], tick: int) -> None:
+        """Rows for `metas`, each the one row of its partition in `keys` (which the index holds
+        nowhere), all stamped `tick`."""
+        start, end = len(self.ids), len(self.ids) + len(metas)
+        while self.capacity < end:
+            self.blocks.append(np.zeros((SLAB_BLOCK_ROWS, self.dim), dtype=np.float16))
+            self.records.append(np.zeros(SLAB_BLOCK_ROWS, dtype=_COLUMNS))
+        done = 0
+        while done < len(metas):  # block by block
+            block, at = divmod(start + done, SLAB_BLOCK_ROWS)
+            step = min(SLAB_BLOCK_ROWS - at, len(metas) - done)
+            part = metas[done : done + step]
+            self.blocks[block][at : at + step] = vectors[done : done + step]
+            records = self.records[block][at : at + step]
+            records["tick"] = tick
+            records["created"] = [meta.created_at for meta in part]
+            records["expires"] = [meta.expires_at for meta in part]
+            records["facet"] = [self.facets.acquire(meta) for meta in part]
+            records["label"] = -1
+            done += step
+        ids = [meta.entry_id for meta in metas]
+        self.ids += ids
+        self.prompts += [meta.prompt for meta in metas]
+        self.keys += keys
+        self.text_bytes += sum(meta.size_bytes for meta in metas) + len(metas) * SLAB_ROW_BYTES
+        self.text_bytes += sum(sys.getsizeof(key) for key in keys)
+        for entry_id, key, row in zip(ids, keys, range(start, end), strict=True):
+            self.rows[entry_id] = self.partitions[key] = row  # one int object for both maps
+
+    def remove(self, entry_id: str) -> None:
+        """Drop the row of `entry_id` (which this slab holds) and its partition."""
+        row = self.rows.pop(entry_id)
+        key, prompt = self.keys[row], self.prompts[row]
+        del self.partitions[key]
+        self.text_bytes -= (
+            ROW_OVERHEAD_BYTES
+            + SLAB_ROW_BYTES
+            + sys.getsizeof(entry_id)
+            + sys.getsizeof(key)
+            + (0 if prompt is None else sys.getsizeof(prompt))
+        )
+        block, at = divmod(row, SLAB_BLOCK_ROWS)
+        self.facets.release(int(self.records[block]["facet"][at]))
+        last = len(self.ids) - 1
+        if row != last:  # swap-remove keeps the slab dense
+            end_block, end_at = divmod(last, SLAB_BLOCK_ROWS)
+            self.blocks[block][at] = self.blocks[end_block][end_at]
+            self.records[block][at] = self.records[end_block][end_at]
+            moved = self.ids[row] = self.ids[last]
+            self.prompts[row] = self.prompts[last]
+            moved_key = self.keys[row] = self.keys[last]
+            self.rows[moved] = self.partitions[moved_key] = row
+        self.ids.pop()
+        self.prompts.pop()
+        self.keys.pop()
+        # Free a block once it is empty and half of the one before is too (or all are).
+        while self.blocks and self.capacity - last >= SLAB_BLOCK_ROWS * (3 if last else 2) // 2:
+            self.blocks.pop()
+            self.records.pop()
+
+
 class _Partition:
     """One partition's rows: vectors in a matrix, LRU stamps, times and facets in a record
     array beside it, ids and prompts in two lists (row order, swap-removed together). The
@@ -428,9 +601,14 @@ class _Partition:
                 held += self.build.source.nbytes
         return held + graph_rows * self.node_bytes
 
+    def record(self, row: int) -> _Record:
+        """The record of `row` as Python values."""
+        record: _Record = self.cols[row].item()
+        return record
+
     def meta(self, row: int) -> VectorMeta:
         """The metadata of `row`."""
-        _, created, expires, facet, _ = self.cols[row].item()
+        _, created, expires, facet, _ = self.record(row)
         namespace, tenant, tags = self.facets.values[facet]
         return VectorMeta(
             self.ids[row], namespace, tenant, self.prompts[row], created, expires, tags
@@ -448,6 +626,10 @@ class _Partition:
         cols = np.zeros(capacity, dtype=_COLUMNS)
         cols[:count] = self.cols[:count]
         self.cols = cols
+
+    def above(self, query: Vector, min_similarity: float) -> list[tuple[int, float]]:
+        """Every row whose similarity to `query` is ≥ `min_similarity` (exact)."""
+        return self.vectors.above(len(self.ids), query, min_similarity)
 
     def tick_of(self, entry_id: str) -> int:
         return int(self.cols["tick"][self.rows[entry_id]])
@@ -615,9 +797,13 @@ def _top(scores: Vector, rows: np.ndarray, k: int) -> list[tuple[int, float]]:
     return sorted(((int(rows[i]), float(scores[i])) for i in top), key=lambda x: -x[1])
 
 
+Holder = _Partition | _Slab  # where a row lives
+
+
 class SemanticIndex:
     """Partitioned vector index, charged to a budget (and bounded to `max_entries` vectors
-    unless that is None); graphs are built in the background."""
+    unless that is None); graphs are built in the background. A partition of one row is a
+    row of the shared `_Slab`; its second row gives it a `_Partition` of its own."""
 
     tier = "l1_semantic"
 
@@ -632,11 +818,13 @@ class SemanticIndex:
         self.max_entries = max_entries
         self.budget = budget
         self.hnsw_min_partition = hnsw_min_partition
-        self._partitions: dict[str, _Partition] = {}
-        self._lru: OrderedDict[str, _Partition] = OrderedDict()  # id -> its partition
-        self._rows: dict[str, int] = {}  # id -> its row in its partition
+        # key -> its partition, or its row in the slab (a partition of one row)
+        self._partitions: dict[str, _Partition | int] = {}
+        self._lru: OrderedDict[str, Holder] = OrderedDict()  # id -> its partition or the slab
+        self._rows: dict[str, int] = {}  # id -> its row in its partition (or the slab)
         self._facets = _Facets()
-        self._bytes = 0  # the partitions' (the facets count theirs)
+        self._slab = _Slab(dim, self._rows, self._partitions, self._facets)
+        self._bytes = 0  # the partitions' and the slab's (the facets count theirs)
         self.evictions = 0
         self.generation = 0  # counts `clear`s: a refill that sees it change starts again
         budget.register(self)
@@ -652,7 +840,10 @@ class SemanticIndex:
     @property
     def building(self) -> int:
         """Partitions whose graph is being built (or built and not yet swapped in)."""
-        return sum(part.build is not None for part in self._partitions.values())
+        return sum(
+            isinstance(part, _Partition) and part.build is not None
+            for part in self._partitions.values()
+        )
 
     def add(self, partition: str, vector: Vector, meta: VectorMeta) -> None:
         """Insert (or replace) one vector; evict the least recently used past the bounds."""
@@ -678,7 +869,9 @@ class SemanticIndex:
         room = None if self.max_entries is None else self.max_entries - len(self._lru)
         headroom = self.budget.max_bytes - self.budget.used_bytes
         shapes: dict[str, list[int]] = {}  # partition -> [rows, capacity] once these are in
-        taken: list[int] = []  # rows of `metas` to add, in order
+        slab_room = [self._slab.capacity - len(self._slab)]
+        by_partition: dict[str, list[int]] = {}  # partition -> rows of `metas` to add, in order
+        taken: list[int] = []
         seen: set[str] = set()
         full = False
         for i, meta in enumerate(metas):
@@ -686,48 +879,73 @@ class SemanticIndex:
                 continue
             key = partitions[i]
             if (shape := shapes.get(key)) is None:
-                part = self._partitions.get(key)
-                shape = shapes[key] = [0, 0] if part is None else [len(part), part.vectors.capacity]
-            growth = self._growth(shape, meta)
+                shape = shapes[key] = self._shape(key)
+            growth = self._growth(key, shape, meta, slab_room)
             if growth > headroom or (room is not None and len(taken) >= room):
                 full = True
                 break
             headroom -= growth
             seen.add(meta.entry_id)
             taken.append(i)
-        by_partition: dict[str, list[int]] = {}
-        for i in taken:
-            by_partition.setdefault(partitions[i], []).append(i)
+            by_partition.setdefault(key, []).append(i)
+        single_keys: list[str] = []  # new partitions of one row: into the slab
+        singles: list[int] = []
         for key, rows in by_partition.items():
-            part = self._partitions.get(key)
-            if part is None:
+            held = self._partitions.get(key)
+            if held is None and len(rows) == 1:
+                single_keys.append(key)
+                singles.append(rows[0])
+                continue
+            if held is None:
                 part = self._partitions[key] = _Partition(key, self.dim, self._rows, self._facets)
                 before = 0
-            else:
+            else:  # a slab row's partition is charged as it moves out
+                part = self._promoted(key, held) if isinstance(held, int) else held
                 before = part.nbytes
             part.extend(vectors[rows], [metas[i] for i in rows])
             part.maintain(self.hnsw_min_partition)
             self._charge(part.nbytes - before)
+        if singles:
+            before = self._slab.nbytes
+            self._slab.extend(single_keys, vectors[singles], [metas[i] for i in singles], COLD_TICK)
+            self._charge(self._slab.nbytes - before)
+        lru = self._lru
         for i in taken:  # each one colder than the one before
             entry_id = metas[i].entry_id
-            self._lru[entry_id] = self._partitions[partitions[i]]
-            self._lru.move_to_end(entry_id, last=False)
+            held = self._partitions[partitions[i]]
+            lru[entry_id] = self._slab if isinstance(held, int) else held
+            lru.move_to_end(entry_id, last=False)
         return not full
 
-    def _growth(self, shape: list[int], meta: VectorMeta) -> int:
-        """Bytes one more row of `meta` charges at most to a partition of `shape` (rows,
-        capacity; updated to include it)."""
+    def _shape(self, key: str) -> list[int]:
+        """[rows, capacity] of partition `key` (a slab row: [1, 0])."""
+        held = self._partitions.get(key)
+        if held is None:
+            return [0, 0]
+        if isinstance(held, int):
+            return [1, 0]
+        return [len(held), held.vectors.capacity]
+
+    def _growth(self, key: str, shape: list[int], meta: VectorMeta, slab_room: list[int]) -> int:
+        """Bytes one more row of `meta` charges at most to partition `key` of `shape` (rows,
+        capacity; updated to include it), with `slab_room` free rows in the slab (updated)."""
         count, capacity = shape
         size = meta.size_bytes
         if (facet := (meta.namespace, meta.tenant, meta.tags)) not in self._facets.numbers:
             size += _facet_bytes(facet)
-        if count == 0:
-            size += PARTITION_OVERHEAD_BYTES + self.dim * VECTOR_ITEM_BYTES + _COLUMNS.itemsize
-            capacity = 1
+        row_bytes = self.dim * VECTOR_ITEM_BYTES + _COLUMNS.itemsize
+        if count == 0:  # a slab row
+            size += SLAB_ROW_BYTES + sys.getsizeof(key)
+            if slab_room[0] == 0:
+                size += self._slab.block_bytes
+                slab_room[0] = SLAB_BLOCK_ROWS
+            slab_room[0] -= 1
+        elif capacity == 0:  # out of the slab into a partition of two rows
+            size += PARTITION_OVERHEAD_BYTES + 2 * row_bytes
+            capacity = 2
         elif count == capacity:  # the matrix grows
             grown = _grown(capacity)
-            size += (grown - capacity) * (self.dim * VECTOR_ITEM_BYTES + _COLUMNS.itemsize)
-            size += _INDEX_OBJECT_BYTES
+            size += (grown - capacity) * row_bytes + _INDEX_OBJECT_BYTES
             capacity = grown
         node_bytes = (self.dim * _GRAPH_CODE_BITS + 7) // 8 + _GRAPH_NODE_BYTES
         if count + 1 == self.hnsw_min_partition:
@@ -737,18 +955,32 @@ class SemanticIndex:
         shape[0], shape[1] = count + 1, capacity
         return size
 
-    def _insert(self, partition: str, vector: Vector, meta: VectorMeta, tick: int) -> _Partition:
-        part = self._partitions.get(partition)
-        if part is None:
-            part = self._partitions[partition] = _Partition(
-                partition, self.dim, self._rows, self._facets
-            )
-            before = 0
-        else:
-            before = part.nbytes
+    def _insert(self, partition: str, vector: Vector, meta: VectorMeta, tick: int) -> Holder:
+        held = self._partitions.get(partition)
+        if held is None:
+            before = self._slab.nbytes
+            self._slab.add(partition, vector, meta, tick)
+            self._charge(self._slab.nbytes - before)
+            return self._slab
+        part = self._promoted(partition, held) if isinstance(held, int) else held
+        before = part.nbytes
         part.add(vector, meta, tick)
         part.maintain(self.hnsw_min_partition)
         self._charge(part.nbytes - before)
+        return part
+
+    def _promoted(self, key: str, row: int) -> _Partition:
+        """Partition `key`'s own `_Partition`, its one row moved into it out of the slab (its
+        LRU stamp and place kept)."""
+        slab = self._slab
+        entry_id, vector, meta = slab.ids[row], slab.vector(row).astype(np.float32), slab.meta(row)
+        tick = slab.record(row)[0]
+        before = slab.nbytes
+        slab.remove(entry_id)
+        part = _Partition(key, self.dim, self._rows, self._facets)
+        part.add(vector, meta, tick)
+        self._partitions[key] = self._lru[entry_id] = part
+        self._charge(slab.nbytes - before + part.nbytes)
         return part
 
     def oldest_tick(self) -> int | None:
@@ -780,7 +1012,7 @@ class SemanticIndex:
         """`search` as a `VectorTier`: the candidates carry their prompts where the tier
         keeps them (refilled vectors do not), never their vectors."""
 
-        def hit(part: _Partition, row: int, score: float, record: _Record) -> VectorHit:
+        def hit(part: Holder, row: int, score: float, record: _Record) -> VectorHit:
             _, created, _, facet, _ = record
             namespace, tenant, tags = part.facets.values[facet]
             return VectorHit(
@@ -806,22 +1038,28 @@ class SemanticIndex:
         k: int,
         now: float,
         max_age_s: float | None,
-        result: Callable[[_Partition, int, float, _Record], T],
+        result: Callable[[Holder, int, float, _Record], T],
     ) -> list[T]:
-        """`result` of each of up to `k` fresh neighbours (partition, row, similarity, its
-        record), most similar first; the expired ones met are removed (after `result` read the
-        rows), the best one is used."""
-        part = self._partitions.get(partition)
-        if part is None:
+        """`result` of each of up to `k` fresh neighbours (partition or slab, row, similarity,
+        its record), most similar first; the expired ones met are removed (after `result`
+        read the rows), the best one is used."""
+        held = self._partitions.get(partition)
+        if held is None:
             return []
-        before = part.nbytes  # a finished build swaps in, a due one starts
-        part.maintain(self.hnsw_min_partition)
-        self._charge(part.nbytes - before)
+        part: Holder
+        if isinstance(held, int):
+            part, found = self._slab, self._slab.search(held, query)
+        else:
+            part = held
+            before = part.nbytes  # a finished build swaps in, a due one starts
+            part.maintain(self.hnsw_min_partition)
+            self._charge(part.nbytes - before)
+            found = part.search(query, k)
         results = []
         best = None
         expired = []
-        for row, score in part.search(query, k):
-            record = part.cols[row].item()
+        for row, score in found:
+            record = part.record(row)
             _, created, expires, _, _ = record
             if now >= expires:
                 expired.append(part.ids[row])
@@ -833,8 +1071,8 @@ class SemanticIndex:
             results.append(result(part, row, score, record))
         for entry_id in expired:
             self.remove(entry_id)
-        if best is not None and best in self._lru:
-            part.touch(best, self.budget.tick())
+        if best is not None and (holder := self._lru.get(best)) is not None:
+            holder.touch(best, self.budget.tick())  # a removal may have moved it to the slab
             self._lru.move_to_end(best)
         return results
 
@@ -844,9 +1082,9 @@ class SemanticIndex:
         """Every vector, in any partition, whose metadata matches and whose similarity to
         `query` is at least `min_similarity` (exact; for targeted invalidation)."""
         found = []
-        for part in self._partitions.values():
-            for row, score in part.vectors.above(len(part), query, min_similarity):
-                meta = part.meta(row)
+        for holder in self._holders():
+            for row, score in holder.above(query, min_similarity):
+                meta = holder.meta(row)
                 if predicate(meta):
                     found.append(SemanticCandidate(meta=meta, similarity=score))
         return found
@@ -860,10 +1098,10 @@ class SemanticIndex:
     def remove_where(self, predicate: Callable[[VectorMeta], bool]) -> int:
         """Drop every vector whose metadata matches; return how many."""
         doomed = [
-            part.ids[row]
-            for part in self._partitions.values()
-            for row in range(len(part))
-            if predicate(part.meta(row))
+            holder.ids[row]
+            for holder in self._holders()
+            for row in range(len(holder))
+            if predicate(holder.meta(row))
         ]
         for entry_id in doomed:
             self.remove(entry_id)
@@ -872,11 +1110,13 @@ class SemanticIndex:
     def clear(self) -> None:
         """Drop everything (builds under way included)."""
         for part in self._partitions.values():
-            part.cancel_build()
+            if isinstance(part, _Partition):
+                part.cancel_build()
         self._partitions.clear()
         self._lru.clear()
         self._rows.clear()
         self._facets = _Facets()
+        self._slab = _Slab(self.dim, self._rows, self._partitions, self._facets)
         self._charge(-self._bytes)
         self.generation += 1
 
@@ -886,15 +1126,34 @@ class SemanticIndex:
         self.clear()
         self.budget.unregister(self)
 
+    def _holders(self) -> list[Holder]:
+        """The partitions of more than one row, then the slab (the others)."""
+        parts: list[Holder] = [p for p in self._partitions.values() if isinstance(p, _Partition)]
+        return [*parts, self._slab]
+
     def _charge(self, size: int) -> None:
         self._bytes += size
 
-    def _drop(self, part: _Partition, entry_id: str) -> None:
+    def _drop(self, part: Holder, entry_id: str) -> None:
         before = part.nbytes
-        part.remove(entry_id)
-        if len(part) == 0:
-            part.cancel_build()
-            del self._partitions[part.key]
-            self._charge(-before)
-        else:
-            self._charge(part.nbytes - before)
+        part.remove(entry_id)  # the slab drops the row's partition with it
+        self._charge(part.nbytes - before)
+        if isinstance(part, _Partition) and len(part) <= 1:
+            self._dissolve(part)
+
+    def _dissolve(self, part: _Partition) -> None:
+        """Drop a partition left with one row or none; its one row goes back to the slab
+        (its LRU stamp and place kept)."""
+        held = part.nbytes  # what it is charged: a build under way included
+        part.cancel_build()
+        del self._partitions[part.key]
+        if len(part) == 1:
+            entry_id = part.ids[0]
+            vector, meta = part.vectors.rows[0].astype(np.float32), part.meta(0)
+            tick = part.tick_of(entry_id)
+            part.remove(entry_id)
+            before = self._slab.nbytes
+            self._slab.add(part.key, vector, meta, tick)
+            self._lru[entry_id] = self._slab
+            self._charge(self._slab.nbytes - before)
+        self._charge(-held)

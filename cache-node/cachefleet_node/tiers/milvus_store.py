@@ -64,6 +64,14 @@ MILVUS_THREADS = 4  # the node's threads for Milvus calls (pymilvus is synchrono
 SEARCHES_IN_FLIGHT = 4 * MILVUS_THREADS
 REPAIR_RETRY_S = (0.25, 2.0)  # first and longest pause between reload attempts
 CLOSE_TIMEOUT_S = 15.0  # longest wait for the final flush and the Milvus Lite shutdown
+# The vector index of a new collection and each search's effort (issue 17; measured by
+# `python -m cachefleet_bench.index_sweep`, docs/benchmarks/scale.md "Index and search
+# parameters"): at 160k rows on Milvus 2.3.5, efConstruction 64 built in 124 s where the 240
+# of AUTOINDEX (which 2.3 builds as HNSW M=18) took 185 s, and with `ef` 64 both found the
+# exact nearest row for every query near a stored one (the server's default: 91.7-94.3%).
+INDEX_TYPE = "HNSW"
+INDEX_BUILD = {"M": 18, "efConstruction": 64}
+SEARCH_EF = 64  # candidates an HNSW search keeps per segment (at least its limit)
 CODE_COLLECTION_NOT_FOUND = 100  # Milvus (2.3+) and Milvus Lite error codes
 CODE_COLLECTION_NOT_LOADED = 101
 CODE_UNREACHABLE = 2  # pymilvus: "Fail connecting to server"
@@ -105,6 +113,13 @@ class VectorRow:
 
     def __post_init__(self) -> None:
         assert self.entry.partition is not None, "only semantic entries have vectors"
+
+
+def search_effort(index_type: str) -> dict[str, Any]:
+    """Search `params` for a collection's vector index (`describe_index`'s `index_type`):
+    `ef` for HNSW, and for AUTOINDEX (a collection created before the explicit index: Milvus
+    2.3 builds it as HNSW); none (the server's defaults) for any other index."""
+    return {"ef": SEARCH_EF} if index_type.upper() in ("HNSW", "AUTOINDEX") else {}
 
 
 def _quote(value: str) -> str:
@@ -234,6 +249,8 @@ class MilvusVectorStore:
         )
         self._client: MilvusClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # search `params` for the collection's index, read on connect (`search_effort`)
+        self.search_params: dict[str, Any] = {}
         self.problem: str | None = None  # why the collection is out of service (None: serving)
         self.recoveries = 0  # times it was brought back after a fault
         self._repair: asyncio.Task[None] | None = None
@@ -372,7 +389,7 @@ class MilvusVectorStore:
             schema.add_field("expires_at", DataType.INT64)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
             index = client.prepare_index_params()
-            index.add_index("vector", index_type="AUTOINDEX", metric_type="IP")
+            index.add_index("vector", index_type=INDEX_TYPE, metric_type="IP", params=INDEX_BUILD)
             try:
                 client.create_collection(
                     self.collection, schema=schema, index_params=index, timeout=timeout
@@ -387,15 +404,24 @@ class MilvusVectorStore:
             # unindexed in-memory table that every search scans: write them out and index
             # them now (nothing to do after a clean close)
             client.flush(self.collection, timeout=timeout)
+        index = client.describe_index(self.collection, "vector", timeout=timeout)
+        self.search_params = search_effort(str(index.get("index_type", "")))
         # The first search on a freshly loaded collection is slow; pay for it here, not on a
-        # request with a deadline.
+        # request with a deadline (and with the search parameters the lookups will send).
         client.search(
             self.collection,
             data=[[0.0] * self.dim],
             limit=1,
             filter='namespace == ""',
+            search_params=self._search_params(1),
             timeout=timeout,
         )
+
+    def _search_params(self, limit: int) -> dict[str, Any]:
+        params = dict(self.search_params)
+        if "ef" in params:
+            params["ef"] = max(params["ef"], limit)  # HNSW keeps at least `limit` candidates
+        return {"metric_type": "IP", "params": params}
 
     def _wait_for_index(self, client: MilvusClient, timeout_s: float = 30.0) -> None:
         """Return once the collection has its vector index (created elsewhere), or re-raise."""
@@ -491,7 +517,7 @@ class MilvusVectorStore:
             limit=query.limit,
             filter=expression,
             output_fields=["namespace", "tenant", "partition", "created_at", "vector"],
-            search_params={"metric_type": "IP"},
+            search_params=self._search_params(query.limit),
             slot=self._search_slots,
         )
         return [_hit(item) for item in (result[0] if result else [])]
@@ -568,7 +594,7 @@ class MilvusVectorStore:
             limit=limit,
             filter=expression,
             output_fields=["namespace", "tenant", "partition", "created_at", "tags"],
-            search_params={"metric_type": "IP"},
+            search_params=self._search_params(limit),
         )
         return [_hit(item) for item in (result[0] if result else [])]
 
