@@ -13,7 +13,7 @@ export CACHEFLEET_EMBEDDING_MODEL_DIR
 # distribution, so they run with bench/ on the import path (pytest's `pythonpath` does the same).
 BENCH := PYTHONPATH=bench $(PY) -m cachefleet_bench
 
-.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-partitions bench-index-sweep bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
+.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-partitions bench-index-sweep bench-filter-sweep bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
 
 ## List the targets with their `##` comments (every target has one).
 help:
@@ -139,6 +139,12 @@ bench-partitions: venv
 ## docs/benchmarks/index-sweep.json. Options: ARGS="--indexes 'HNSW M18 efC64' --segment-mb 1024".
 bench-index-sweep: venv
 	$(BENCH) index-sweep $(ARGS)
+
+## What the durable tier's search filter costs (the node's filter, fewer terms, none, with
+## scalar indexes) at 150k rows on a fresh Milvus 2.3.5 server; writes
+## docs/benchmarks/milvus-filter.json. Options: ARGS="--rows 50000 --segment-mb 1024".
+bench-filter-sweep: venv
+	$(BENCH) filter-sweep $(ARGS)
 
 ## Fault run: redis-server, Milvus, the stub upstream and two nodes; 1,000 clients while Redis
 ## and Milvus are killed (-9), stopped and restarted and the upstream turns slow and broken;

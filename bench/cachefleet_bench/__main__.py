@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from cachefleet_bench import (
     chaos,
+    filter_sweep,
     index_sweep,
     latency,
     lexicon,
@@ -61,6 +62,11 @@ COMMANDS: dict[str, Command] = {
         "Milvus vector index and search parameters: build time, recall and latency",
         index_sweep.add_arguments,
         index_sweep.main,
+    ),
+    "filter-sweep": (
+        "Milvus search filter cost: the node's filter, fewer terms, none, scalar indexes",
+        filter_sweep.add_arguments,
+        filter_sweep.main,
     ),
     "lexicon": (
         "build (or --check) the verifier's WordNet lexicon",
