@@ -33,16 +33,21 @@ from typing import Any
 import numpy as np
 from pymilvus import MilvusClient
 
+from cachefleet_bench.index_sweep import (
+    PARTITION,
+    TENANT,
+    load_average,
+    segment_settings,
+    sweep_entry,
+    unit_rows,
+)
 from cachefleet_bench.scale import DEFAULT_PEERS_DIR, install_peers, milvus_server
-from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.embedders.base import Vectors
 from cachefleet_node.tiers.milvus_store import SEARCH_EF, MilvusVectorStore, VectorRow
 
 __all__ = ["SCALAR_INDEXES", "VARIANTS", "main"]
 
 DIM = 384
-TENANT, MODEL, PARTITION = "acme", "gpt-4o-mini", "p0"
-TTL_S = 30 * 86_400
 CHUNK = 1_000
 NOISE = 0.7 / np.sqrt(DIM)  # a query near a stored row: cosine ~0.8
 CALL_TIMEOUT_S = 60.0
@@ -67,28 +72,6 @@ VARIANTS = [
 OUTPUT_FIELDS = ["namespace", "tenant", "partition", "created_at", "vector"]
 
 
-def _unit(rows: Any) -> Vectors:
-    unit: Vectors = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-    return unit
-
-
-def _entry(namespace: str, row: int, now: float) -> CacheEntry:
-    return CacheEntry(
-        entry_id=f"{namespace[:1]}{row:063x}",
-        namespace=namespace,
-        tenant=TENANT,
-        model=MODEL,
-        created_at=now,
-        expires_at=now + TTL_S,
-        answers=(b"{}",),
-        partition=PARTITION,
-    )
-
-
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
 def _wait_indexed(admin: MilvusClient, collection: str) -> float:
     """Seconds until every index of `collection` covers every row."""
     started = time.monotonic()
@@ -108,7 +91,7 @@ async def _fill(stores: list[MilvusVectorStore], rows: dict[str, Vectors], now: 
     for namespace, vectors in rows.items():
         for start in range(0, len(vectors), CHUNK):
             batch = [
-                VectorRow(_entry(namespace, i, now), vectors[i])
+                VectorRow(sweep_entry(namespace, i, now), vectors[i])
                 for i in range(start, min(start + CHUNK, len(vectors)))
             ]
             await asyncio.gather(*(store.insert(batch) for store in stores))
@@ -175,7 +158,7 @@ def _measure(uri: str, queries: Vectors, exact_ids: list[str]) -> dict[str, Any]
             timings[label].append((time.perf_counter() - started) * 1000)
             same[label] += bool(result and result[0]) and result[0][0]["id"] == best
         if n % 50 == 0:
-            loads.append(_load())
+            loads.append(load_average())
     client.close()
     out: dict[str, Any] = {}
     for label, collection, template in VARIANTS:
@@ -220,24 +203,19 @@ def main(args: argparse.Namespace) -> int:
         return 1
     sys.path.append(str(peers))  # after the virtualenv: its packages win
     rng = np.random.default_rng(11)
-    bench = _unit(rng.normal(size=(args.rows, DIM)))
-    other = _unit(rng.normal(size=(args.other_rows, DIM)))
+    bench = unit_rows(rng.normal(size=(args.rows, DIM)))
+    other = unit_rows(rng.normal(size=(args.other_rows, DIM)))
     picks = rng.integers(args.rows, size=args.queries)
-    queries = _unit(bench[picks] + rng.normal(0, NOISE, (args.queries, DIM)))
+    queries = unit_rows(bench[picks] + rng.normal(0, NOISE, (args.queries, DIM)))
     exact = np.argmax(bench @ queries.T, axis=0)
-    exact_ids = [_entry("bench", int(i), 0).entry_id for i in exact]
-    segments = "default segment settings (sealed at 0.23 x 512 MB)"
-    if args.segment_mb:
-        # Milvus reads any config key from the environment (upper case, `_` for `.`)
-        os.environ["DATACOORD_SEGMENT_MAXSIZE"] = str(args.segment_mb)
-        os.environ["DATACOORD_SEGMENT_SEALPROPORTION"] = "1"
-        segments = f"dataCoord.segment.maxSize {args.segment_mb} MB, sealProportion 1"
+    exact_ids = [sweep_entry("bench", int(i), 0).entry_id for i in exact]
+    segments = segment_settings(args.segment_mb)
     report: dict[str, Any] = {
         "server": f"milvus 2.3.5 standalone (PyPI), {segments}",
         "rows": {"bench": args.rows, "other": args.other_rows},
         "queries": args.queries,
         "search_params": {"ef": SEARCH_EF, "limit": 1},
-        "load_average_1m_at_start": _load(),
+        "load_average_1m_at_start": load_average(),
     }
     with (
         tempfile.TemporaryDirectory(prefix="cachefleet-filter-sweep-") as folder,
@@ -246,10 +224,10 @@ def main(args: argparse.Namespace) -> int:
         uri = f"http://127.0.0.1:{server.listen_port}"
         report.update(asyncio.run(_prepare(uri, {"bench": bench, "other": other})))
         print(json.dumps(report, indent=1), flush=True)
-        report["load_average_1m_before_search"] = _load()
+        report["load_average_1m_before_search"] = load_average()
         report["searches"] = _measure(uri, queries, exact_ids)
     report["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
-    report["load_average_1m_at_end"] = _load()
+    report["load_average_1m_at_end"] = load_average()
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["searches"], indent=1))
     return 0

@@ -49,7 +49,7 @@ from cachefleet_node.embedders.base import Vectors
 from cachefleet_node.tiers.milvus_store import MilvusVectorStore, VectorRow
 from cachefleet_node.tiers.vector_tier import VectorQuery
 
-__all__ = ["INDEXES", "main"]
+__all__ = ["INDEXES", "load_average", "main", "segment_settings", "sweep_entry", "unit_rows"]
 
 TENANT, MODEL, PARTITION = "acme", "gpt-4o-mini", "p0"
 TTL_S = 30 * 86_400
@@ -78,7 +78,8 @@ INDEXES: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]] = [
 ]
 
 
-def _entry(namespace: str, row: int, now: float) -> CacheEntry:
+def sweep_entry(namespace: str, row: int, now: float) -> CacheEntry:
+    """The entry of a sweep's row `row` in `namespace` (one tenant, model and partition)."""
     return CacheEntry(
         entry_id=f"{namespace[:1]}{row:063x}",
         namespace=namespace,
@@ -91,7 +92,8 @@ def _entry(namespace: str, row: int, now: float) -> CacheEntry:
     )
 
 
-def _unit(rows: npt.NDArray[np.floating[Any]]) -> Vectors:
+def unit_rows(rows: npt.NDArray[np.floating[Any]]) -> Vectors:
+    """`rows` scaled to unit length, as float32."""
     unit: Vectors = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
     return unit
 
@@ -104,7 +106,19 @@ def _quantiles(ms: list[float]) -> dict[str, float]:
     }
 
 
-def _load() -> float:
+def segment_settings(segment_mb: int) -> str:
+    """Make the Milvus server started next seal segments at `segment_mb` (0: its defaults);
+    the setting in words, for the report."""
+    if not segment_mb:
+        return "default segment settings (sealed at 0.23 x 512 MB)"
+    # Milvus reads any config key from the environment (upper case, `_` for `.`)
+    os.environ["DATACOORD_SEGMENT_MAXSIZE"] = str(segment_mb)
+    os.environ["DATACOORD_SEGMENT_SEALPROPORTION"] = "1"
+    return f"dataCoord.segment.maxSize {segment_mb} MB, sealProportion 1"
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (recorded beside each measurement)."""
     return round(os.getloadavg()[0], 2)
 
 
@@ -124,7 +138,9 @@ def _rebuild(
         # after a drop and create, `indexed_rows` still counts the old index's rows:
         # the new one covers the rows not pending
         total, pending = int(info.get("total_rows", 0)), int(info.get("pending_index_rows", 0))
-        progress.append({"at_s": round(now, 1), "indexed_rows": total - pending, "load": _load()})
+        progress.append(
+            {"at_s": round(now, 1), "indexed_rows": total - pending, "load": load_average()}
+        )
         if total and pending == 0:
             break
         time.sleep(POLL_S)
@@ -134,7 +150,7 @@ def _rebuild(
         "build_s": round(built_s, 1),
         "rows_indexed_per_s": round(progress[-1]["indexed_rows"] / max(built_s, 1e-9)),
         "progress": progress[:: max(len(progress) // 30, 1)],
-        "load_average_1m": _load(),
+        "load_average_1m": load_average(),
     }
 
 
@@ -157,17 +173,17 @@ async def _measure(
             same += bool(hits) and hits[0].entry_id == ids[int(best)]
         every += timings
         out[name] = {"top1_recall": round(same / len(queries), 4), **_quantiles(timings)}
-    out["all"] = {**_quantiles(every), "load_average_1m": _load()}
+    out["all"] = {**_quantiles(every), "load_average_1m": load_average()}
     return out
 
 
 async def sweep(uri: str, stored: Vectors, paraphrases: Vectors, args: argparse.Namespace) -> Any:
     """Load the rows once, then every index of `INDEXES` and its search settings."""
     rng = np.random.default_rng(7)
-    random_rows = _unit(rng.normal(size=(args.random_rows, stored.shape[1])))
+    random_rows = unit_rows(rng.normal(size=(args.random_rows, stored.shape[1])))
     picks = rng.integers(args.random_rows, size=args.queries)
-    near = _unit(random_rows[picks] + rng.normal(0, NOISE, (args.queries, stored.shape[1])))
-    wild = _unit(rng.normal(size=(args.queries, stored.shape[1])))
+    near = unit_rows(random_rows[picks] + rng.normal(0, NOISE, (args.queries, stored.shape[1])))
+    wild = unit_rows(rng.normal(size=(args.queries, stored.shape[1])))
     own = stored[rng.integers(len(stored), size=args.queries)]
     store = MilvusVectorStore(uri, None, "sweep", stored.shape[1])
     await store.connect()
@@ -178,13 +194,13 @@ async def sweep(uri: str, stored: Vectors, paraphrases: Vectors, args: argparse.
         for start in range(0, len(rows), CHUNK):
             end = min(start + CHUNK, len(rows))
             await store.insert(
-                [VectorRow(_entry(namespace, i, now), rows[i]) for i in range(start, end)]
+                [VectorRow(sweep_entry(namespace, i, now), rows[i]) for i in range(start, end)]
             )
     load_s = time.perf_counter() - started
     admin.flush(store.collection, timeout=CALL_TIMEOUT_S)
     print(f"loaded {len(stored) + len(random_rows)} rows in {load_s:.0f} s", flush=True)
-    bench_ids = [_entry("bench", i, now).entry_id for i in range(len(stored))]
-    random_ids = [_entry("random", i, now).entry_id for i in range(len(random_rows))]
+    bench_ids = [sweep_entry("bench", i, now).entry_id for i in range(len(stored))]
+    random_ids = [sweep_entry("random", i, now).entry_id for i in range(len(random_rows))]
     sets = {
         "quora_paraphrase": ("bench", paraphrases[: args.queries], stored, bench_ids),
         "stored_vector": ("bench", own, stored, bench_ids),
@@ -250,15 +266,10 @@ def main(args: argparse.Namespace) -> int:
     sys.path.append(str(peers))  # after the virtualenv: its packages win
     cache = VectorCache(model_dir, Path(args.cache_dir).expanduser())
     corpus = build_corpus(cache, default_data_dir(), args.rows, args.queries, 1)
-    segments = "default segment settings (sealed at 0.23 x 512 MB)"
-    if args.segment_mb:
-        # Milvus reads any config key from the environment (upper case, `_` for `.`)
-        os.environ["DATACOORD_SEGMENT_MAXSIZE"] = str(args.segment_mb)
-        os.environ["DATACOORD_SEGMENT_SEALPROPORTION"] = "1"
-        segments = f"dataCoord.segment.maxSize {args.segment_mb} MB, sealProportion 1"
+    segments = segment_settings(args.segment_mb)
     report: dict[str, Any] = {
         "server": f"milvus 2.3.5 standalone (PyPI), {segments}",
-        "load_average_1m_at_start": _load(),
+        "load_average_1m_at_start": load_average(),
     }
     with (
         tempfile.TemporaryDirectory(prefix="cachefleet-index-sweep-") as folder,
@@ -268,6 +279,6 @@ def main(args: argparse.Namespace) -> int:
         stored, paraphrases = corpus.vectors["stored"], corpus.vectors["queries"]
         report.update(asyncio.run(sweep(uri, stored, paraphrases, args)))
     report["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
-    report["load_average_1m_at_end"] = _load()
+    report["load_average_1m_at_end"] = load_average()
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     return 0
