@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,8 +12,27 @@ from typing import Any
 import numpy as np
 
 from cachefleet_node.embedders import OnnxModel
+from cachefleet_node.embedders.base import EmbedBudget, Embedder, Vectors
 
-__all__ = ["EmbeddingHandler", "EmbeddingService", "serving"]
+__all__ = ["CountingEmbedder", "EmbeddingHandler", "EmbeddingService", "serving"]
+
+
+class CountingEmbedder:
+    """Wraps an embedder and records the texts of every call."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.space = inner.space
+        self.calls: list[list[str]] = []
+
+    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
+        self.calls.append(list(texts))
+        return await self.inner.embed(texts, budget)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 @contextmanager

@@ -21,7 +21,6 @@ from cachefleet_contract.keyspace import embedding_key, embedding_space
 from cachefleet_node.config import MODEL_DIR_ENV, EmbeddingConfig
 from cachefleet_node.embedders import (
     CachingEmbedder,
-    EmbedBudget,
     EmbeddingError,
     EmbeddingUnavailable,
     MicroBatcher,
@@ -34,7 +33,7 @@ from cachefleet_node.embedders import (
 )
 from cachefleet_node.embedders.hub import DOWNLOAD_FILES
 from cachefleet_node.memory import MemoryBudget
-from embedding_service import EmbeddingService, serving
+from embedding_service import CountingEmbedder, EmbeddingService, serving
 from node_harness import RedisServer, free_port
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -78,24 +77,6 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     )
     return similarity
-
-
-class CountingEmbedder:
-    """Wraps an embedder and records the texts of every call."""
-
-    def __init__(self, inner: OnnxEmbedder) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.dim = inner.dim
-        self.space = inner.space
-        self.calls: list[list[str]] = []
-
-    async def embed(self, texts: Sequence[str], budget: EmbedBudget | None = None) -> Vectors:
-        self.calls.append(list(texts))
-        return await self.inner.embed(texts, budget)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 # --- local ONNX embedder ----------------------------------------------------------------------

@@ -370,6 +370,13 @@ def _facet_bytes(facet: Facet) -> int:
     return FACET_OVERHEAD_BYTES + strings + (sys.getsizeof(tags) if tags else 0)
 
 
+def _row_meta(entry_id: str, prompt: str | None, record: _Record, facets: _Facets) -> VectorMeta:
+    """A row's `VectorMeta` from its id, prompt, record and the index's facets."""
+    _, created, expires, facet, _ = record
+    namespace, tenant, tags = facets.values[facet]
+    return VectorMeta(entry_id, namespace, tenant, prompt, created, expires, tags)
+
+
 SLAB_BLOCK_ROWS = 256  # rows of one block of the slab (192 KiB of float16 at 384 dimensions)
 # A slab row's cost beside its vector, record and `VectorMeta.size_bytes`: its partition's
 # entry in the index's partition map, its slot in the slab's key list, allocator rounding
@@ -445,11 +452,7 @@ class _Slab:
 
     def meta(self, row: int) -> VectorMeta:
         """The metadata of `row`."""
-        _, created, expires, facet, _ = self.record(row)
-        namespace, tenant, tags = self.facets.values[facet]
-        return VectorMeta(
-            self.ids[row], namespace, tenant, self.prompts[row], created, expires, tags
-        )
+        return _row_meta(self.ids[row], self.prompts[row], self.record(row), self.facets)
 
     def tick_of(self, entry_id: str) -> int:
         block, at = divmod(self.rows[entry_id], SLAB_BLOCK_ROWS)
@@ -608,11 +611,7 @@ class _Partition:
 
     def meta(self, row: int) -> VectorMeta:
         """The metadata of `row`."""
-        _, created, expires, facet, _ = self.record(row)
-        namespace, tenant, tags = self.facets.values[facet]
-        return VectorMeta(
-            self.ids[row], namespace, tenant, self.prompts[row], created, expires, tags
-        )
+        return _row_meta(self.ids[row], self.prompts[row], self.record(row), self.facets)
 
     def _writable(self, row: int) -> None:
         """Copy the matrix before writing `row` in place if a build still reads that row."""
