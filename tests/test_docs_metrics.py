@@ -62,6 +62,9 @@ LABEL_VALUES = {
     "evictions.tier": "`l1_exact`, `l1_semantic`, `embeddings` (the embedding caches)",
     "writes.outcome": "`stored`, `stored-l1-only`, `skipped-<reason>`, `dropped` (overload), "
     "`dual-dropped` (a migration's copy into the next space, overload)",
+    "shared_write_retries.tier": "`redis` (entry store), `milvus`",
+    "shared_write_retries.outcome": "`retried` (sent again), `abandoned` (refused by the tier, "
+    "or still failing after a minute)",
     "tokens_saved.kind": "`prompt`, `completion`",
     "invalidated.tier": "`l1`, `store` (Redis or local), `vectors` (Milvus), `vectors_next` "
     "(the migration's second collection)",

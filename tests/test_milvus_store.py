@@ -197,6 +197,42 @@ async def test_a_dead_server_fails_every_waiting_writer(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_rows_written_while_the_server_restarts_land_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """A restart under writes: the writers are told at once that their rows are not
+    confirmed; the store sends them again, and they are all there once the server is back."""
+    port, data = free_port(), tmp_path / "milvus"
+    process = spawn_milvus(port, data)
+    store = None
+    try:
+        store = await _connected(f"http://127.0.0.1:{port}", "back" + uuid.uuid4().hex[:12])
+        now = time.time()
+        vectors = _unit_vectors(9, 14)
+        rows = [VectorRow(_entry("alpha", "t1", now), vectors[i]) for i in range(9)]
+        await asyncio.wait_for(store.insert(rows[:1]), 30)
+        stop(process)
+        outcomes = await asyncio.gather(
+            *(asyncio.wait_for(store.insert([row]), 5) for row in rows[1:]),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, Exception) for o in outcomes), outcomes
+        process = spawn_milvus(port, data)  # the same server, on its data
+        deadline = time.monotonic() + 120
+        while not store.connected or await store.count("alpha") < 9:
+            assert time.monotonic() < deadline, (store.writes.retried, store.writes.abandoned)
+            await asyncio.sleep(0.5)
+        assert store.writes.retried >= 8
+        assert store.writes.abandoned == 0
+        for row in rows:
+            hits = await store.nearest(VectorQuery("alpha", "t1", "p0", row.vector, 1, now))
+            assert [hit.entry_id for hit in hits] == [row.entry.entry_id]
+    finally:
+        if store is not None:
+            await store.close()
+        stop(process)
+
+
 async def test_searches_past_the_in_flight_bound_are_shed_not_queued(tmp_path: Path) -> None:
     """A hung server holds `SEARCHES_IN_FLIGHT` searches; the next lookup is shed at once
     (`MilvusBusy`) instead of queueing into its deadline, a caller that stops waiting does not

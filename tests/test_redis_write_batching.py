@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import time
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from cachefleet_contract import keyspace
 from cachefleet_node.core.entry import CacheEntry
@@ -94,4 +97,44 @@ async def test_a_dead_redis_fails_every_waiting_writer(
         return_exceptions=True,
     )
     assert all(isinstance(o, Exception) for o in outcomes), outcomes
+    await store.close()
+
+
+async def test_a_write_caught_by_a_paused_redis_lands_when_it_resumes(
+    redis_server: RedisServer, client: aioredis.Redis
+) -> None:
+    """SIGSTOP while the write is in flight: its caller is told at once that it is not
+    confirmed; the store sends it again, and it lands after SIGCONT (the chaos run's loss)."""
+    store = RedisEntryStore(client, PREFIX)
+    await store.put(_entry(0))
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises((asyncio.TimeoutError, redis.exceptions.RedisError)):
+            await asyncio.wait_for(store.put(_entry(1)), 5)
+        await asyncio.sleep(3)  # it stays paused past the client's 2 s socket timeout
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while await store.get("support", "acme", "e1") is None:
+        assert time.monotonic() < deadline, "the failed write never landed"
+        await asyncio.sleep(0.2)
+    assert store.writes.retried >= 1
+    assert store.writes.abandoned == 0
+    await store.close()
+
+
+async def test_a_write_waiting_to_be_retried_does_not_undo_an_invalidation(
+    redis_server: RedisServer, client: aioredis.Redis
+) -> None:
+    store = RedisEntryStore(client, PREFIX)
+    redis_server.stop()
+    with pytest.raises((asyncio.TimeoutError, redis.exceptions.RedisError, OSError)):
+        await asyncio.wait_for(store.put(_entry(7, tags=("faq",))), 5)
+    assert store.writes.retried >= 1  # waiting for Redis to come back
+    redis_server.start_again()
+    # the invalidation reaches Redis before the retried write could
+    await store.delete_scope(InvalidationScope("support", tags=("faq",)))
+    await store.put(_entry(8))  # the queue moves again: anything retried went before it
+    assert await store.get("support", "acme", "e7") is None
+    assert await store.get("support", "acme", "e8") is not None
     await store.close()

@@ -80,3 +80,74 @@ async def test_drain_gives_up_on_a_send_that_ignores_cancellation() -> None:
             await asyncio.wait_for(caller, 5)
     release.set()  # let the abandoned flusher end before the loop closes
     await asyncio.sleep(0.05)
+
+
+class FlakyTier:
+    """A tier whose first `failures` sends raise `error`."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures, self.error = failures, error
+        self.sends: list[list[int]] = []
+        self.written: list[int] = []
+
+    async def send(self, items: list[int]) -> None:
+        self.sends.append(list(items))
+        if len(self.sends) <= self.failures:
+            raise self.error
+        self.written.extend(items)
+
+
+async def test_a_batch_failed_by_an_unavailable_tier_is_sent_again_before_later_writes() -> None:
+    tier = FlakyTier(2, ConnectionError("tier restarting"))
+    batcher = WriteBatcher[int](
+        "test", tier.send, max_items=2, max_queued=8, retry_for_s=30,
+        retryable=lambda exc: isinstance(exc, ConnectionError),
+    )  # fmt: skip
+    with pytest.raises(ConnectionError):  # told at once: not confirmed
+        await asyncio.wait_for(batcher.write([1, 2]), 5)
+    later = asyncio.ensure_future(batcher.write([3]))
+    await asyncio.wait_for(later, 10)  # written once the retried batch went through
+    assert tier.written == [1, 2, 3]
+    assert tier.sends[:2] == [[1, 2], [1, 2]]
+    assert (batcher.retried, batcher.abandoned) == (4, 0)
+
+
+async def test_a_refused_batch_or_one_failing_too_long_is_abandoned() -> None:
+    refused = FlakyTier(1, ValueError("bad item"))
+    batcher = WriteBatcher[int](
+        "test", refused.send, max_items=4, max_queued=8, retry_for_s=30,
+        retryable=lambda exc: isinstance(exc, ConnectionError),
+    )  # fmt: skip
+    with pytest.raises(ValueError):
+        await asyncio.wait_for(batcher.write([1]), 5)
+    await asyncio.wait_for(batcher.write([2]), 5)
+    assert refused.written == [2]
+    assert (batcher.retried, batcher.abandoned) == (0, 1)
+
+    down = FlakyTier(1_000, ConnectionError("down"))
+    batcher = WriteBatcher[int](
+        "test", down.send, max_items=4, max_queued=8, retry_for_s=0.5,
+        retryable=lambda exc: isinstance(exc, ConnectionError),
+    )  # fmt: skip
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(batcher.write([1]), 5)
+    await asyncio.wait_for(batcher.drain(10), 15)  # gives up after retry_for_s
+    assert batcher.abandoned == 1
+    assert len(down.sends) >= 2
+    assert down.written == []
+
+
+async def test_discard_drops_queued_and_retried_items_and_answers_their_callers() -> None:
+    tier = SlowTier()
+    batcher = WriteBatcher[int]("test", tier.send, max_items=8, max_queued=16)
+    in_flight = asyncio.ensure_future(batcher.write([0]))
+    await asyncio.wait_for(tier.started.wait(), 5)
+    doomed = asyncio.ensure_future(batcher.write([10, 12]))
+    mixed = asyncio.ensure_future(batcher.write([11, 14, 3]))
+    await asyncio.sleep(0)
+    assert batcher.discard(lambda item: item >= 10) == 4
+    await asyncio.wait_for(doomed, 5)  # superseded: answered without a write
+    assert not mixed.done()
+    tier.gate.set()
+    await asyncio.wait_for(asyncio.gather(in_flight, mixed), 5)
+    assert tier.written == [0, 3]

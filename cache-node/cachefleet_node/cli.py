@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,10 +51,19 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = None) -> int:
     """Start the runtime, then serve HTTP until interrupted. `reload`: reads the config file
     again (the node follows a migration's `embedding_next` live)."""
+    try:
+        sockets = [_listen(config.server.host, config.server.port)]
+        if config.server.metrics_port is not None:
+            sockets.append(_listen(config.server.host, config.server.metrics_port))
+    except OSError as exc:
+        print(f"cachefleet-node: cannot start: {exc}", file=sys.stderr)
+        return 3
     runtime = NodeRuntime(config, reload)
     try:
         await runtime.start()
     except (EmbeddingUnavailable, ConfigError) as exc:
+        for sock in sockets:
+            sock.close()
         print(f"cachefleet-node: cannot start: {exc}", file=sys.stderr)
         return 3
     app = create_app(config, runtime=runtime)
@@ -81,7 +91,11 @@ async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = No
                 lifespan="off",
             )
         )
-    metrics_task = None if metrics_server is None else asyncio.create_task(metrics_server.serve())
+    metrics_task = (
+        None
+        if metrics_server is None
+        else asyncio.create_task(metrics_server.serve(sockets=sockets[1:]))
+    )
     # uvicorn traps SIGTERM/SIGINT while it serves, then restores the handlers it found and
     # raises the signal again: with the default handlers the process would die right there,
     # before `runtime.close` drains the write-backs and flushes the embedded Milvus Lite
@@ -92,7 +106,7 @@ async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = No
         for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        await server.serve()
+        await server.serve(sockets=sockets[:1])
     finally:
         if metrics_server is not None and metrics_task is not None:
             metrics_server.should_exit = True
@@ -103,6 +117,17 @@ async def serve(config: NodeConfig, reload: Callable[[], NodeConfig] | None = No
             signal.signal(sig, handler)
         log.info("node_stopped")
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port` and listening, taken before the runtime starts: the
+    port is the node's before anything it starts picks a free port (the embedded Milvus Lite
+    binds port 0), and a port already in use stops the start before the model loads.
+    Connections made meanwhile wait in the backlog until the server accepts them."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sock = socket.create_server((host, port), family=family[0][0], backlog=2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 class _SignalsLeftAlone(uvicorn.Server):

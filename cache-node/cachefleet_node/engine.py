@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ from cachefleet_node.tiers.l1_exact import ByteBoundedLRU
 from cachefleet_node.tiers.l1_semantic import SemanticIndex, VectorMeta
 from cachefleet_node.tiers.milvus_store import MilvusBusy, MilvusVectorStore, VectorRow
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
-from cachefleet_node.tiers.write_batch import WriteQueueFull
+from cachefleet_node.tiers.write_batch import WriteBatcher, WriteQueueFull
 
 __all__ = ["SEMANTIC_CANDIDATES", "CacheEngine"]
 
@@ -121,6 +122,10 @@ class CacheEngine:
         self._pending: set[asyncio.Task[Any]] = set()
         self._dual_pending: set[asyncio.Task[Any]] = set()
         self._evictions_seen: dict[str, int] = {}
+        # per shared-tier write queue: the retried and abandoned items already counted
+        self._write_retries_seen: weakref.WeakKeyDictionary[Any, dict[str, int]] = (
+            weakref.WeakKeyDictionary()
+        )
         metrics.on_scrape(self._update_gauges)  # tiers change on reads and evictions too
         self._judges: dict[str, CandidateJudge] = {}
 
@@ -631,6 +636,25 @@ class CacheEngine:
             if delta > 0:
                 self.metrics.evictions.labels(tier).inc(delta)
                 self._evictions_seen[tier] = count
+        self._count_write_retries()
+
+    def _count_write_retries(self) -> None:
+        """Add what the shared tiers' write queues sent again or gave up since the last
+        scrape (each queue counts from its start: a new space's queue starts at zero)."""
+        queues = [getattr(self.store, "writes", None)]
+        queues += [
+            s.vectors.writes for s in (self.spaces.active, self.spaces.target) if s and s.vectors
+        ]
+        for queue in queues:
+            if not isinstance(queue, WriteBatcher):
+                continue
+            seen = self._write_retries_seen.setdefault(queue, {})
+            for outcome, count in (("retried", queue.retried), ("abandoned", queue.abandoned)):
+                if count > seen.get(outcome, 0):
+                    self.metrics.shared_write_retries.labels(queue.tier, outcome).inc(
+                        count - seen.get(outcome, 0)
+                    )
+                    seen[outcome] = count
 
     # ---------------------------------------------------------------------- invalidation
 

@@ -227,6 +227,13 @@ class NodeMetrics:
             ["outcome"],
             registry=r,
         )
+        self.shared_write_retries = Counter(
+            "cachefleet_shared_write_retries_total",
+            "Writes into a shared tier that failed (tier down, paused or failing over): sent "
+            "again (`retried`) or given up (`abandoned`), in items.",
+            ["tier", "outcome"],
+            registry=r,
+        )
         self.tokens_saved = Counter(
             "cachefleet_tokens_saved_total",
             "Upstream tokens not spent thanks to hits, by kind (prompt, completion).",

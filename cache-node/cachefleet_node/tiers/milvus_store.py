@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import numpy.typing as npt
 import structlog
@@ -51,7 +52,7 @@ from pymilvus.exceptions import MilvusException
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.vector_tier import VectorHit, VectorQuery
-from cachefleet_node.tiers.write_batch import WriteBatcher
+from cachefleet_node.tiers.write_batch import RETRY_WRITES_FOR_S, WriteBatcher
 
 __all__ = ["MilvusBusy", "MilvusVectorStore", "VectorPage", "VectorRow"]
 
@@ -97,6 +98,27 @@ def collection_fault(exc: BaseException) -> str | None:
         if code == CODE_UNREACHABLE or "fail connecting" in message:
             return "unreachable"
     return None
+
+
+_TRANSIENT_RPC = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
+
+
+def retryable_write_error(exc: BaseException) -> bool:
+    """Whether a failed write may land when sent again: Milvus was down, slow, restarting or
+    lost the collection (repaired meanwhile), not a write it refused. Writes are idempotent
+    (delete the ids, then insert)."""
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or collection_fault(exc):
+        return True
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in _TRANSIENT_RPC
+    if isinstance(exc, MilvusException):
+        message = str(exc.message).lower()
+        return any(word in message for word in ("timeout", "deadline", "unavailable", "connect"))
+    return False
 
 
 class MilvusBusy(Exception):
@@ -255,7 +277,12 @@ class MilvusVectorStore:
         self.recoveries = 0  # times it was brought back after a fault
         self._repair: asyncio.Task[None] | None = None
         self.writes = WriteBatcher[dict[str, Any]](
-            "milvus", self._write_rows, WRITE_BATCH_ROWS, WRITE_QUEUE_ROWS
+            "milvus",
+            self._write_rows,
+            WRITE_BATCH_ROWS,
+            WRITE_QUEUE_ROWS,
+            retry_for_s=RETRY_WRITES_FOR_S,
+            retryable=retryable_write_error,
         )
 
     @classmethod
@@ -604,6 +631,15 @@ class MilvusVectorStore:
         expression = scope_filter(scope)
         if dry_run:
             return await self._count(client, expression)
+        self.writes.discard(  # a queued (or retried) write must not bring a row back
+            lambda row: scope.matches(
+                row["namespace"],
+                row["tenant"],
+                tuple(tag for tag in row["tags"].split(",") if tag),
+                row["created_at"] / 1000,
+                row["id"],
+            )
+        )
         before = await self._count(client, expression)
         await self._call(client.delete, self.collection, filter=expression, write=True)
         return before
@@ -613,6 +649,9 @@ class MilvusVectorStore:
         if not entry_ids:
             return 0
         client = self._require()
+        if not dry_run:
+            doomed = set(entry_ids)
+            self.writes.discard(lambda row: row["id"] in doomed)
         found = 0
         for start in range(0, len(entry_ids), 1000):
             batch = entry_ids[start : start + 1000]

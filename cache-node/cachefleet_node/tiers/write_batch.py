@@ -7,6 +7,7 @@ clients, one request's worth of encoding) per entry made the write path the bott
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,10 +15,15 @@ from typing import Generic, TypeVar
 
 import structlog
 
-__all__ = ["WriteBatcher", "WriteQueueFull"]
+__all__ = ["RETRY_PAUSE_S", "RETRY_WRITES_FOR_S", "WriteBatcher", "WriteQueueFull"]
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+
+RETRY_PAUSE_S = (0.1, 2.0)  # first and longest pause before a failed batch is sent again
+#: How long the stores send a failed write again (a Redis or Milvus restart, failover or
+#: pause): the answer was paid for, and another node can serve it only from the shared tier.
+RETRY_WRITES_FOR_S = 60.0
 
 
 class WriteQueueFull(ConnectionError):
@@ -30,6 +36,7 @@ class WriteQueueFull(ConnectionError):
 class _Queued(Generic[T]):
     items: list[T]
     done: asyncio.Future[None]
+    failed_at: float | None = None  # monotonic time of the first failed send (a retry)
 
 
 class WriteBatcher(Generic[T]):
@@ -42,6 +49,12 @@ class WriteBatcher(Generic[T]):
     stops waiting (its deadline) leaves its items queued, and they are still written. At most
     `max_queued` items wait (memory stays bounded while the tier is slow): a write past that
     raises `WriteQueueFull` at once.
+
+    A batch that fails with an error `retryable` accepts (the tier stopped, hung or dropped
+    the connection) is sent again, before anything queued after it, with pauses from
+    `RETRY_PAUSE_S`, until `retry_for_s` has passed since its first failure; its callers get
+    the first error at once (not confirmed in time), and the items land when the tier is
+    back. `send` must therefore be idempotent. Other errors fail the batch for good.
     """
 
     def __init__(
@@ -50,11 +63,16 @@ class WriteBatcher(Generic[T]):
         send: Callable[[list[T]], Awaitable[None]],
         max_items: int,
         max_queued: int,
+        *,
+        retry_for_s: float = 0.0,
+        retryable: Callable[[BaseException], bool] = lambda exc: False,
     ) -> None:
         self.tier = tier
         self._send = send
         self._max_items = max_items
         self._max_queued = max_queued
+        self._retry_for_s = retry_for_s
+        self._retryable = retryable
         self._queued: deque[_Queued[T]] = deque()
         self._queued_items = 0  # items in `_queued`
         self._in_flight: list[_Queued[T]] = []  # the batch being sent
@@ -62,6 +80,8 @@ class WriteBatcher(Generic[T]):
         self.batches = 0  # batches sent (each one `send`)
         self.items = 0  # items those batches carried
         self.refused = 0  # items refused with `WriteQueueFull`
+        self.retried = 0  # items sent again after their batch failed
+        self.abandoned = 0  # items of failed batches not sent again (not retryable, too long)
 
     async def write(self, items: list[T]) -> None:
         """Queue `items` and wait until the batch carrying them is written (or raise its
@@ -80,6 +100,7 @@ class WriteBatcher(Generic[T]):
         await queued.done
 
     async def _flush(self) -> None:
+        pause = RETRY_PAUSE_S[0]
         try:
             while self._queued:
                 await asyncio.sleep(0)  # writes issued in this turn of the loop join in
@@ -91,20 +112,75 @@ class WriteBatcher(Generic[T]):
                     batch.append(self._queued.popleft())
                     taken += len(batch[-1].items)
                 self._queued_items -= taken
+                retrying = False
                 try:
                     await self._send([item for queued in batch for item in queued.items])
                 except Exception as exc:
                     for queued in batch:
                         if not queued.done.done():
                             queued.done.set_exception(exc)
+                    retrying = self._requeue(batch, exc)
                 else:
                     for queued in batch:
                         if not queued.done.done():
                             queued.done.set_result(None)
                 self.batches += 1
                 self.items += taken
+                batch.clear()
+                if retrying:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, RETRY_PAUSE_S[1])
+                else:
+                    pause = RETRY_PAUSE_S[0]
         finally:  # cancelled (`drain` gave up): fail the writes not confirmed
             self._drop_unwritten()
+
+    def _requeue(self, batch: list[_Queued[T]], exc: Exception) -> bool:
+        """Put a failed batch back at the head of the queue when its error is retryable and
+        its first failure is recent enough (True); else count and log its items as lost."""
+        now = time.monotonic()
+        batch = [queued for queued in batch if queued.items]  # `discard` may have emptied some
+        first = min((q.failed_at for q in batch if q.failed_at is not None), default=now)
+        items = sum(len(queued.items) for queued in batch)
+        if not items:
+            return False
+        if not self._retryable(exc) or now - first > self._retry_for_s:
+            self.abandoned += items
+            log.warning(
+                "writes_abandoned",
+                tier=self.tier,
+                items=items,
+                failing_for_s=round(now - first, 1),
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+            return False
+        if first == now:
+            log.info("writes_retrying", tier=self.tier, items=items, error=type(exc).__name__)
+        for queued in reversed(batch):
+            queued.failed_at = first
+            self._queued.appendleft(queued)
+        self._queued_items += items
+        self.retried += items
+        return True
+
+    def discard(self, unwanted: Callable[[T], bool]) -> int:
+        """Drop the queued items `unwanted` accepts (an invalidation must not be undone by a
+        write still waiting, or retried, behind it); return how many. A caller whose items
+        are all dropped is answered as written: its write was superseded. Items of the batch
+        in flight are not sent again should it fail."""
+        for queued in self._in_flight:
+            queued.items = [item for item in queued.items if not unwanted(item)]
+        dropped = 0
+        for queued in list(self._queued):
+            keep = [item for item in queued.items if not unwanted(item)]
+            dropped += len(queued.items) - len(keep)
+            queued.items = keep
+            if not keep:
+                self._queued.remove(queued)
+                if not queued.done.done():
+                    queued.done.set_result(None)
+        self._queued_items -= dropped
+        return dropped
 
     def _drop_unwritten(self) -> None:
         """Fail (and log) the writes in flight and queued; nothing if all were confirmed."""

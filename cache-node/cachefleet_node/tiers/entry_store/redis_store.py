@@ -18,19 +18,32 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.asyncio.client import Pipeline
 
 from cachefleet_contract import keyspace
 from cachefleet_node.core.entry import CacheEntry, EntryFormatError
 from cachefleet_node.core.scope import InvalidationScope
 from cachefleet_node.tiers.entry_store.base import BATCH, EntryRef, live_entries
-from cachefleet_node.tiers.write_batch import WriteBatcher
+from cachefleet_node.tiers.write_batch import RETRY_WRITES_FOR_S, WriteBatcher
 
 __all__ = ["RedisEntryStore"]
 
 WRITE_BATCH_ENTRIES = 256  # entries one coalesced pipeline takes (a larger call goes alone)
 WRITE_QUEUE_ENTRIES = 8 * WRITE_BATCH_ENTRIES  # entries that may wait for a slow Redis
 CLOSE_TIMEOUT_S = 15.0  # longest wait for the queued writes at close
+#: Errors after which a write may land when sent again: Redis stopped, hung, restarted, or a
+#: cluster is failing over (not a command Redis refused). Writes are idempotent (SET, ZADD,
+#: SADD, EXPIRE of the same values).
+RETRYABLE_WRITE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    OSError,
+    TimeoutError,
+)
 
 
 class RedisEntryStore:
@@ -43,7 +56,12 @@ class RedisEntryStore:
         self._prefix = prefix
         self.corrupt_entries = 0
         self.writes = WriteBatcher[CacheEntry](
-            "redis", self.put_many, WRITE_BATCH_ENTRIES, WRITE_QUEUE_ENTRIES
+            "redis",
+            self.put_many,
+            WRITE_BATCH_ENTRIES,
+            WRITE_QUEUE_ENTRIES,
+            retry_for_s=RETRY_WRITES_FOR_S,
+            retryable=lambda exc: isinstance(exc, RETRYABLE_WRITE_ERRORS),
         )
 
     async def get(self, namespace: str, tenant: str, entry_id: str) -> CacheEntry | None:
@@ -177,6 +195,10 @@ class RedisEntryStore:
 
     async def delete_scope(self, scope: InvalidationScope, *, dry_run: bool = False) -> int:
         removed = 0
+        if not dry_run:  # a queued (or retried) write must not bring an entry back
+            self.writes.discard(
+                lambda e: scope.matches(e.namespace, e.tenant, e.tags, e.created_at, e.entry_id)
+            )
         tenant_prefix = (
             keyspace.entry_key(self._prefix, scope.namespace, scope.tenant, "")
             if scope.tenant
@@ -218,7 +240,13 @@ class RedisEntryStore:
     async def delete_entries(
         self, namespace: str, refs: Iterable[EntryRef], *, dry_run: bool = False
     ) -> int:
+        refs = list(refs)
         keys = [keyspace.entry_key(self._prefix, namespace, t, e) for t, e in refs]
+        if not dry_run:
+            doomed = set(refs)
+            self.writes.discard(
+                lambda e: e.namespace == namespace and (e.tenant, e.entry_id) in doomed
+            )
         removed = 0
         for start in range(0, len(keys), BATCH):
             batch = keys[start : start + BATCH]
