@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cachefleet_node.core.guards import GUARD_NAMES, GuardChain, text_features
+from cachefleet_node.core.guards.polarity import descending_added, prevented
 from cachefleet_node.core.guards.scope import audience_added, shape_added
 
 CHAIN = GuardChain(GUARD_NAMES)
@@ -309,6 +310,13 @@ SHAPE_SET = [
     # the format
     ("Compare the iPhone 15 and the Pixel 8", "Compare the iPhone 15 and the Pixel 8 as a table"),
     ("List the G7 countries and their capitals", "List the G7 countries and capitals as JSON"),
+    # round nine: a reader who knows nothing of the field, said as a phrase
+    (
+        "Explain how vaccines work",
+        "Explain how vaccines work to someone who has never studied biology",
+    ),
+    ("What is a hash table?", "What is a hash table? Explain it to someone who has never coded."),
+    ("Describe how an engine works", "Describe how an engine works for a layperson"),
 ]
 SHAPE_KEPT = [
     # both set the same dimension: the same shape, or the other guard's contrast to judge
@@ -325,6 +333,16 @@ SHAPE_KEPT = [
     ("How do I find duplicate rows in a table?", "How do I find duplicate rows in SQL?"),
     ("Show the git log with one line per commit", "git log one line per commit"),
     ("What do these two words mean?", "What do these words mean?"),
+    # round nine: "absolute beginners" stays a hint, as "beginners" does
+    (
+        "Which book is best to learn Python?",
+        "Which book is best to learn Python for absolute beginners?",
+    ),
+    # round nine: "who have never" about the data asked for, not about the reader
+    (
+        "Write a SQL query for customers who have never ordered",
+        "Write a SQL query listing the customers who have never placed an order",
+    ),
 ]
 
 
@@ -349,6 +367,7 @@ AUDIENCE_AIMED = [
     ("Plan a weekend in Lisbon", "Plan a weekend in Lisbon with two teenagers"),
     ("Which cars are the safest?", "Which cars are safest for a family of six?"),
     ("Is intermittent fasting healthy?", "Is intermittent fasting healthy for diabetics?"),
+    ("Which phone plans are cheapest?", "Which phone plans are cheapest for seniors?"),
 ]
 AUDIENCE_KEPT = [
     # both name the audience, in other words or other places
@@ -357,6 +376,7 @@ AUDIENCE_KEPT = [
     ("Explain tides to a 7-year-old", "Explain tides to a child"),
     ("How much iron do adults need?", "How much iron does a grown-up need?"),
     ("Is yoga safe for pregnant women?", "Is yoga safe during pregnancy?"),
+    ("Which stretches are good for seniors?", "Which stretches are good for older adults?"),
     # not an audience: a time of life, "a couple of", no one named
     ("Where did you grow up?", "Where did you live as a kid?"),
     ("Boil eggs for a few minutes", "Boil eggs for a couple of minutes"),
@@ -412,3 +432,96 @@ def test_a_verb_and_its_particle_around_a_short_object_take_the_pole() -> None:
     assert split.poles == joined.poles != frozenset()
     # "on" opens a phrase here: only "left" takes a pole, as in "turn left at Main Street"
     assert text_features("Turn left on Main Street").poles == text_features("Turn left").poles
+
+
+# round nine: thawing against freezing, getting a program off a machine, giving against taking
+# away, a verb kept from happening ("stop X from starting"), descending order added to a sort
+OPPOSED_R9 = [
+    ("How do I freeze cooked pasta?", "How do I thaw frozen cooked pasta?", "opposites"),
+    ("Can I freeze a whole turkey?", "Can I defrost a whole turkey in the sink?", "opposites"),
+    (
+        "How do I install the printer driver?",
+        "How do I get the printer driver off my PC?",
+        "opposites",
+    ),
+    (
+        "How do I give a guest access to the shared folder?",
+        "How do I deny a guest access to the shared folder?",
+        "opposites",
+    ),
+    (
+        "How do I make Chrome open at login?",
+        "How do I stop Chrome from opening at login?",
+        "negation",
+    ),
+    (
+        "How do I let my phone update apps overnight?",
+        "How do I prevent my phone from updating apps overnight?",
+        "negation",
+    ),
+    ("Rank the players by score", "Rank the players by score from highest to lowest", "opposites"),
+    (
+        "Sort the invoices by amount in Excel",
+        "Sort the invoices by amount in descending order in Excel",
+        "opposites",
+    ),
+]
+KEPT_R9 = [
+    # the same pole in other words, or both poles on one side
+    (
+        "How long does thawed chicken keep in the fridge?",
+        "How long does defrosted chicken keep in the fridge?",
+    ),
+    ("Can I refreeze meat I thawed?", "Is it safe to freeze meat again after defrosting it?"),
+    # kept from happening on both sides, in other words
+    (
+        "How do I stop my cat from scratching the sofa?",
+        "How do I get my cat to stop scratching the sofa?",
+    ),
+    ("How do I keep my pipes from freezing?", "How do I avoid freezing pipes in winter?"),
+    (
+        "How do I stop Windows from restarting after updates?",
+        "How do I prevent Windows restarting after updates?",
+    ),
+    # an antonym of a word whose contrast both texts take the same side of
+    ("How do I lower my cholesterol?", "What helps bring high cholesterol down?"),
+    # the other text tells of the action happening, or keeps a light verb from happening
+    ("What should I do if my puppy throws up?", "How do I stop my puppy from throwing up?"),
+    (
+        "Why does my skin itch after shaving?",
+        "How do I keep my skin from getting itchy after shaving?",
+    ),
+    # descending on both sides, or no sort on the other side
+    ("Sort the scores from highest to lowest", "Sort the scores in descending order"),
+    (
+        "List the largest countries by area",
+        "Which countries are largest, in descending order of area?",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "cached", "reason"), OPPOSED_R9)
+def test_round_nine_opposites_refuse(query: str, cached: str, reason: str) -> None:
+    assert reason in vetoes(query, cached), (query, cached)
+    assert reason in vetoes(cached, query), (cached, query)
+
+
+@pytest.mark.parametrize(("query", "cached"), KEPT_R9)
+def test_round_nine_look_alikes_pass(query: str, cached: str) -> None:
+    for left, right in ((query, cached), (cached, query)):
+        assert "opposites" not in vetoes(left, right), (left, right)
+        assert "negation" not in vetoes(left, right), (left, right)
+        assert not prevented(text_features(left), text_features(right))
+        assert not descending_added(text_features(left), text_features(right))
+
+
+def test_prevention_needs_from_and_a_verb_after_it() -> None:
+    plain = text_features("How do I start the backup job at night?")
+    assert prevented(text_features("How do I keep the backup job from starting at night?"), plain)
+    # a verb after "from" is kept from happening on both sides, whatever verb keeps it
+    assert not prevented(
+        text_features("How can I safeguard my savings from shrinking?"),
+        text_features("How do I stop my savings from shrinking?"),
+    )
+    # "keep" without "from": not a prevention frame
+    assert not prevented(text_features("How do I keep the backup job starting at night?"), plain)

@@ -16,7 +16,8 @@ Pairs built from one base question share a `group`. The split is fixed by a hash
 group: `frozen` (about half) is never used to train or tune anything — the verifier head, the
 guards and the operating point are chosen on `dev` only — and is reported beside it. A row
 may name its split (`"split": "dev"`): pairs written to tune on after the frozen split was
-first run (`round8.jsonl`) are all `dev`, so the frozen split stays the same set.
+first run (`round8.jsonl`, `round9.jsonl`) are all `dev`, so the frozen split stays the
+same set.
 """
 
 from __future__ import annotations

@@ -7,13 +7,15 @@ prompt and names a reason when such an *answer-determining* token differs:
 
 - `negation`: one text is negated and the other is not (odd number of cues: not, never,
   n't, without, ...) and otherwise differs in a couple of words at most, compared by lemma
-  ("and switch to it" / "without switching to it");
+  ("and switch to it" / "without switching to it"), or one text asks to keep an action from
+  happening ("stop the service from starting at boot") and the other asks for it plainly
+  ("start the service at boot");
 - `opposites`: the texts take opposite sides of a contrast (enable/disable, ascending/
-  descending, install/uninstall, male/female, husband/wife, beginner/expert, brief/detailed,
-  plain/technical, formal/playful, ...; a word and its un-/dis-/de-/anti-/non- form; one
-  member of a closed class for another: Monday/Friday, summer/winter, daily/weekly,
-  weekday/weekend, development/production, baby/child/teenager/adult/retiree, a language
-  named in lower case), name the other side of a relation (donor/recipient,
+  descending, install/uninstall, freeze/thaw, male/female, husband/wife, beginner/expert,
+  brief/detailed, plain/technical, formal/playful, ...; a word and its un-/dis-/de-/anti-/
+  non- form; one member of a closed class for another: Monday/Friday, summer/winter,
+  daily/weekly, weekday/weekend, development/production, baby/child/teenager/adult/retiree,
+  a language named in lower case), name the other side of a relation (donor/recipient,
   landlord/tenant, teacher/student, client/server, credit/debit, read/write access), swap a
   word for its WordNet antonym (good/bad, high/low) or for its counterpart by affix
   (hyper-/hypo-, up-/down-, over-/under-, in-/out-, -er/-ee, -ful/-less) or a verb's particle
@@ -23,6 +25,7 @@ prompt and names a reason when such an *answer-determining* token differs:
   / "EUR to USD", "is X faster than Y" / "is Y faster than X", "I owe my brother" / "my
   brother owes me") or around a non-symmetric operator ("P(A | B)" / "P(B | A)"), or trade
   the markers of a route's two ends ("to Maria from my wallet" / "from Maria to my wallet"),
+  or ask for descending order where the other text sorts naming no order at all,
   or give a thing or an action both name to the other person while naming the speaker
   ("tell me my name" / "tell me your name", "what do you want to call me" / "... want me to
   call you");
@@ -78,10 +81,12 @@ from cachefleet_node.core.guards.names import entities_differ
 from cachefleet_node.core.guards.polarity import (
     affix_swapped,
     antonym_swapped,
+    descending_added,
     negation,
     opposite_sides,
     particle_swapped,
     prefixed_opposite,
+    prevented,
 )
 from cachefleet_node.core.guards.quantities import numbers_differ
 from cachefleet_node.core.guards.scope import (
@@ -106,7 +111,7 @@ GUARD_NAMES = ("negation", "opposites", "numbers", "entities")
 def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
     return (
         opposite_sides(q.poles, c.poles)
-        or antonym_swapped(q.sequence, c.sequence)
+        or antonym_swapped(q.sequence, c.sequence, q.poles & c.poles)
         or prefixed_opposite(q, c)
         or prefixed_opposite(c, q)
         or affix_swapped(q.words, c.words)
@@ -116,6 +121,7 @@ def _opposites(q: TextFeatures, c: TextFeatures) -> bool:
         or operands_swapped(q, c)
         or swapped(q.sequence, c.sequence)
         or person_swapped(q.sequence, c.sequence)
+        or descending_added(q, c)
     )
 
 
@@ -129,8 +135,12 @@ def _entities(q: TextFeatures, c: TextFeatures) -> bool:
     )
 
 
+def _negation(q: TextFeatures, c: TextFeatures) -> bool:
+    return negation(q, c) or prevented(q, c)
+
+
 _CHECKS = {
-    "negation": negation,
+    "negation": _negation,
     "opposites": _opposites,
     "numbers": numbers_differ,
     "entities": _entities,

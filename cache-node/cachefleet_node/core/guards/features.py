@@ -153,6 +153,13 @@ def _poles(words: list[str]) -> frozenset[tuple[int, int]]:
     return frozenset(found)
 
 
+@lru_cache(maxsize=65536)
+def word_poles(word: str) -> frozenset[tuple[int, int]]:
+    """The (contrast, pole) pairs one word takes alone ("lower" -> the decrease side of the
+    scale and the lower side of upper / lower)."""
+    return _poles([word])
+
+
 _PARTICLES = frozenset("on off up down away out back".split())
 _PARTICLE_GAP = 3  # words an object may put between a verb and its particle
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from cachefleet_node.core.guards.features import TextFeatures, bare
+from cachefleet_node.core.guards.features import TextFeatures, bare, word_poles
 from cachefleet_node.core.guards.vocabulary import (
     AFFIX_STEM,
+    AVERTING_WORDS,
+    CONTRASTS,
     DETERMINERS,
     FUNCTION_WORDS,
+    LIGHT_VERBS,
     NEGATION_CUES,
     OPPOSITE_PREFIXES,
     PARTICLE_PAIRS,
     PREFIX_PAIRS,
+    PREVENTION_VERBS,
+    SORT_VERBS,
     SUFFIX_PAIRS,
 )
 from cachefleet_node.core.lexicon import are_antonyms, is_word
@@ -53,13 +58,28 @@ def negation(q: TextFeatures, c: TextFeatures) -> bool:
     return q.negated != c.negated and _minimal_pair(q, c)
 
 
-def antonym_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+def antonym_swapped(
+    a: tuple[str, ...], b: tuple[str, ...], shared: frozenset[tuple[int, int]] = frozenset()
+) -> bool:
     """A word only one text has is the WordNet antonym of a word only the other has ("good" /
     "bad", "high" / "low", "male" / "female"); a negated word ("without losing") does not
-    count."""
+    count, nor a pair where one word takes a pole of a contrast both texts take (`shared`)
+    and the other word is no member of that contrast: "lower my blood pressure" / "bring
+    high blood pressure down" both decrease, whatever "high" says."""
     only_a = _plain_words(a) - set(b)
     only_b = _plain_words(b) - set(a)
-    return any(are_antonyms(left, right) for left in only_a for right in only_b)
+    return any(
+        are_antonyms(left, right)
+        and not _said_on_both_sides(left, right, shared)
+        and not _said_on_both_sides(right, left, shared)
+        for left in only_a
+        for right in only_b
+    )
+
+
+def _said_on_both_sides(word: str, other: str, shared: frozenset[tuple[int, int]]) -> bool:
+    contrasts = {contrast for contrast, _ in word_poles(other)}
+    return any(contrast not in contrasts for contrast, _ in word_poles(word) & shared)
 
 
 def _plain_words(sequence: tuple[str, ...]) -> set[str]:
@@ -127,3 +147,69 @@ def affix_swapped(a: frozenset[str], b: frozenset[str]) -> bool:
         if word not in FUNCTION_WORDS
         for index, stem, side in _affix_keys(word)
     )
+
+
+_PREVENTION_GAP = 4  # words of the object between a prevention verb and "from"
+
+
+@lru_cache(maxsize=65536)
+def _prevented(sequence: tuple[str, ...]) -> frozenset[str]:
+    """Lemmas of the verbs a text asks to keep from happening: "stop the service from
+    starting" -> {"start"}, "keep my pipes from freezing" -> {"freeze"}."""
+    found = set()
+    for at, word in enumerate(sequence):
+        if word not in PREVENTION_VERBS:
+            continue
+        for gap in range(_PREVENTION_GAP + 1):
+            where = at + 1 + gap
+            if where + 1 >= len(sequence):
+                break
+            if sequence[where] == "from" and sequence[where + 1].endswith("ing"):
+                verb = bare(sequence[where + 1])
+                if verb not in LIGHT_VERBS:
+                    found.add(verb)
+                break
+    return frozenset(found)
+
+
+def prevented(a: TextFeatures, b: TextFeatures) -> bool:
+    """One text asks to keep an action from happening ("stop the service from starting at
+    boot") and the other asks for that action plainly, the verb in its base form ("start
+    the service at boot", "make Chrome open at login"): not negated, no prevention or
+    avoidance word anywhere ("avoid freezing", "get my dog to stop barking" ask the same as
+    "keep my dog from barking"). A text that tells of the action happening ("my puppy
+    throws up", "excessive sweating") asks what to do about it, as the other does; light
+    verbs ("keep it from getting itchy") say too little to tell."""
+    return _prevents_what_other_does(a, b) or _prevents_what_other_does(b, a)
+
+
+def _prevents_what_other_does(a: TextFeatures, b: TextFeatures) -> bool:
+    stopped = _prevented(a.sequence)
+    if not stopped or b.negated or b.words & AVERTING_WORDS:
+        return False
+    asked = {  # the base form only; a verb after "from" is no request ("keep it from dropping")
+        word
+        for at, word in enumerate(b.sequence)
+        if word not in FUNCTION_WORDS and (at == 0 or b.sequence[at - 1] != "from")
+    }
+    return bool(stopped & asked)
+
+
+def descending_added(a: TextFeatures, b: TextFeatures) -> bool:
+    """Both texts put things in order and one asks for descending order where the other
+    names no order at all ("sort a dict by value" / "... by value in descending order"):
+    ascending is what a sort gives unless told otherwise."""
+    return _descends_alone(a, b) or _descends_alone(b, a)
+
+
+def _descends_alone(a: TextFeatures, b: TextFeatures) -> bool:
+    return (
+        (_ORDER, 1) in a.poles
+        and (_ORDER, 0) not in a.poles
+        and not any(contrast == _ORDER for contrast, _ in b.poles)
+        and bool(a.words & SORT_VERBS)
+        and bool(b.words & SORT_VERBS)
+    )
+
+
+_ORDER = next(index for index, poles in enumerate(CONTRASTS) if "descending" in poles[1])

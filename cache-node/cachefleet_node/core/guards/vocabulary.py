@@ -22,7 +22,7 @@ CONTRAST_POLES = (
     "|list all,list the,list every,list my,show,view,display,print out"
     "|delete,deleting,deleted,remove,removing,removed,uninstall,uninstalling,disable,"
     "disabling,disabled,deactivate,deactivating,erase,wipe,purge,destroy,turn off,"
-    "switch off,get rid,unsubscribe",
+    "switch off,get rid,get off,unsubscribe",
     "keep,keeping,kept,save,retain,preserve|discard,throw away,lose,losing,wipe,delete,"
     "deleting,remove,removing",
     "start,begin,resume,restart|pause,suspend|stop,terminate,quit",
@@ -54,8 +54,8 @@ CONTRAST_POLES = (
     "best|worst",
     "better|worse",
     "largest,biggest|smallest",
-    "accept,approve,allow,permit,grant|reject,decline,deny,block,disallow,forbid,prohibit,disable,"
-    "revoke,take away",
+    "accept,approve,allow,permit,grant,give|reject,decline,deny,block,disallow,forbid,prohibit,"
+    "disable,revoke,take away",
     "include|exclude",
     "confirm|cancel",
     "derivative,differentiate|integral,integrate,antiderivative",
@@ -64,7 +64,7 @@ CONTRAST_POLES = (
     "login,log in,sign in|logout,log out,sign out",
     "open|close",
     "lock|unlock",
-    "freeze|unfreeze",
+    "freeze|unfreeze,thaw,defrost",
     "male,males,man,men,boy,boys,masculine,husband,boyfriend,son,sons,brother,brothers,father,"
     "dad,uncle,nephew,grandfather,grandson"
     "|female,females,woman,women,girl,girls,feminine,wife,girlfriend,daughter,daughters,sister,"
@@ -162,6 +162,29 @@ PREFIX_PAIRS = (
     ("endo", "exo"),
     ("homo", "hetero"),
     ("mono", "poly"),
+)
+#: Verbs that keep something from happening when "from" and a verb follow ("stop the service
+#: from starting", "keep the pipes from freezing", "protect the plants from freezing"): the
+#: verb after "from" is what the request wants *not* to happen.
+PREVENTION_VERBS = frozenset(
+    "stop stops stopping prevent prevents preventing keep keeps keeping block blocks blocking "
+    "ban bans bar bars protect protects protecting safeguard save shield guard discourage "
+    "disable".split()
+)
+#: Words that make a request about avoiding or lessening an action without a "from" frame
+#: ("avoid freezing", "so they do not freeze", "less often"): a text with one is not the
+#: plain request to do it.
+AVERTING_WORDS = PREVENTION_VERBS | frozenset(
+    "avoid avoiding avert prevention proof less fewer reduce minimise minimize".split()
+)
+#: Verbs too light to name an action alone ("keep it from getting itchy", "from being late").
+LIGHT_VERBS = frozenset("be get have do make go take become feel".split())
+#: Verbs of putting things in an order: the order they take by default is ascending, so a
+#: text that asks for descending order where the other, sorting the same, names none asks
+#: for another answer ("sort a dict by value" / "... in descending order").
+SORT_VERBS = frozenset(
+    "sort sorts sorted sorting order ordered ordering rank ranks ranked ranking arrange "
+    "arranged arranging".split()
 )
 #: Particles that turn a verb to its opposite ("turn the wifi on" / "... off", "turn it up" /
 #: "turn it down"): one text has one, the other only its counterpart. Not "in" / "out":
@@ -346,7 +369,7 @@ SLOT_PREPOSITIONS = frozenset(
 AUDIENCES = frozenset(
     "baby babies infant infants newborn newborns child children kid kids toddler toddlers "
     "teen teens teenager teenagers adolescent adolescents adult adults grownup grownups "
-    "elderly retiree retirees pensioner pensioners pregnant pregnancy diabetic diabetics "
+    "elderly seniors retiree retirees pensioner pensioners pregnant pregnancy diabetic diabetics "
     "family families couple couples parent parents".split()
 )
 #: Prepositions that aim a request at an audience (not "as": "as a kid" is a time of life).
@@ -374,7 +397,9 @@ QUALIFIER_FILLERS = frozenset(
 ANSWER_SHAPES: tuple[frozenset[str], ...] = tuple(
     frozenset(dimension.split(","))
     for dimension in (
-        "eli5,layman,laymans,like im 5,year old,years old,year olds,yrs old",
+        "eli5,layman,laymans,like im 5,year old,years old,year olds,yrs old,layperson,laypeople,"
+        "nonexpert,nonexperts,someone who has never,somebody who has never,anyone who has never,"
+        "people who have never,someone who knows nothing,someone with no background",
         "brief,briefly,concise,concisely,in a nutshell,in a few words,tldr,detailed,in detail,"
         "in depth,thorough,thoroughly,comprehensive,comprehensively,exhaustive,at length,"
         "deep dive,great detail",
