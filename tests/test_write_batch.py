@@ -96,13 +96,17 @@ class FlakyTier:
             raise self.error
         self.written.extend(items)
 
+    def batcher(self, max_items: int, retry_for_s: float) -> WriteBatcher[int]:
+        """A batcher writing into this tier that retries `ConnectionError`s."""
+        return WriteBatcher[int](
+            "test", self.send, max_items=max_items, max_queued=8, retry_for_s=retry_for_s,
+            retryable=lambda exc: isinstance(exc, ConnectionError),
+        )  # fmt: skip
+
 
 async def test_a_batch_failed_by_an_unavailable_tier_is_sent_again_before_later_writes() -> None:
     tier = FlakyTier(2, ConnectionError("tier restarting"))
-    batcher = WriteBatcher[int](
-        "test", tier.send, max_items=2, max_queued=8, retry_for_s=30,
-        retryable=lambda exc: isinstance(exc, ConnectionError),
-    )  # fmt: skip
+    batcher = tier.batcher(max_items=2, retry_for_s=30)
     with pytest.raises(ConnectionError):  # told at once: not confirmed
         await asyncio.wait_for(batcher.write([1, 2]), 5)
     later = asyncio.ensure_future(batcher.write([3]))
@@ -114,10 +118,7 @@ async def test_a_batch_failed_by_an_unavailable_tier_is_sent_again_before_later_
 
 async def test_a_refused_batch_or_one_failing_too_long_is_abandoned() -> None:
     refused = FlakyTier(1, ValueError("bad item"))
-    batcher = WriteBatcher[int](
-        "test", refused.send, max_items=4, max_queued=8, retry_for_s=30,
-        retryable=lambda exc: isinstance(exc, ConnectionError),
-    )  # fmt: skip
+    batcher = refused.batcher(max_items=4, retry_for_s=30)
     with pytest.raises(ValueError):
         await asyncio.wait_for(batcher.write([1]), 5)
     await asyncio.wait_for(batcher.write([2]), 5)
@@ -125,10 +126,7 @@ async def test_a_refused_batch_or_one_failing_too_long_is_abandoned() -> None:
     assert (batcher.retried, batcher.abandoned) == (0, 1)
 
     down = FlakyTier(1_000, ConnectionError("down"))
-    batcher = WriteBatcher[int](
-        "test", down.send, max_items=4, max_queued=8, retry_for_s=0.5,
-        retryable=lambda exc: isinstance(exc, ConnectionError),
-    )  # fmt: skip
+    batcher = down.batcher(max_items=4, retry_for_s=0.5)
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(batcher.write([1]), 5)
     await asyncio.wait_for(batcher.drain(10), 15)  # gives up after retry_for_s

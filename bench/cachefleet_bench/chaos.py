@@ -60,6 +60,7 @@ UPSTREAM_TIMEOUT_S = 10.0
 #: growing segments are indexed. Flushing at 2 MiB keeps searches at 30-50 ms.
 MILVUS_LITE_ENV = {"MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES": str(2 * 1024 * 1024)}
 ERRORS = ("cache_errors", "upstream_errors", "upstream_deadline")  # counted per second
+KEEP_SETTLE_S = 3.0  # between the answers kept before a fault and the fault
 #: Idle connections are dropped by the clients before the servers drop them (the nodes'
 #: `server.keep_alive_s`: 75 s; the stub's uvicorn: 5 s, as httpx's default): with equal times
 #: a request can be sent on a connection the server is closing, and fail before it is read.
@@ -716,7 +717,9 @@ async def _faulted(
         recovery["baseline_probe_hit_rate"] = round(sum(before) / max(1, len(before)), 3)
         for fault in _faults(fleet, client):
             await _keep(client, fleet, fault.name, "before", count, kept)
-            await asyncio.sleep(1.5)  # Redis syncs its append-only file every second
+            # their write-backs land (seconds on a loaded machine), then Redis syncs its
+            # append-only file (every second)
+            await asyncio.sleep(KEEP_SETTLE_S)
             start = record.now()
             if fault.upstream:
                 record.upstream_windows.append((start, float("inf")))
