@@ -373,7 +373,7 @@ class VerifierConfig(_Strict):
         True, description="Score semantic candidates with the verifier (off: threshold + guards)."
     )
     min_score: float = Field(
-        0.8,
+        0.75,
         ge=0,
         le=1,
         description="A candidate whose verifier score (probability that the cached answer "
