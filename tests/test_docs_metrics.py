@@ -60,7 +60,8 @@ LABEL_VALUES = {
     "entries.tier": "`l1_exact`, `l1_semantic`",
     "l1_bytes.tier": "`l1_exact`, `l1_semantic`, `embeddings` (the embedding caches)",
     "evictions.tier": "`l1_exact`, `l1_semantic`, `embeddings` (the embedding caches)",
-    "writes.outcome": "`stored`, `stored-l1-only`, `skipped-<reason>`, `dropped` (overload), "
+    "writes.outcome": "`stored`, `stored-later` (queued while the store's breaker is open; "
+    "written when it answers again), `stored-l1-only`, `skipped-<reason>`, `dropped` (overload), "
     "`dual-dropped` (a migration's copy into the next space, overload)",
     "shared_write_retries.tier": "`redis` (entry store), `milvus`",
     "shared_write_retries.outcome": "`retried` (sent again), `abandoned` (refused by the tier, "

@@ -54,6 +54,8 @@ async def test_redis_killed_mid_run(
     assert 'cachefleet_bypass_total{reason="redis-unavailable"}' in metrics
     await node.settle()
 
+    assert 'cachefleet_writes_total{outcome="stored-later"}' in metrics
+
     redis_server.start_again()
     await asyncio.sleep(2.1)  # breaker cool-down (2 s): the next call probes Redis again
     await node.chat("A question after Redis came back")
@@ -62,6 +64,17 @@ async def test_redis_killed_mid_run(
     back = await node.chat("A question after Redis came back")
     assert back.headers["x-cachefleet-cache"] == "hit-exact"
     assert back.headers["x-cachefleet-tier"] == "l2"  # written to and read from the new Redis
+    # answered while the breaker was open: queued for Redis, written once it was back (a
+    # lookup never calls the upstream, so only that queued write can make it a hit)
+    asked = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": NEW_TOPICS[-1]}]}
+    deadline = time.monotonic() + 30
+    while True:
+        node.runtime.engine.clear_l1()
+        found = (await node.client.post("/v1/cache/lookup", json=asked)).json()
+        if found["result"] == "hit-exact":
+            break
+        assert time.monotonic() < deadline, "the answer given during the outage never landed"
+        await asyncio.sleep(0.5)
 
 
 async def test_milvus_down_at_start_and_during_run(

@@ -149,3 +149,14 @@ async def test_discard_drops_queued_and_retried_items_and_answers_their_callers(
     tier.gate.set()
     await asyncio.wait_for(asyncio.gather(in_flight, mixed), 5)
     assert tier.written == [0, 3]
+
+
+async def test_enqueued_writes_are_sent_without_a_waiting_caller_and_bounded() -> None:
+    tier = FlakyTier(1, ConnectionError("down"))
+    batcher = tier.batcher(max_items=4, retry_for_s=30)
+    assert batcher.enqueue([1, 2, 3, 4, 5, 6, 7, 8])
+    assert not batcher.enqueue([9])  # the bound holds for queued writes nobody waits for
+    assert batcher.refused == 1
+    await asyncio.wait_for(batcher.drain(10), 15)
+    assert tier.written == [1, 2, 3, 4, 5, 6, 7, 8]  # the failed batch was sent again
+    assert batcher.retried == 8  # one call goes whole, even past `max_items`

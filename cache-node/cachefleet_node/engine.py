@@ -568,9 +568,13 @@ class CacheEngine:
                 )
 
         self.l1_exact.put(entry)
-        stored = await self._store_guard.call(
-            "put", self.store.put(entry), self._write_deadline, busy=(WriteQueueFull,)
-        )
+        if self._store_guard.breaker.is_open and self.store.put_later(entry):
+            stored_label = "stored-later"  # the store is down: written when it answers again
+        else:
+            stored = await self._store_guard.call(
+                "put", self.store.put(entry), self._write_deadline, busy=(WriteQueueFull,)
+            )
+            stored_label = "stored" if stored.ok else "stored-l1-only"
         if semantic is not None:
             space, l1_semantic = self.spaces.active, self.l1_semantic
             if vector is not None and vector_space not in (None, space.space):
@@ -595,7 +599,7 @@ class CacheEngine:
                     self._spawn(self._dual_write(target, entry, semantic.text), self._dual_pending)
                 else:
                     self.metrics.writes.labels("dual-dropped").inc()
-        return self._write_outcome("stored" if stored.ok else "stored-l1-only")
+        return self._write_outcome(stored_label)
 
     async def _dual_write(self, target: VectorSpace, entry: CacheEntry, text: str) -> None:
         """Copy a write into the migration's other space (background, fail-open)."""

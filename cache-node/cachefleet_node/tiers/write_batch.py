@@ -39,6 +39,12 @@ class _Queued(Generic[T]):
     failed_at: float | None = None  # monotonic time of the first failed send (a retry)
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark an unawaited write's outcome as read (no "exception never retrieved")."""
+    if not future.cancelled():
+        future.exception()
+
+
 class WriteBatcher(Generic[T]):
     """Queues the items of concurrent `write` calls; one flusher sends what is queued
     through `send` as one batch, one batch at a time, so writes land in call order.
@@ -82,6 +88,23 @@ class WriteBatcher(Generic[T]):
         self.refused = 0  # items refused with `WriteQueueFull`
         self.retried = 0  # items sent again after their batch failed
         self.abandoned = 0  # items of failed batches not sent again (not retryable, too long)
+
+    def enqueue(self, items: list[T]) -> bool:
+        """Queue `items` without waiting for them (a tier known to be down: they are sent,
+        and retried, like any queued write); False, and nothing queued, if the queue is full."""
+        if not items:
+            return True
+        if self._queued_items + len(items) > self._max_queued:
+            self.refused += len(items)
+            return False
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        done.add_done_callback(_retrieve)  # nobody awaits it: its error is only counted
+        self._queued.append(_Queued(items, done))
+        self._queued_items += len(items)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return True
 
     async def write(self, items: list[T]) -> None:
         """Queue `items` and wait until the batch carrying them is written (or raise its

@@ -35,6 +35,10 @@ class EntryStore(Protocol):
     async def put_many(self, entries: Sequence[CacheEntry]) -> None:
         """`put` of several entries in one round trip."""
 
+    def put_later(self, entry: CacheEntry) -> bool:
+        """Queue an entry to be stored once the store answers again, without waiting (its
+        breaker is open); False when nothing was queued (queue full, or no queue)."""
+
     async def delete_scope(self, scope: InvalidationScope, *, dry_run: bool = False) -> int:
         """Delete the entries in scope (or only count them); return how many."""
 

@@ -128,6 +128,11 @@ class LocalEntryStore:
         if entries:
             await asyncio.to_thread(self._put_many, list(entries))
 
+    def put_later(self, entry: CacheEntry) -> bool:
+        """Nothing queued: a local store whose breaker is open (a failing disk) is skipped, and
+        the entry stays in the node's own tiers."""
+        return False
+
     def _delete_scope(self, scope: InvalidationScope, dry_run: bool) -> int:
         where = ["namespace=?"]
         args: list[object] = [scope.namespace]

@@ -101,6 +101,11 @@ class RedisEntryStore:
         """Write one entry, in the next coalesced pipeline (raises that pipeline's error)."""
         await self.writes.write([entry])
 
+    def put_later(self, entry: CacheEntry) -> bool:
+        """Queue an entry for Redis without waiting (it is written, and retried, once Redis
+        answers again); False if the write queue is full."""
+        return self.writes.enqueue([entry])
+
     async def put_many(self, entries: Sequence[CacheEntry]) -> None:
         now = time.time()
         pipe = self._redis.pipeline(transaction=False)
