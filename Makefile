@@ -13,7 +13,7 @@ export CACHEFLEET_EMBEDDING_MODEL_DIR
 # distribution, so they run with bench/ on the import path (pytest's `pythonpath` does the same).
 BENCH := PYTHONPATH=bench $(PY) -m cachefleet_bench
 
-.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-partitions bench-index-sweep bench-filter-sweep bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
+.PHONY: help venv system-deps demo demo-cluster test test-unit test-e2e lint lint-images typecheck fmt lock clean bench-latency bench-scale bench-partitions bench-index-sweep bench-filter-sweep bench-embedded-durable bench-quality bench-operator chaos crds chart-crds train-verifier lexicon
 
 ## List the targets with their `##` comments (every target has one).
 help:
@@ -145,6 +145,15 @@ bench-index-sweep: venv
 ## docs/benchmarks/milvus-filter.json. Options: ARGS="--rows 50000 --segment-mb 1024".
 bench-filter-sweep: venv
 	$(BENCH) filter-sweep $(ARGS)
+
+## Embedded durable tier candidates beside Milvus Lite (faiss HNSW, usearch f32/f16/i8,
+## sqlite-vec; the last two installed, pinned, into .cache/bench-embedded): inserts, search,
+## recall, restart, RSS per row, kill -9; writes docs/benchmarks/embedded-durable.json and .png.
+## Options: ARGS="--sizes 100000 --engines faiss-hnsw,usearch-i8" (1M: ~1 h here).
+bench-embedded-durable: venv
+	$(VENV)/bin/uv pip install -q --python $(PY) --target .cache/bench-embedded --no-deps \
+	  usearch==2.26.6 numkong==7.8.6 sqlite-vec==0.1.9 pysqlite3-binary==0.5.4.post2
+	PYTHONPATH=bench:.cache/bench-embedded $(PY) -m cachefleet_bench embedded-durable $(ARGS)
 
 ## Fault run: redis-server, Milvus, the stub upstream and two nodes; 1,000 clients while Redis
 ## and Milvus are killed (-9), stopped and restarted and the upstream turns slow and broken;

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from cachefleet_bench import (
     chaos,
+    embedded_durable,
     filter_sweep,
     index_sweep,
     latency,
@@ -67,6 +68,11 @@ COMMANDS: dict[str, Command] = {
         "Milvus search filter cost: the node's filter, fewer terms, none, scalar indexes",
         filter_sweep.add_arguments,
         filter_sweep.main,
+    ),
+    "embedded-durable": (
+        "embedded durable tier candidates beside Milvus Lite: inserts, search, restart, RSS",
+        embedded_durable.add_arguments,
+        embedded_durable.main,
     ),
     "lexicon": (
         "build (or --check) the verifier's WordNet lexicon",
