@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from cachefleet_bench.index_sweep import (
     sweep_entry,
     unit_rows,
 )
-from cachefleet_bench.scale import DEFAULT_PEERS_DIR, install_peers, milvus_server
+from cachefleet_bench.scale import DEFAULT_PEERS_DIR, milvus_server, use_peers
 from cachefleet_node.embedders.base import Vectors
 from cachefleet_node.tiers.milvus_store import SEARCH_EF, MilvusVectorStore, VectorRow
 
@@ -197,11 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the sweep on a fresh Milvus server; writes the results file."""
     peers = Path(args.peers_dir).resolve()
-    error = install_peers(peers)
-    if error is not None:
-        print(error, file=sys.stderr)
+    if not use_peers(peers):
         return 1
-    sys.path.append(str(peers))  # after the virtualenv: its packages win
     rng = np.random.default_rng(11)
     bench = unit_rows(rng.normal(size=(args.rows, DIM)))
     other = unit_rows(rng.normal(size=(args.other_rows, DIM)))

@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,8 +39,8 @@ from cachefleet_bench.datasets import default_data_dir
 from cachefleet_bench.scale import (
     DEFAULT_PEERS_DIR,
     build_corpus,
-    install_peers,
     milvus_server,
+    use_peers,
 )
 from cachefleet_bench.vectors import VectorCache
 from cachefleet_node.core.entry import CacheEntry
@@ -259,11 +258,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the sweep on a fresh Milvus server; writes the results file."""
     model_dir = Path(os.environ.get("CACHEFLEET_EMBEDDING_MODEL_DIR", ""))
     peers = Path(args.peers_dir).resolve()
-    error = install_peers(peers)
-    if error is not None:
-        print(error, file=sys.stderr)
+    if not use_peers(peers):
         return 1
-    sys.path.append(str(peers))  # after the virtualenv: its packages win
     cache = VectorCache(model_dir, Path(args.cache_dir).expanduser())
     corpus = build_corpus(cache, default_data_dir(), args.rows, args.queries, 1)
     segments = segment_settings(args.segment_mb)

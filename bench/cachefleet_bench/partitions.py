@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 from pymilvus import MilvusClient
 
-from cachefleet_bench.scale import DEFAULT_PEERS_DIR, install_peers, milvus_server
+from cachefleet_bench.scale import DEFAULT_PEERS_DIR, milvus_server, use_peers
 from cachefleet_node.core.entry import CacheEntry
 from cachefleet_node.embedders.base import Vectors
 from cachefleet_node.tiers.milvus_store import WRITE_BATCH_ROWS, MilvusVectorStore, VectorRow
@@ -309,11 +308,8 @@ def main(args: argparse.Namespace) -> int:
     """Both layouts, each on a fresh Milvus server; writes the results file."""
     plan = Plan(**{name: getattr(args, name) for name in asdict(Plan())})
     peers = Path(args.peers_dir).resolve()
-    error = install_peers(peers)
-    if error is not None:
-        print(error, file=sys.stderr)
+    if not use_peers(peers):
         return 1
-    sys.path.append(str(peers))  # after the virtualenv: its packages win
     load = [os.getloadavg()[0]]
     results: dict[str, Any] = {"plan": asdict(plan), "server": "milvus 2.3.5 standalone (PyPI)"}
     with tempfile.TemporaryDirectory(prefix="cachefleet-partitions-") as folder:

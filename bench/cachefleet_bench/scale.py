@@ -105,6 +105,17 @@ def install_peers(target: Path) -> str | None:
     return None
 
 
+def use_peers(target: Path) -> bool:
+    """Install the peers into `target` and put it on `sys.path`, after the virtualenv (its
+    packages win); False, with the reason on stderr, when the install failed."""
+    error = install_peers(target)
+    if error is not None:
+        print(error, file=sys.stderr)
+        return False
+    sys.path.append(str(target))
+    return True
+
+
 def peer_module(name: str) -> Any:
     """Import a peer-only module (from the peers folder on `sys.path`), typed `Any`."""
     try:
